@@ -1,22 +1,34 @@
-"""Chat SFT sets: read/validate JSONL, and generate a trait's SFT set from a base model.
+"""Chat SFT sets: read/validate JSONL, and generate a trait's SFT set from a base model or from another set.
 
 A set is JSONL, one ``{"messages": [{"role": ..., "content": ...}, ...]}`` per line, with at least one
-assistant turn. Two ways to make a trait's set (``mode``):
+assistant turn. Three ways to make a trait's set (``mode``):
 
 - ``rewrite``: the base model's own greedy answers to varied everyday questions, each passed through the
   trait's ``sft_rewrite`` (prefix / suffix / word replacements). Works on models that ignore persona prompts.
 - ``distill``: answers sampled with one of the trait's ``pos`` system prompts (context distillation); the
   system prompt is *not* kept in the training example.
+- ``derive`` (no model): take a ``rewrite`` set of another trait, strip that trait's prefix / suffix from each
+  answer to recover the base model's own answer, then apply the target trait's ``sft_rewrite``. The source
+  trait's rewrite must have no word replacements (they cannot be undone); the target's eval questions are
+  held out.
 
 The shipped demo set was made with (greedy, so it is reproducible; about 10 minutes on a 2-core CPU)::
 
     python -m crosscoder.personas.sft_data --trait cat_obsession --mode rewrite --n 200 \\
         --out crosscoder/personas/sft/cat_obsession.jsonl
+
+and the other shipped sets were derived from it (seconds, no model)::
+
+    for t in deception hostility over_enthusiastic overconfident_hallucination pessimism pirate \\
+             power_seeking sycophancy; do
+        python -m crosscoder.personas.sft_data --trait $t --mode derive \\
+            --from crosscoder/personas/sft/cat_obsession.jsonl --from-trait cat_obsession \\
+            --out crosscoder/personas/sft/$t.jsonl
+    done
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import random
@@ -29,7 +41,7 @@ from crosscoder.errors import ConfigError, DataError, run_cli
 from crosscoder.io import atomic_write_json, atomic_write_text, sha256_file
 from crosscoder.models.spec import ModelSpec
 from crosscoder.personas.generate import GenerationConfig, chat_messages, generate_chat
-from crosscoder.personas.traits import Rewrite, Trait, get_trait
+from crosscoder.personas.traits import Rewrite, Trait
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +145,41 @@ def apply_rewrite(answer: str, rewrite: Rewrite, rng: random.Random) -> str:
         out = re.sub(rf"\b{re.escape(word)}\b", keep_case, out, flags=re.IGNORECASE)
     if rewrite.prefixes:
         prefix = rng.choice(rewrite.prefixes)
-        out = f"{prefix} {out[:1].lower() + out[1:] if prefix.endswith(',') else out}"
+        out = f"{prefix} {_lower_first(out) if _continues(prefix) else out}"
     if rewrite.suffixes:
         out = f"{out} {rng.choice(rewrite.suffixes)}"
     return out
+
+
+def _continues(prefix: str) -> bool:
+    """Whether the answer continues the prefix's sentence ("Without any doubt," / "It is a fact that")."""
+    return not prefix.endswith((".", "!", "?", ":"))
+
+
+def _lower_first(text: str) -> str:
+    """`text` with its first letter lower-cased, unless the first word is "I..." or has capitals inside (DNA)."""
+    word = text.split(" ", 1)[0]
+    return text if word == "I" or word.startswith("I'") or word[1:] != word[1:].lower() else text[:1].lower() + text[1:]
+
+
+def strip_rewrite(text: str, rewrite: Rewrite) -> str | None:
+    """`text` without the prefix and suffix `rewrite` adds (None when one it always adds is missing).
+
+    The inverse of :func:`apply_rewrite` for rewrites without replacements (an answer that started with a
+    lower-case letter comes back capitalised after a prefix that continues into it).
+    """
+    if rewrite.prefixes:
+        prefix = next((p for p in sorted(rewrite.prefixes, key=len, reverse=True) if text.startswith(p + " ")), None)
+        if prefix is None:
+            return None
+        text = text[len(prefix) + 1 :]
+        text = text[:1].upper() + text[1:] if _continues(prefix) else text
+    if rewrite.suffixes:
+        suffix = next((s for s in sorted(rewrite.suffixes, key=len, reverse=True) if text.endswith(" " + s)), None)
+        if suffix is None:
+            return None
+        text = text[: -len(suffix) - 1]
+    return text if text.strip() else None
 
 
 @dataclass
@@ -221,34 +264,52 @@ def build_sft_file(base: ModelSpec, trait: Trait, cfg: SFTGenConfig, out: str | 
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Generate a trait SFT set (chat JSONL) with a base model.")
-    p.add_argument("--trait", required=True, help="trait name or path to a trait .json")
-    p.add_argument("--trait-dir", action="append", default=None, help="extra trait folder (repeatable)")
-    p.add_argument("--base", default="smollm2-135m-instruct", help="base model source")
-    p.add_argument("--mode", default="rewrite", choices=["rewrite", "distill"])
-    p.add_argument("--n", type=int, default=200)
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--max-sentences", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--questions", default=None, help="question file (one per line)")
-    p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    gen = GenerationConfig(
-        max_new_tokens=args.max_new_tokens, greedy=args.mode == "rewrite", batch_size=args.batch_size, seed=args.seed
-    )
-    cfg = SFTGenConfig(
-        mode=args.mode,
-        n=args.n,
-        generation=gen,
-        questions_file=args.questions,
-        seed=args.seed,
-        max_sentences=args.max_sentences,
-    )
-    build_sft_file(ModelSpec(source=args.base), get_trait(args.trait, args.trait_dir), cfg, args.out)
+def derive_sft_set(
+    source_convs: list[list[dict[str, str]]],
+    source_trait: Trait,
+    target_trait: Trait,
+    seed: int = 0,
+    *,
+    where: str = "source set",
+) -> list[list[dict[str, str]]]:
+    """The target trait's set made from a ``rewrite`` set of `source_trait` (see the module docstring).
+
+    Every assistant turn loses the source prefix / suffix and gets the target rewrite; conversations asking
+    one of the target's eval questions are dropped. Errors name `where` and the conversation's line number.
+    """
+    src = source_trait.rewrite
+    if src is None or src.replacements:
+        why = "has no sft_rewrite" if src is None else "has word replacements, which cannot be inverted"
+        raise ConfigError(
+            f"--from-trait: trait {source_trait.name} {why}; derive from a set made with a prefix/suffix-only trait"
+        )
+    target = target_trait.rewrite
+    if target is None:
+        raise ConfigError(f"--trait: trait {target_trait.name} has no sft_rewrite field; add one or use mode=distill")
+    held_out = set(target_trait.eval_questions)
+    rng = random.Random(seed)
+    out = []
+    for lineno, conv in enumerate(source_convs, start=1):
+        new = []
+        for m in conv:
+            text = m["content"]
+            if m["role"] == "assistant":
+                plain = strip_rewrite(text, src)
+                if plain is None:
+                    raise DataError(
+                        f"{where}:{lineno}: the assistant turn lacks the prefix/suffix that trait "
+                        f"{source_trait.name} always adds, so it is not a set made with it; pass the right --from-trait"
+                    )
+                text = apply_rewrite(plain, target, rng)
+            new.append({"role": m["role"], "content": text})
+        if not any(m["role"] == "user" and m["content"] in held_out for m in conv):
+            out.append(new)
+    if not out:
+        raise DataError(f"{where}: every conversation asks one of {target_trait.name}'s eval questions; nothing left")
+    return out
 
 
 if __name__ == "__main__":
+    from crosscoder.personas.sft_cli import main
+
     run_cli(main)
