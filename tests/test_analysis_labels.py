@@ -61,3 +61,29 @@ def test_label_needs_more_than_one_signal_and_reports_runner_up() -> None:
         and runner_s == pytest.approx((0.6 + 0.5) / 3)
     )
     assert all("combined" in e for e in ev.values())
+
+
+def test_prompt_activations_are_cached_with_a_checksum(tiny_spec, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from crosscoder.analysis import labels
+    from crosscoder.io import cache_dir
+    from crosscoder.models import load_model
+
+    model = load_model(tiny_spec)
+    hooks = ["blocks.1.hook_resid_post", "blocks.3.hook_resid_post"]
+    items = [([1, 5, 9, 12, 7], [False, False, True, True, True]), ([1, 4, 4, 8], [False, True, True, False])]
+    first = labels.span_activations(model, hooks, items)
+    assert first.shape == (5, 2, model.d_model)  # 3 + 2 masked tokens, position 0 never counted
+    (path,) = list(cache_dir("prompt_acts").glob("*.safetensors"))
+    calls: list[int] = []
+    real_capture = labels.capture
+    monkeypatch.setattr(labels, "capture", lambda *a, **k: calls.append(1) or real_capture(*a, **k))
+    assert torch.equal(labels.span_activations(model, hooks, items), first) and calls == []  # read back, no forward
+    other = labels.span_activations(model, hooks[:1], items)
+    assert calls and torch.allclose(other[:, 0], first[:, 0])  # other hooks: another entry, same values
+    data = bytearray(path.read_bytes())
+    data[-4:] = b"\x7f\x7f\x7f\x7f"  # corrupt the tensor payload
+    path.write_bytes(bytes(data))
+    calls.clear()
+    assert torch.equal(labels.span_activations(model, hooks, items), first) and calls  # recomputed, not trusted

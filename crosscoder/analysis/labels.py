@@ -20,17 +20,22 @@ combined = weighted mean (``label_weights``). Label = the best trait if combined
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 import numpy as np
 import torch
+from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from crosscoder.data.harvest import capture, pad_token_id, stop_layer
-from crosscoder.errors import DataError, ModelError
+from crosscoder.errors import DataError, ModelError, NumericsError
+from crosscoder.io import atomic_save_safetensors, cache_dir, load_safetensors, sha256_json, sha256_tensors
 from crosscoder.personas.traits import Trait, contrast_words
+
+log = logging.getLogger(__name__)
 
 UNLABELLED = "unlabelled"
 _LETTERS = re.compile(r"[^a-z]")
@@ -116,16 +121,33 @@ def _prompt_items(tokenizer: Any, trait: Trait, n_questions: int, side: str) -> 
     return items
 
 
+_PROMPT_ACTS_VERSION = 1
+
+
 @torch.no_grad()
-def mean_latent_acts(
-    cc: Any, models: list[Any], hooks: list[str], items: list[tuple[list[int], list[bool]]], batch_size: int = 16
-) -> Tensor:
-    """Mean crosscoder activation ``[F]`` over the masked tokens of `items` (every model run on the same tokens)."""
-    pad = pad_token_id(models[0].tokenizer)
+def span_activations(
+    model: Any,
+    hooks: list[str],
+    items: list[tuple[list[int], list[bool]]],
+    batch_size: int = 16,
+    use_cache: bool = True,
+) -> Float[Tensor, "n_tokens n_hooks d_model"]:
+    """`model`'s activations at `hooks` on the masked tokens of `items` (position 0 never), concatenated in item order.
+
+    Cached under ``$CROSSCODER_CACHE/prompt_acts`` keyed by the model's content hash, the hooks and the items
+    themselves (token ids and masks), with a checksum; a second analysis of the same models reads them back.
+    """
+    key = sha256_json([_PROMPT_ACTS_VERSION, model.content_hash, list(hooks), items])
+    path = cache_dir("prompt_acts") / f"{key[:24]}.safetensors"
+    if use_cache and path.is_file():
+        tensors = load_safetensors(path)
+        x = tensors.get("x_NLD")
+        if x is not None and sha256_tensors({"x_NLD": x}) == _stored_checksum(path):
+            return x
+        log.warning("prompt-activation cache %s is corrupt (checksum mismatch); recomputing it", path)
+    pad = pad_token_id(model.tokenizer)
     stop = stop_layer(hooks)
-    total = torch.zeros(cc.cfg.n_latents, dtype=torch.float64)
-    count = 0
-    device = next(cc.parameters()).device
+    parts: list[Tensor] = []
     for a in range(0, len(items), batch_size):
         chunk = items[a : a + batch_size]
         S = max(len(ids) for ids, _ in chunk)
@@ -137,14 +159,37 @@ def mean_latent_acts(
             valid_BS[b, : len(ids)] = True
             span_BS[b, : len(mask)] = torch.tensor(mask)
         span_BS[:, 0] = False  # never the attention-sink position
-        per_model = [capture(m, hooks, tokens_BS, valid_BS, stop)[span_BS] for m in models]  # [N, L, D] each
-        x_NMLD = torch.stack(per_model, dim=1).to(device)
-        if x_NMLD.shape[0]:
-            total += cc.encode(x_NMLD).double().sum(0).cpu()
-            count += x_NMLD.shape[0]
-    if count == 0:
+        parts.append(capture(model, hooks, tokens_BS, valid_BS, stop)[span_BS])  # [n, L, D]
+    x_NLD = torch.cat(parts) if parts else torch.zeros(0, len(hooks), model.d_model)
+    if not torch.isfinite(x_NLD).all():
+        raise NumericsError(f"non-finite activations of model {model.name} on trait prompts; check the model weights")
+    if use_cache:
+        atomic_save_safetensors(
+            path, {"x_NLD": x_NLD.contiguous()}, metadata={"checksum": sha256_tensors({"x_NLD": x_NLD})}
+        )
+    return x_NLD
+
+
+def _stored_checksum(path: Any) -> str | None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        return (fh.metadata() or {}).get("checksum")
+
+
+@torch.no_grad()
+def mean_latent_acts(
+    cc: Any, models: list[Any], hooks: list[str], items: list[tuple[list[int], list[bool]]], batch_size: int = 16
+) -> Tensor:
+    """Mean crosscoder activation ``[F]`` over the masked tokens of `items` (every model run on the same tokens)."""
+    x_NMLD = torch.stack([span_activations(m, hooks, items, batch_size) for m in models], dim=1)
+    if x_NMLD.shape[0] == 0:
         raise ModelError("no tokens in the pos/neg prompt spans; check the trait files")
-    return (total / count).float()
+    device = next(cc.parameters()).device
+    total = torch.zeros(cc.cfg.n_latents, dtype=torch.float64)
+    for a in range(0, x_NMLD.shape[0], 4096):
+        total += cc.encode(x_NMLD[a : a + 4096].to(device)).double().sum(0).cpu()
+    return (total / x_NMLD.shape[0]).float()
 
 
 def pos_neg_acts(
