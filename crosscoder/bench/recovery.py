@@ -54,6 +54,7 @@ class RecoveryOptions:
     out: Path = Path("results/recovery.json")
     config_dir: Path = Path("configs")
     overrides: list[str] = field(default_factory=list)
+    analyze_overrides: list[str] = field(default_factory=list)
     quick: bool = False
 
     def __post_init__(self) -> None:
@@ -77,6 +78,12 @@ def parse_args(argv: list[str] | None) -> RecoveryOptions:
     p.add_argument("--out", type=Path, default=Path("results/recovery.json"))
     p.add_argument("--config-dir", type=Path, default=Path("configs"))
     p.add_argument("--quick", action="store_true", help="smaller harvest and training (a smoke run, not the benchmark)")
+    p.add_argument(
+        "--analyze",
+        action="append",
+        default=[],
+        help="Hydra override for the analysis (repeatable), e.g. label_questions=5",
+    )
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for the training runs, e.g. trainer.steps=800")
     a = p.parse_args(argv)
     sft: list[tuple[str, str]] = []
@@ -95,6 +102,7 @@ def parse_args(argv: list[str] | None) -> RecoveryOptions:
         out=a.out,
         config_dir=a.config_dir,
         overrides=list(a.overrides),
+        analyze_overrides=list(a.analyze),
         quick=a.quick,
     )
 
@@ -149,6 +157,23 @@ def build_organisms(opts: RecoveryOptions, traits: dict[str, Any], hook: str) ->
             res = build_distilled_organism(BASE, traits[name], cfg)
             out.append(Organism(name, "distilled", res.checkpoints[-1], None, time.perf_counter() - t0))
     return out
+
+
+def _compose_analysis(opts: RecoveryOptions, run_dir: Path) -> Any:
+    """The analysis config: configs/analyze.yaml (the demo's laptop budget) without steering and splice metrics."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from crosscoder.analysis.config import AnalyzeConfig
+    from crosscoder.config import register_configs
+
+    register_configs()
+    overrides = [f"run_dir={run_dir}", "do_steering=false", "do_splice=false", "export_saelens=false",
+                 f"trait_dirs=[{','.join(opts.trait_dirs)}]", *opts.analyze_overrides]  # fmt: skip
+    with initialize_config_dir(config_dir=str(opts.config_dir.resolve()), version_base="1.3"):
+        cfg = OmegaConf.to_object(compose(config_name="analyze", overrides=overrides))
+    assert isinstance(cfg, AnalyzeConfig)
+    return cfg
 
 
 def _compose(opts: RecoveryOptions, org: Organism) -> Any:
@@ -211,7 +236,6 @@ def evaluate(org: Organism, run_dir: Path, analysis: Any) -> dict[str, Any]:
 
 def run_one(opts: RecoveryOptions, org: Organism) -> dict[str, Any]:
     """Train and analyse one organism against the base; returns its record."""
-    from crosscoder.analysis.config import AnalyzeConfig
     from crosscoder.analysis.run import run_analysis
     from crosscoder.pipeline import run_train
 
@@ -219,8 +243,7 @@ def run_one(opts: RecoveryOptions, org: Organism) -> dict[str, Any]:
     cfg = _compose(opts, org)
     run_dir = Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
     run_train(cfg, run_dir)
-    acfg = AnalyzeConfig(run_dir=str(run_dir), trait_dirs=list(opts.trait_dirs), do_steering=False, do_splice=False)
-    analysis = run_analysis(acfg)
+    analysis = run_analysis(_compose_analysis(opts, run_dir))
     rec = evaluate(org, run_dir, analysis)
     rec["seconds"] = round(time.perf_counter() - t0 + org.build_seconds, 1)
     return rec

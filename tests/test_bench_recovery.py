@@ -1,0 +1,67 @@
+"""Recovery benchmark plumbing: options, composed configs, and the per-organism record (no language model run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from crosscoder.bench import recovery as R
+from crosscoder.errors import ConfigError, DataError
+from crosscoder.models.spec import ModelSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _opts(*argv: str) -> R.RecoveryOptions:
+    return R.parse_args(["--config-dir", str(ROOT / "configs"), *argv])
+
+
+def test_bad_options_are_refused_with_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--kinds: unknown kind 'lora'"):
+        _opts("--kinds", "planted,lora")
+    with pytest.raises(ConfigError, match="FILE:TRAIT"):
+        _opts("--sft", "nocolon")
+    with pytest.raises(DataError, match="not found"):
+        _opts("--sft", f"{tmp_path}/missing.jsonl:pirate")
+    with pytest.raises(ConfigError, match="config.yaml not found"):
+        R.parse_args(["--config-dir", str(tmp_path)])
+
+
+def test_composed_configs_use_the_organism_and_the_demo_budgets(tmp_path: Path) -> None:
+    sft = tmp_path / "mine.jsonl"
+    sft.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
+    opts = _opts("--quick", "--sft", f"{sft}:pirate", "--analyze", "label_questions=2", "trainer.steps=7")
+    assert opts.sft == [(str(sft), "pirate")]
+    org = R.Organism("pirate", "planted", ModelSpec(source=str(tmp_path / "org"), kind="hf", name="ft"))
+    cfg = R._compose(opts, org)
+    assert cfg.models.models[1].source == str(tmp_path / "org") and cfg.models.models[1].kind == "hf"
+    assert cfg.models.models[0].source == "smollm2-135m-instruct"
+    assert cfg.trainer.steps == 7 and cfg.data.n_tokens == 12000 and cfg.crosscoder.n_latents == 1024
+    assert cfg.logging.wandb_mode == "disabled"
+    acfg = R._compose_analysis(opts, tmp_path / "run")
+    assert acfg.run_dir == str(tmp_path / "run") and not acfg.do_steering and not acfg.do_splice
+    assert acfg.label_questions == 2 and acfg.persona_questions == 3  # the override, then configs/analyze.yaml
+
+
+def test_record_scores_labels_and_the_planted_direction(tmp_path: Path) -> None:
+    from crosscoder.xc.config import CrosscoderConfig
+    from crosscoder.xc.model import Crosscoder
+
+    cc = Crosscoder(CrosscoderConfig(n_models=2, n_hooks=1, d_model=16, n_latents=8, k=2), seed=0)
+    direction_D = torch.randn(16)
+    with torch.no_grad():
+        cc.W_dec_FMLD[5, 1, 0] = 3.0 * direction_D * cc.scale_ML[1, 0]  # latent 5's ft decoder is the planted one
+    cc.save(tmp_path / "final")
+    cands = [{"latent": 2, "rank": 1, "label": "sycophancy"}, {"latent": 5, "rank": 2, "label": "pirate"}]
+    summary = {"fve": {"base": 0.9, "ft": 0.8}, "class_counts": {"ft_exclusive": 3}}
+    org = R.Organism("pirate", "planted", ModelSpec(source="x"), direction_D)
+    rec = R.evaluate(org, tmp_path, SimpleNamespace(candidates=cands, summary=summary))
+    assert rec["top1_label_correct"] is False and rec["top5_label_correct"] is True
+    assert rec["rank_of_first_correct"] == 2 and rec["n_ft_exclusive"] == 3
+    assert rec["best_cosine_to_planted"] == pytest.approx(1.0, abs=1e-5) and rec["best_cosine_latent"] == 5
+    assert rec["best_cosine_latent_rank"] == 2 and rec["fve_base"] == 0.9
+    table = R._table([{**rec, "seconds": 1.0}])
+    assert "planted: 1 organisms, top-1 0%, top-5 100%" in table
