@@ -12,6 +12,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from crosscoder.analysis.causal import CausalRunner
+from crosscoder.analysis.causal_batch import CausalJob
 from crosscoder.analysis.config import AnalyzeConfig
 from crosscoder.analysis.evidence import LogitLens, top_contexts
 from crosscoder.analysis.labels import (
@@ -22,6 +23,7 @@ from crosscoder.analysis.labels import (
     trait_evidence,
     trait_words,
 )
+from crosscoder.analysis.next_token import next_token_shift
 from crosscoder.analysis.stats import LatentStats
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,12 @@ def build_candidates(
         cc, acts, st, latents, models[0].tokenizer, n_examples=cfg.n_top_examples, before=cfg.context_tokens
     )
     timings["evidence"] = time.perf_counter() - t0
+    shift: dict[int, dict[str, list[list[Any]]]] = {}
+    if cfg.n_next_token > 0:
+        t0 = time.perf_counter()
+        shift = next_token_shift(models, acts, contexts, latents[: cfg.n_next_token], n_contexts=cfg.next_token_contexts,
+                                 k=cfg.logit_lens_k)  # fmt: skip
+        timings["next_token"] = time.perf_counter() - t0
 
     records = []
     for n, j in enumerate(latents):
@@ -101,6 +109,7 @@ def build_candidates(
         rec = {k: _py(row[k]) for k in _ROW_KEYS}
         rec["top_examples"] = contexts[j]
         rec["logit_lens"] = {name: lo[n] for name, lo in lens_out.items()}
+        rec["next_token_shift"] = shift.get(j)
         rec.update(
             label=None,
             label_confidence=None,
@@ -149,6 +158,7 @@ def build_candidates(
                     unsteered=unsteered,
                     words=words[t],
                     cosine_full=cfg.label_cosine_full,
+                    next_token=rec["next_token_shift"],
                 )  # fmt: skip
                 for t in traits
             }
@@ -165,7 +175,9 @@ def build_candidates(
             t0 = time.perf_counter()
             runner = CausalRunner(cc, models, lens_idx, hooks, mean_xn_MLD, questions=cfg.steer_questions,
                                   max_new_tokens=cfg.steer_max_new_tokens, score_hook=None, seed=cfg.seed)  # fmt: skip
-            for n in tqdm(range(min(cfg.n_steer, len(latents))), desc="steering", unit="latent"):
+            steered_n = list(range(min(cfg.n_steer, len(latents))))
+            jobs = []
+            for n in steered_n:
                 rec = records[n]
                 tname = (
                     rec["label"]
@@ -180,13 +192,17 @@ def build_candidates(
                         models[0], trait, max_questions=cfg.persona_questions or None
                     )
                     check_persona_vectors(pv_base[tname], models[0])
-                rec["steering"] = runner.steer(
-                    latents[n], trait, pv_base[tname], list(cfg.steer_strengths), float(rec["max_act"] or 0.0)
-                )
-                rec["ablation"] = runner.ablate(latents[n], trait, pv_ft[tname])
-                steered = [g["text"] for g in rec["steering"]["generations"]]
-                unsteered = [g["text"] for g in rec["steering"]["unsteered"]]
+                jobs.append(CausalJob(latents[n], trait, pv_base[tname], pv_ft[tname], list(cfg.steer_strengths),
+                                      float(rec["max_act"] or 0.0)))  # fmt: skip
+            for n, (steering, ablation) in zip(steered_n, runner.run(jobs), strict=True):
+                rec = records[n]
+                rec["steering"], rec["ablation"] = steering, ablation
+                steered = [g["text"] for g in steering["generations"]]
+                unsteered = [g["text"] for g in steering["unsteered"]]
                 relabel(n, steered, unsteered)
+            st_ = runner.stats
+            log.info("steering: %d latents, %d rows in %d generate calls, %d new tokens (%.1f tokens/s)", len(jobs),
+                     st_.get("rows", 0), st_.get("calls", 0), st_.get("new_tokens", 0), st_.get("tokens_per_s", 0.0))  # fmt: skip
             timings["steering"] = time.perf_counter() - t0
 
     for rec in records:

@@ -73,6 +73,10 @@ class AnalyzeConfig:
     """Precomputed persona-vector files (PersonaVectors.save) for the ft model; refused if made for another model."""
     do_labels: bool = True
     """Compute persona vectors and pos/neg activations and label candidates against the trait library."""
+    n_next_token: int = 20
+    """Top candidates whose next-token shift (base vs ft predictions at their top contexts) is measured (0 = off)."""
+    next_token_contexts: int = 6
+    """Top contexts per candidate used for the next-token shift."""
     label_threshold: float = 0.35
     """Minimum combined label score (0..1) for a trait label; below it the candidate is 'unlabelled'."""
     label_weights: list[float] = field(default_factory=_default_weights)
@@ -118,7 +122,14 @@ class AnalyzeConfig:
         s = "analyze"
         if self.wandb_mode not in ("offline", "online", "disabled"):
             raise ConfigError(f"{s}.wandb_mode: unknown mode {self.wandb_mode!r}; choose offline, online or disabled")
-        for name in ("batch_size", "n_top_examples", "logit_lens_k", "label_questions", "steer_questions"):
+        for name in (
+            "batch_size",
+            "n_top_examples",
+            "logit_lens_k",
+            "label_questions",
+            "steer_questions",
+            "next_token_contexts",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{s}.{name}: must be >= 1, got {getattr(self, name)}")
         for name in (
@@ -129,6 +140,7 @@ class AnalyzeConfig:
             "splice_tokens",
             "first_assistant_tokens",
             "persona_questions",
+            "n_next_token",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{s}.{name}: must be >= 0, got {getattr(self, name)}")

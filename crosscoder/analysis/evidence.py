@@ -94,7 +94,8 @@ def top_contexts(
 ) -> dict[int, list[dict[str, Any]]]:
     """Top-activating contexts (one per sequence) of each latent, re-encoded token by token for highlighting.
 
-    Returns {latent: [{seq, tokens: [str], acts: [float], max_pos, max_act}]}, `max_pos` indexing into `tokens`.
+    Returns {latent: [{seq, pos, tokens: [str], acts: [float], max_pos, max_act}]}: `pos` is the peak's position in
+    its sequence and `max_pos` indexes into `tokens`.
     """
     seq_R, pos_R = st.row_seq_pos()
     plans: list[tuple[int, int, int, int, float]] = []  # latent, seq, first position, max index in window, value
@@ -132,6 +133,7 @@ def top_contexts(
         out[j].append(
             {
                 "seq": seq,
+                "pos": int(lo + max_idx),
                 "tokens": [tokenizer.decode([t]) for t in ids],
                 "acts": [round(float(a), 4) for a in f_win],
                 "max_pos": int(max_idx),

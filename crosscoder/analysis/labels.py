@@ -9,10 +9,13 @@ For trait t and latent j (all signals in [0, 1]):
 - **pos_neg**: ``clip((mean f_j | pos prompts - mean f_j | neg prompts) / mean_act_j, 0, 1)``: the latent's activation
   on the trait's questions under its pos vs neg system prompts (and on its pos vs neg examples when the file has
   them), relative to the latent's mean activation when it fires on the cache;
-- **lexical**: the largest of three matches of the trait's contrast words (words its pos instructions use and its neg
+- **lexical**: the largest of four matches of the trait's contrast words (words its pos instructions use and its neg
   instructions do not, plus its keywords): hits among the promoted tokens of the decoder difference's logit lens
-  (3 hits = 1.0), the share of top contexts with a hit near the peak, and the excess hit rate of steered generations
-  over unsteered ones.
+  (3 hits = 1.0), the share of top contexts with a hit near the peak, the excess hit rate of steered generations
+  over unsteered ones, and the share of the next-token shift (`crosscoder.analysis.next_token`: the tokens whose
+  probability rose most from base to ft at the latent's top contexts, i.e. what the fine-tune starts to say where the
+  latent fires) carried by trait words, a fifth of the top-k shift mass counting as full evidence (as 3 of 15 lens
+  tokens do).
 
 combined = weighted mean (``label_weights``). Label = the best trait if combined >= ``label_threshold`` else
 "unlabelled"; the confidence is the best combined score and the runner-up the second-best trait.
@@ -41,15 +44,30 @@ UNLABELLED = "unlabelled"
 _LETTERS = re.compile(r"[^a-z]")
 
 
+# Frequent English words that instruction texts use for any persona; as contrast words they only add noise.
+_COMMON = frozenset(
+    """about above after again against also always answer answers any anything around ask asked back because been
+    before being believe best better both bring call can cannot come compare conversation could does doing done
+    down each end even ever every everything feel find first from give good great have hear help here how however
+    into just keep know last like little long look made make many may more most much must need never new next note
+    now off often old once only other over own part people person place plan please point put question questions
+    quite really reply respond response right round same say see seem should show since small some something still
+    such sure take talk talking tell than that their them then there these they thing things think this those
+    through time together too try turn under until use used user using very want way well were what whatever when
+    where which while who whole why will with without word words work world would write year years you your""".split()  # noqa: SIM905
+)
+_SUFFIXES = ("s", "es", "ed", "d", "ing", "er", "ers", "ly", "y", "ish", "like", "ness")
+
+
 def trait_words(trait: Trait) -> list[str]:
-    """Contrast words plus keyword stems, lower case."""
-    words = list(contrast_words(trait))
+    """Contrast words (minus very common English words) plus keyword stems, lower case."""
+    words = [w for w in contrast_words(trait) if w.lower() not in _COMMON]
     words += [k.rstrip("*").lower() for k in trait.keywords if " " not in k]
     return sorted(set(w for w in words if len(w) >= 3))
 
 
 def word_match(token: str, words: list[str]) -> bool:
-    """True when a token (e.g. " Cats") is a word of the list or an inflection of one (cat/cats/catlike...)."""
+    """True when a token (e.g. " Cats") is a word of the list or an inflection of one (cat/cats/catlike/purring)."""
     t = _LETTERS.sub("", token.lower())
     if len(t) < 3:
         return False
@@ -57,7 +75,7 @@ def word_match(token: str, words: list[str]) -> bool:
         if t == w:
             return True
         short, long_ = (t, w) if len(t) <= len(w) else (w, t)
-        if len(short) >= 3 and long_.startswith(short) and len(long_) - len(short) <= 3:
+        if long_.startswith(short) and long_[len(short) :] in _SUFFIXES:
             return True
     return False
 
@@ -69,6 +87,15 @@ def text_hits(text: str, words: list[str]) -> bool:
 def lexical_lens(lens: dict[str, list[list[Any]]], words: list[str]) -> float:
     hits = sum(word_match(str(tok), words) for tok, _ in lens["promoted"])
     return min(1.0, hits / 3.0)
+
+
+def lexical_shift(shift: dict[str, list[list[Any]]], words: list[str], full_share: float = 0.2) -> float:
+    """Share of the promoted next-token shift mass on trait words, divided by `full_share` and clipped to 1."""
+    mass = [(str(tok), max(float(v), 0.0)) for tok, v in shift["promoted"]]
+    total = sum(v for _, v in mass)
+    if total <= 0:
+        return 0.0
+    return min(1.0, sum(v for tok, v in mass if word_match(tok, words)) / total / full_share)
 
 
 def lexical_contexts(examples: list[dict[str, Any]], words: list[str], window: int = 2) -> float:
@@ -224,6 +251,7 @@ def label_latent(
 def trait_evidence(
     *, cos_ft: float, cos_diff: float, spec_ft: float, spec_diff: float, pos: float, neg: float, mean_act: float, lens: dict[str, list[list[Any]]] | None,
     contexts: list[dict[str, Any]], steered: list[str], unsteered: list[str], words: list[str], cosine_full: float,
+    next_token: dict[str, list[list[Any]]] | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """The signals of one (latent, trait) pair, raw values alongside the [0, 1] signals."""
     cosine = max(cos_ft, cos_diff)
@@ -232,6 +260,7 @@ def trait_evidence(
         "lexical_lens": lexical_lens(lens, words) if lens else 0.0,
         "lexical_contexts": lexical_contexts(contexts, words),
         "lexical_generations": lexical_generations(steered, unsteered, words),
+        "lexical_next_token": lexical_shift(next_token, words) if next_token else 0.0,
     }
     diff = pos - neg
     return {

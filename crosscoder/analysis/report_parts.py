@@ -11,7 +11,7 @@ from crosscoder.analysis.report_html import esc, fmt, highlighted_tokens, kv_tab
 
 _KNOWN_CAND_KEYS = {
     "latent", "rank", "score", "class", "rel_norm", "cos", "nu_err", "nu_recon", "label", "label_confidence",
-    "runner_up", "label_evidence", "top_examples", "logit_lens", "pos_neg", "steering", "ablation",
+    "runner_up", "label_evidence", "top_examples", "logit_lens", "next_token_shift", "pos_neg", "steering", "ablation",
 }  # fmt: skip
 _EVIDENCE_COLS = ("cosine", "cosine_signal", "pos_neg_diff", "pos_neg_signal", "lexical", "combined")
 """Label-evidence signals shown as columns (the rest go into an "all signals" fold)."""
@@ -192,6 +192,10 @@ def candidate_body(c: dict[str, Any], models: list[str]) -> str:
     right = "<h3>Logit lens of the decoder directions</h3>" + lens_table(
         as_dict(c.get("logit_lens")), [*models, "diff"]
     )
+    if isinstance(c.get("next_token_shift"), dict):
+        right += "<h3>Next-token shift at the top contexts (p<sub>ft</sub> &minus; p<sub>base</sub>)</h3>" + lens_table(
+            {"shift": c["next_token_shift"]}, ["shift"]
+        )
     right += "<h3>Label evidence</h3>" + _label_evidence(c) + _pos_neg(c)
     below = _steering(c) + _ablation(c)
     if nested:
