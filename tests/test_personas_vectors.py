@@ -157,3 +157,19 @@ def test_trait_score_measures_keywords_and_projection(tiny_model, trait) -> None
     assert len(generated.generations) == len(qs) and generated.hook == pv.best_hook
     with pytest.raises(ConfigError, match="one per question"):
         trait_score(tiny_model, trait, generations=["x"], vectors=pv)
+
+
+def test_label_pass_persona_vector_equals_the_persona_vector_row(tiny_model, trait) -> None:  # type: ignore[no-untyped-def]
+    """The analysis derives the ft persona vector at its hook from the pos/neg label forwards; same definition."""
+    from crosscoder.analysis.labels import pos_neg_acts
+    from crosscoder.personas.vectors import compute_persona_vectors
+    from crosscoder.xc.config import CrosscoderConfig
+    from crosscoder.xc.model import Crosscoder
+
+    hooks = ["blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
+    cc = Crosscoder(CrosscoderConfig(n_models=2, n_hooks=2, d_model=tiny_model.d_model, n_latents=16, k=4), seed=0)
+    out = pos_neg_acts(cc, [tiny_model, tiny_model], hooks, {"cats": trait}, n_questions=2, lens_idx=1)
+    pos_F, neg_F, pv_D = out["cats"]
+    ref = compute_persona_vectors(tiny_model, trait, source="auto", max_questions=2, use_cache=False)
+    assert torch.allclose(pv_D, ref.for_hook(hooks[1]), atol=1e-4, rtol=1e-4)
+    assert pos_F.shape == neg_F.shape == (16,) and not torch.equal(pos_F, neg_F)

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from crosscoder.analysis.causal import CausalRunner
 from crosscoder.analysis.causal_batch import CausalJob
@@ -50,26 +49,26 @@ def _cos(a_ND: Tensor, v_D: Tensor) -> Tensor:
     return a @ (v_D / v_D.norm().clamp_min(1e-12))
 
 
-def persona_vectors(
-    models: list[Any], traits: dict[str, Any], files: list[str], *, need_base: bool, max_questions: int | None
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """({trait: ft persona vectors}, {trait: base persona vectors} if need_base); user files are checked against ft."""
-    from crosscoder.personas.vectors import PersonaVectors, compute_persona_vectors
+def given_persona_vectors(model: Any, files: list[str]) -> dict[str, Any]:
+    """{trait: PersonaVectors} from user files, each checked against `model` (the ft model)."""
+    from crosscoder.personas.vectors import PersonaVectors
 
-    ft, base = models[-1], models[0]
     given: dict[str, Any] = {}
     for path in files:
         pv = PersonaVectors.load(path)
-        check_persona_vectors(pv, ft)
+        check_persona_vectors(pv, model)
         given[pv.trait] = pv
-    pv_ft, pv_base = {}, {}
-    for name, trait in tqdm(traits.items(), desc="persona vectors", unit="trait"):
-        pv_ft[name] = given.get(name) or compute_persona_vectors(ft, trait, max_questions=max_questions)
-        check_persona_vectors(pv_ft[name], ft)
-        if need_base:
-            pv_base[name] = compute_persona_vectors(base, trait, max_questions=max_questions)
-            check_persona_vectors(pv_base[name], base)
-    return pv_ft, pv_base
+    return given
+
+
+def _vectors_for(store: dict[str, Any], model: Any, trait: Any, max_questions: int | None) -> Any:
+    """`store[trait.name]`, computed (all layers, cached on disk) and checked when missing."""
+    from crosscoder.personas.vectors import compute_persona_vectors
+
+    if trait.name not in store:
+        store[trait.name] = compute_persona_vectors(model, trait, max_questions=max_questions)
+        check_persona_vectors(store[trait.name], model)
+    return store[trait.name]
 
 
 def build_candidates(
@@ -100,7 +99,7 @@ def build_candidates(
     if cfg.n_next_token > 0:
         t0 = time.perf_counter()
         shift = next_token_shift(models, acts, contexts, latents[: cfg.n_next_token], n_contexts=cfg.next_token_contexts,
-                                 k=cfg.logit_lens_k)  # fmt: skip
+                                 k=cfg.logit_lens_k, max_prefix=cfg.next_token_prefix)  # fmt: skip
         timings["next_token"] = time.perf_counter() - t0
 
     records = []
@@ -124,14 +123,15 @@ def build_candidates(
 
     if cfg.do_labels and traits:
         t0 = time.perf_counter()
-        pv_ft, pv_base = persona_vectors(models, traits, pv_files, need_base=False,
-                                         max_questions=cfg.persona_questions or None)  # fmt: skip
-        pn = pos_neg_acts(cc, models, hooks, traits, cfg.label_questions)
+        # ft persona vectors at the lens hook come from the pos/neg forward passes (user files win); full per-layer
+        # vectors are computed only for the traits steering scores
+        pv_ft: dict[str, Any] = given_persona_vectors(models[-1], pv_files)
+        pv_base: dict[str, Any] = {}
+        pn = pos_neg_acts(cc, models, hooks, traits, cfg.label_questions, lens_idx)
         words = {t: trait_words(tr) for t, tr in traits.items()}
         hook = hooks[lens_idx]
-        unit = {
-            t: pv_ft[t].for_hook(hook).float() / pv_ft[t].for_hook(hook).float().norm().clamp_min(1e-12) for t in traits
-        }
+        vec = {t: pv_ft[t].for_hook(hook).float() if t in pv_ft else pn[t][2].float() for t in traits}
+        unit = {t: v / v.norm().clamp_min(1e-12) for t, v in vec.items()}
         common = (
             torch.stack(list(unit.values())).mean(0) if len(unit) > 1 else torch.zeros_like(next(iter(unit.values())))
         )
@@ -185,14 +185,9 @@ def build_candidates(
                     else max(rec["label_evidence"], key=lambda t: rec["label_evidence"][t]["combined"])
                 )
                 trait = traits[tname]
-                if tname not in pv_base:  # base persona vectors only for the traits steering scores
-                    from crosscoder.personas.vectors import compute_persona_vectors
-
-                    pv_base[tname] = compute_persona_vectors(
-                        models[0], trait, max_questions=cfg.persona_questions or None
-                    )
-                    check_persona_vectors(pv_base[tname], models[0])
-                jobs.append(CausalJob(latents[n], trait, pv_base[tname], pv_ft[tname], list(cfg.steer_strengths),
+                nq = cfg.persona_questions or None
+                jobs.append(CausalJob(latents[n], trait, _vectors_for(pv_base, models[0], trait, nq),
+                                      _vectors_for(pv_ft, models[-1], trait, nq), list(cfg.steer_strengths),
                                       float(rec["max_act"] or 0.0)))  # fmt: skip
             for n, (steering, ablation) in zip(steered_n, runner.run(jobs), strict=True):
                 rec = records[n]

@@ -73,10 +73,12 @@ class AnalyzeConfig:
     """Precomputed persona-vector files (PersonaVectors.save) for the ft model; refused if made for another model."""
     do_labels: bool = True
     """Compute persona vectors and pos/neg activations and label candidates against the trait library."""
-    n_next_token: int = 20
+    n_next_token: int = 10
     """Top candidates whose next-token shift (base vs ft predictions at their top contexts) is measured (0 = off)."""
-    next_token_contexts: int = 6
+    next_token_contexts: int = 4
     """Top contexts per candidate used for the next-token shift."""
+    next_token_prefix: int = 64
+    """Tokens of each context (up to the peak) the models read for the next-token shift (the sink is always kept)."""
     label_threshold: float = 0.35
     """Minimum combined label score (0..1) for a trait label; below it the candidate is 'unlabelled'."""
     label_weights: list[float] = field(default_factory=_default_weights)
@@ -129,6 +131,7 @@ class AnalyzeConfig:
             "label_questions",
             "steer_questions",
             "next_token_contexts",
+            "next_token_prefix",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{s}.{name}: must be >= 1, got {getattr(self, name)}")

@@ -131,8 +131,11 @@ def check_persona_vectors(pv: Any, model: Any) -> None:
         )
 
 
-def _prompt_items(tokenizer: Any, trait: Trait, n_questions: int, side: str) -> list[tuple[list[int], list[bool]]]:
-    """Token ids and span masks (question to end of prompt) of the trait's questions under its pos or neg prompts."""
+def _prompt_items(
+    tokenizer: Any, trait: Trait, n_questions: int, side: str
+) -> tuple[list[tuple[list[int], list[bool]]], int]:
+    """Token ids and span masks of the trait's questions under its pos or neg prompts (span: question to end of
+    prompt), then of its pos or neg examples as assistant turns; and how many of the items are prompts."""
     from crosscoder.personas.activations import span_token_mask
     from crosscoder.personas.generate import chat_messages, render_prompt
 
@@ -141,11 +144,12 @@ def _prompt_items(tokenizer: Any, trait: Trait, n_questions: int, side: str) -> 
         for pair in trait.instruction[:5]:
             text = render_prompt(tokenizer, chat_messages(q, getattr(pair, side)))
             items.append(span_token_mask(tokenizer, text, text.rfind(q), len(text)))
+    n_prompts = len(items)
     for ex in (trait.examples or {}).get(side, []):
         text = str(tokenizer.apply_chat_template([{"role": "assistant", "content": ex}], tokenize=False))
         start = text.rfind(ex)
         items.append(span_token_mask(tokenizer, text, start, start + len(ex)))
-    return items
+    return items, n_prompts
 
 
 _PROMPT_ACTS_VERSION = 1
@@ -205,11 +209,8 @@ def _stored_checksum(path: Any) -> str | None:
 
 
 @torch.no_grad()
-def mean_latent_acts(
-    cc: Any, models: list[Any], hooks: list[str], items: list[tuple[list[int], list[bool]]], batch_size: int = 16
-) -> Tensor:
-    """Mean crosscoder activation ``[F]`` over the masked tokens of `items` (every model run on the same tokens)."""
-    x_NMLD = torch.stack([span_activations(m, hooks, items, batch_size) for m in models], dim=1)
+def mean_latent_acts(cc: Any, x_NMLD: Tensor) -> Tensor:
+    """Mean crosscoder activation ``[F]`` over paired activations ``[N, M, L, D]``."""
     if x_NMLD.shape[0] == 0:
         raise ModelError("no tokens in the pos/neg prompt spans; check the trait files")
     device = next(cc.parameters()).device
@@ -219,16 +220,38 @@ def mean_latent_acts(
     return (total / x_NMLD.shape[0]).float()
 
 
+def _item_means(x_ND: Tensor, items: list[tuple[list[int], list[bool]]]) -> Tensor:
+    """Per-item mean ``[n_items, D]`` of span activations concatenated in item order (position 0 excluded)."""
+    counts = [sum(mask[1:]) for _, mask in items]
+    return torch.stack([part.mean(0) for part in torch.split(x_ND, counts)])
+
+
+@torch.no_grad()
 def pos_neg_acts(
-    cc: Any, models: list[Any], hooks: list[str], traits: dict[str, Trait], n_questions: int
-) -> dict[str, tuple[Tensor, Tensor]]:
-    """{trait: (mean f over pos prompts [F], mean f over neg prompts [F])}."""
+    cc: Any, models: list[Any], hooks: list[str], traits: dict[str, Trait], n_questions: int, lens_idx: int
+) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
+    """{trait: (mean f over pos items [F], mean f over neg items [F], ft persona vector at the lens hook [D])}.
+
+    The persona vector comes from the same forward passes, as in `crosscoder.personas.vectors` (source ``auto``):
+    the mean over items of each item's span mean, pos minus neg, for the prompts and (when the trait has examples)
+    for the examples, the two differences averaged.
+    """
     out = {}
     tok = models[-1].tokenizer
     for name, trait in tqdm(traits.items(), desc="pos/neg activations", unit="trait"):
-        pos = mean_latent_acts(cc, models, hooks, _prompt_items(tok, trait, n_questions, "pos"))
-        neg = mean_latent_acts(cc, models, hooks, _prompt_items(tok, trait, n_questions, "neg"))
-        out[name] = (pos, neg)
+        means, diffs = [], []
+        parts: dict[str, tuple[Tensor, Tensor]] = {}
+        for side in ("pos", "neg"):
+            items, n_prompts = _prompt_items(tok, trait, n_questions, side)
+            x_NMLD = torch.stack([span_activations(m, hooks, items) for m in models], dim=1)
+            means.append(mean_latent_acts(cc, x_NMLD))
+            item_ND = _item_means(x_NMLD[:, -1, lens_idx], items)
+            ex = item_ND[n_prompts:].mean(0) if len(item_ND) > n_prompts else torch.zeros(0)
+            parts[side] = (item_ND[:n_prompts].mean(0), ex)
+        diffs.append(parts["pos"][0] - parts["neg"][0])
+        if parts["pos"][1].numel() and parts["neg"][1].numel():
+            diffs.append(parts["pos"][1] - parts["neg"][1])
+        out[name] = (means[0], means[1], torch.stack(diffs).mean(0))
     return out
 
 

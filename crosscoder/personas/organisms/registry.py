@@ -1,8 +1,8 @@
 """Named organisms (``organism:<name>`` model specs): recipes that build on first use and are cached afterwards.
 
 ``demo`` is the default demo organism: SmolLM2-135M-Instruct + LoRA on the shipped cat-obsession SFT set
-(r=16, alpha=32, all linear layers, lr 5e-4, batch 8, 2 epochs = 50 steps, checkpoints c1 at step 17 and c2 at
-step 34). ``<name>@c1`` / ``<name>@c2`` / ``<name>@final`` select a checkpoint of the series.
+(r=16, alpha=32, all linear layers, lr 5e-4, batch 8, 1 epoch = 25 steps, checkpoints c1 at step 8 and c2 at
+step 16). ``<name>@c1`` / ``<name>@c2`` / ``<name>@final`` select a checkpoint of the series.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class OrganismRecipe:
 
 def _demo_cfg(name: str, trait: str) -> OrganismConfig:
     return OrganismConfig(
-        name=name, method="lora", r=16, alpha=32, lr=5e-4, batch_size=8, epochs=2, save_steps=[17, 34], trait=trait
+        name=name, method="lora", r=16, alpha=32, lr=5e-4, batch_size=8, epochs=1, save_steps=[8, 16], trait=trait
     )
 
 
