@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     for cand in summary.get("top_candidates", [])[:5]:
         conf = cand.get("label_confidence")
         conf_s = f" ({conf:.2f})" if isinstance(conf, float) else ""
+        best = cand.get("best_trait")
+        if cand.get("label") == "unlabelled" and best:  # below the threshold: still show the best match
+            conf_s += f"  best match: {best}"
         print(
             f"  #{cand.get('rank')}  latent {cand.get('latent'):>5}  {cand.get('class', ''):<14} "
             f"label: {cand.get('label')}{conf_s}  runner-up: {cand.get('runner_up')}"

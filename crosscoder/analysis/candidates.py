@@ -112,6 +112,7 @@ def build_candidates(
         rec.update(
             label=None,
             label_confidence=None,
+            best_trait=None,
             runner_up=None,
             runner_up_score=None,
             label_evidence={},
@@ -163,9 +164,9 @@ def build_candidates(
                 for t in traits
             }
             label, conf, runner, runner_s = label_latent(ev, cfg.label_weights, cfg.label_threshold)
-            rec.update(
-                label=label, label_confidence=conf, runner_up=runner, runner_up_score=runner_s, label_evidence=ev
-            )
+            best = max(ev, key=lambda t: ev[t]["combined"]) if ev else None
+            rec.update(label=label, label_confidence=conf, best_trait=best, runner_up=runner, runner_up_score=runner_s,
+                       label_evidence=ev)  # fmt: skip
             rec["pos_neg"] = {t: {"pos_mean": float(pn[t][0][j]), "neg_mean": float(pn[t][1][j])} for t in traits}
 
         for n in range(len(latents)):

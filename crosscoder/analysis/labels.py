@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 UNLABELLED = "unlabelled"
 _LETTERS = re.compile(r"[^a-z]")
+_SPECIAL = re.compile(r"^<\|?[^<>]*\|?>$")
 
 
 # Frequent English words that instruction texts use for any persona; as contrast words they only add noise.
@@ -90,8 +91,10 @@ def lexical_lens(lens: dict[str, list[list[Any]]], words: list[str]) -> float:
 
 
 def lexical_shift(shift: dict[str, list[list[Any]]], words: list[str], full_share: float = 0.2) -> float:
-    """Share of the promoted next-token shift mass on trait words, divided by `full_share` and clipped to 1."""
-    mass = [(str(tok), max(float(v), 0.0)) for tok, v in shift["promoted"]]
+    """Share of the promoted next-token shift mass on trait words, divided by `full_share` and clipped to 1.
+
+    Special tokens (``<|im_end|>``: the fine-tune ending or continuing a turn) are not words and carry no share."""
+    mass = [(str(tok), max(float(v), 0.0)) for tok, v in shift["promoted"] if not _SPECIAL.match(str(tok).strip())]
     total = sum(v for _, v in mass)
     if total <= 0:
         return 0.0

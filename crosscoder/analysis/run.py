@@ -260,6 +260,7 @@ def make_summary(cfg: AnalyzeConfig, run: Path, out_dir: Path, info: dict[str, A
                     "cos",
                     "label",
                     "label_confidence",
+                    "best_trait",
                     "runner_up",
                 )
             }
