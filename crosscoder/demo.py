@@ -27,6 +27,26 @@ def _run(args: list[str]) -> None:
         raise SystemExit(proc.returncode)
 
 
+def summary_lines(run_dir: Path) -> list[str]:
+    """The closing block: report path, per-model FVE and the top 5 candidates with their labels."""
+    summary = read_json(run_dir / "analysis" / "summary.json")
+    lines = ["=" * 72, f"report:  {Path(run_dir) / 'analysis' / 'report.html'}"]
+    fve = summary.get("fve", {})
+    lines.append("FVE:     " + ", ".join(f"{name} {value:.3f}" for name, value in fve.items()))
+    lines.append("top candidate persona latents:")
+    for cand in summary.get("top_candidates", [])[:5]:
+        conf = cand.get("label_confidence")
+        conf_s = f" ({conf:.2f})" if isinstance(conf, float) else ""
+        best = cand.get("best_trait")
+        if cand.get("label") == "unlabelled" and best:  # below the threshold: still show the best match
+            conf_s += f", best match {best}"
+        lines.append(
+            f"  #{cand.get('rank')}  latent {cand.get('latent'):>5}  {cand.get('class', ''):<14} "
+            f"label: {cand.get('label')}{conf_s}  runner-up: {cand.get('runner_up')}"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     """Train and analyse the demo, then print the report path, top candidates, FVE and the total time."""
     extra = list(sys.argv[1:] if argv is None else argv)
@@ -34,23 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     _run(["train.py", *extra])
     run_dir = latest_run()
     _run(["analyze.py", f"run_dir={run_dir}"])
-    summary = read_json(run_dir / "analysis" / "summary.json")
     total = time.perf_counter() - start
-    print("\n" + "=" * 72)
-    print(f"report:  {Path(run_dir) / 'analysis' / 'report.html'}")
-    fve = summary.get("fve", {})
-    print("FVE:     " + ", ".join(f"{name} {value:.3f}" for name, value in fve.items()))
-    print("top candidate persona latents:")
-    for cand in summary.get("top_candidates", [])[:5]:
-        conf = cand.get("label_confidence")
-        conf_s = f" ({conf:.2f})" if isinstance(conf, float) else ""
-        best = cand.get("best_trait")
-        if cand.get("label") == "unlabelled" and best:  # below the threshold: still show the best match
-            conf_s += f"  best match: {best}"
-        print(
-            f"  #{cand.get('rank')}  latent {cand.get('latent'):>5}  {cand.get('class', ''):<14} "
-            f"label: {cand.get('label')}{conf_s}  runner-up: {cand.get('runner_up')}"
-        )
+    print("\n" + "\n".join(summary_lines(run_dir)))
     print(f"total time: {total / 60:.1f} min")
 
 
