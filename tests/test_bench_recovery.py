@@ -65,3 +65,10 @@ def test_record_scores_labels_and_the_planted_direction(tmp_path: Path) -> None:
     assert rec["best_cosine_latent_rank"] == 2 and rec["fve_base"] == 0.9
     table = R._table([{**rec, "seconds": 1.0}])
     assert "planted: 1 organisms, top-1 0%, top-5 100%" in table
+
+
+def test_trait_lookup_accepts_a_path() -> None:
+    from crosscoder.personas.traits import get_trait, load_traits
+
+    path = load_traits(None, include_shipped=True)["pirate"].path
+    assert get_trait(path).name == get_trait(str(path)).name == "pirate"

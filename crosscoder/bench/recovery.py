@@ -143,7 +143,7 @@ def build_organisms(opts: RecoveryOptions, traits: dict[str, Any], hook: str) ->
                 raise ConfigError(f"--sft: trait {trait!r} is not in the library; add its JSON with --trait-dir")
             t0 = time.perf_counter()
             cfg = OrganismConfig(
-                name=f"recovery-{trait}", r=16, alpha=32, lr=5e-4, batch_size=8, epochs=1, trait=traits[trait].path
+                name=f"recovery-{trait}", r=16, alpha=32, lr=5e-4, batch_size=8, epochs=1, trait=str(traits[trait].path)
             )
             res = build_sft_organism(BASE, Path(path), cfg)
             out.append(Organism(trait, "sft", res.checkpoints[-1], None, time.perf_counter() - t0))
@@ -153,7 +153,7 @@ def build_organisms(opts: RecoveryOptions, traits: dict[str, Any], hook: str) ->
 
         for name in chosen:
             t0 = time.perf_counter()
-            cfg = OrganismConfig(name=f"recovery-distill-{name}", trait=traits[name].path)
+            cfg = OrganismConfig(name=f"recovery-distill-{name}", trait=str(traits[name].path))
             res = build_distilled_organism(BASE, traits[name], cfg)
             out.append(Organism(name, "distilled", res.checkpoints[-1], None, time.perf_counter() - t0))
     return out

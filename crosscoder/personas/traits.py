@@ -348,8 +348,9 @@ def load_traits(dirs: list[str] | None = None, include_shipped: bool = True) -> 
     return traits
 
 
-def get_trait(name_or_path: str, dirs: list[str] | None = None) -> Trait:
+def get_trait(name_or_path: str | Path, dirs: list[str] | None = None) -> Trait:
     """A trait by name (shipped or in `dirs`) or by the path of its file."""
+    name_or_path = str(name_or_path)
     if name_or_path.endswith(".json") or Path(name_or_path).is_file():
         return load_trait(name_or_path)
     traits = load_traits(dirs)
