@@ -61,8 +61,17 @@ def test_record_scores_labels_and_the_planted_direction(tmp_path: Path) -> None:
     rec = R.evaluate(org, tmp_path, SimpleNamespace(candidates=cands, summary=summary))
     assert rec["top1_label_correct"] is False and rec["top5_label_correct"] is True
     assert rec["rank_of_first_correct"] == 2 and rec["n_ft_exclusive"] == 3
-    assert rec["best_cosine_to_planted"] == pytest.approx(1.0, abs=1e-5) and rec["best_cosine_latent"] == 5
-    assert rec["best_cosine_latent_rank"] == 2 and rec["fve_base"] == 0.9
+    assert rec["best_cosine_to_planted"] == pytest.approx(1.0, abs=1e-5) and rec["best_cosine_ft_latent"] == 5
+    assert rec["best_cosine_ft_rank"] == 2 and rec["fve_base"] == 0.9
+    with torch.no_grad():  # a shifted latent: the same context decoder in both models, plus the direction in ft
+        cc.W_dec_FMLD[5] = torch.randn_like(cc.W_dec_FMLD[5])
+        cc.W_dec_FMLD[3, 1, 0] = (
+            cc.W_dec_FMLD[3, 0, 0] / cc.scale_ML[0, 0] * cc.scale_ML[1, 0] + direction_D * cc.scale_ML[1, 0]
+        )
+    cc.save(tmp_path / "final")
+    shifted = R.planted_cosines(tmp_path, direction_D, cands)
+    assert shifted["best_cosine_diff"] == pytest.approx(1.0, abs=1e-5) and shifted["best_cosine_diff_latent"] == 3
+    assert shifted["best_cosine_ft"] < 0.99 and shifted["best_cosine_to_planted"] == shifted["best_cosine_diff"]
     table = R._table([{**rec, "seconds": 1.0}])
     assert "planted: 1 organisms, top-1 0%, top-5 100%" in table
 

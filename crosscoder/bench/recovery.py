@@ -56,6 +56,7 @@ class RecoveryOptions:
     overrides: list[str] = field(default_factory=list)
     analyze_overrides: list[str] = field(default_factory=list)
     quick: bool = False
+    rescore: bool = False
 
     def __post_init__(self) -> None:
         bad = [k for k in self.kinds if k not in KINDS]
@@ -77,6 +78,7 @@ def parse_args(argv: list[str] | None) -> RecoveryOptions:
     )
     p.add_argument("--out", type=Path, default=Path("results/recovery.json"))
     p.add_argument("--config-dir", type=Path, default=Path("configs"))
+    p.add_argument("--rescore", action="store_true", help="only recompute the planted cosines of --out from its runs")
     p.add_argument("--quick", action="store_true", help="smaller harvest and training (a smoke run, not the benchmark)")
     p.add_argument(
         "--analyze",
@@ -104,6 +106,7 @@ def parse_args(argv: list[str] | None) -> RecoveryOptions:
         overrides=list(a.overrides),
         analyze_overrides=list(a.analyze),
         quick=a.quick,
+        rescore=a.rescore,
     )
 
 
@@ -203,7 +206,6 @@ def _compose(opts: RecoveryOptions, org: Organism) -> Any:
 
 def evaluate(org: Organism, run_dir: Path, analysis: Any) -> dict[str, Any]:
     """One benchmark record from a finished run and its analysis."""
-    from crosscoder.xc.model import Crosscoder
 
     cands = analysis.candidates
     labels = [c.get("label") for c in cands]
@@ -223,15 +225,49 @@ def evaluate(org: Organism, run_dir: Path, analysis: Any) -> dict[str, Any]:
         "run_dir": str(run_dir),
     }
     if org.direction_D is not None:
-        cc = Crosscoder.load(run_dir / "final")
-        hook_idx = 0
-        d_ft_FD = cc.W_dec_FMLD.detach()[:, -1, hook_idx] / cc.scale_ML[-1, hook_idx]
-        cos_F = torch.nn.functional.cosine_similarity(d_ft_FD, org.direction_D[None, :].to(d_ft_FD), dim=-1)
-        best = int(cos_F.argmax())
-        rec["best_cosine_to_planted"] = float(cos_F[best])
-        rec["best_cosine_latent"] = best
-        rec["best_cosine_latent_rank"] = next((c.get("rank") for c in cands if c.get("latent") == best), None)
+        rec.update(planted_cosines(run_dir, org.direction_D, cands))
     return rec
+
+
+def planted_cosines(run_dir: Path, direction_D: torch.Tensor, cands: list[dict[str, Any]]) -> dict[str, Any]:
+    """Best cosine of any latent with the planted direction: of its ft decoder, and of its decoder change d_ft - d_base.
+
+    A latent whose context exists in both models (the gate's input) but whose ft decoder gained the planted direction
+    is shifted, not exclusive: its decoder change is the planted direction. ``best_cosine_to_planted`` is the larger.
+    """
+    from crosscoder.xc.model import Crosscoder
+
+    cc = Crosscoder.load(run_dir / "final")
+    hook_idx = 0
+    d_FMD = (cc.W_dec_FMLD.detach()[:, :, hook_idx] / cc.scale_ML[None, :, hook_idx, None]).float()
+    v_D = direction_D.float()[None, :]
+    out: dict[str, Any] = {}
+    for key, dirs_FD in (("ft", d_FMD[:, -1]), ("diff", d_FMD[:, -1] - d_FMD[:, 0])):
+        cos_F = torch.nn.functional.cosine_similarity(dirs_FD, v_D, dim=-1)
+        best = int(cos_F.argmax())
+        out[f"best_cosine_{key}"] = float(cos_F[best])
+        out[f"best_cosine_{key}_latent"] = best
+        out[f"best_cosine_{key}_rank"] = next((c.get("rank") for c in cands if c.get("latent") == best), None)
+    out["best_cosine_to_planted"] = max(out["best_cosine_ft"], out["best_cosine_diff"])
+    return out
+
+
+def rescore(path: Path, hook: str) -> list[dict[str, Any]]:
+    """Recompute the planted cosines of a results file from its run folders (after a change to the cosine)."""
+    from crosscoder.personas.organisms.gated import plant_trait
+    from crosscoder.personas.traits import load_traits
+
+    data = read_json(path)
+    traits = load_traits(None, include_shipped=True)
+    for rec in data["records"]:
+        if rec["organism_kind"] == "planted" and rec["trait"] in traits:
+            _, direction_D = plant_trait(
+                BASE, traits[rec["trait"]], _hook_layer(hook), cache_dir("organisms", "recovery")
+            )
+            cands = read_json(Path(rec["run_dir"]) / "analysis" / "candidates.json")
+            rec.update(planted_cosines(Path(rec["run_dir"]), direction_D, cands))
+    atomic_write_json(path, data)
+    return list(data["records"])
 
 
 def run_one(opts: RecoveryOptions, org: Organism) -> dict[str, Any]:
@@ -276,6 +312,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     opts = parse_args(argv)
     traits = load_traits(opts.trait_dirs or None, include_shipped=True)
     hook = DataConfig().hooks[0]
+    if opts.rescore:
+        rescored = rescore(opts.out, hook)
+        print(_table(rescored))
+        return rescored
     records: list[dict[str, Any]] = []
     if opts.out.is_file():
         previous = read_json(opts.out)
