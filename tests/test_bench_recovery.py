@@ -65,6 +65,7 @@ def test_record_scores_labels_and_the_planted_direction(tmp_path: Path) -> None:
     assert rec["best_cosine_ft_rank"] == 2 and rec["fve_base"] == 0.9
     with torch.no_grad():  # a shifted latent: the same context decoder in both models, plus the direction in ft
         cc.W_dec_FMLD[5] = torch.randn_like(cc.W_dec_FMLD[5])
+        cc.W_dec_FMLD[3, 0, 0] = 3.0 * torch.randn(16) * cc.scale_ML[0, 0]  # a context direction larger than the plant
         cc.W_dec_FMLD[3, 1, 0] = (
             cc.W_dec_FMLD[3, 0, 0] / cc.scale_ML[0, 0] * cc.scale_ML[1, 0] + direction_D * cc.scale_ML[1, 0]
         )
