@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 
 from crosscoder.analysis.steering import RowEdit, ablation_row, edit_residual_rows, steer_row
 from crosscoder.errors import ConfigError, ModelError, NumericsError
-from crosscoder.personas.activations import hook_index, resid_hooks
-from crosscoder.personas.generate import GenerationConfig, chat_messages, render_prompt
+from crosscoder.personas.activations import hook_index, resid_hooks, right_pad_spans
+from crosscoder.personas.generate import GenerationConfig, chat_messages, left_pad, render_prompt
 from crosscoder.personas.score import _answer_items, keyword_counts
 
 if TYPE_CHECKING:
@@ -92,12 +92,8 @@ def _generate(model: Any, questions: list[str], gen: GenerationConfig) -> tuple[
         raise ModelError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
     eos = getattr(model.hf.generation_config, "eos_token_id", None) or tok.eos_token_id
     enc = [tok(render_prompt(tok, chat_messages(q)), add_special_tokens=False)["input_ids"] for q in questions]
-    width = max(len(e) for e in enc)
-    ids_BS = torch.full((len(enc), width), pad_id, dtype=torch.long)
-    mask_BS = torch.zeros((len(enc), width), dtype=torch.long)
-    for row, e in enumerate(enc):  # left padding: the answers all start at column `width`
-        ids_BS[row, width - len(e) :] = torch.tensor(e)
-        mask_BS[row, width - len(e) :] = 1
+    ids_BS, mask_BS = left_pad(enc, pad_id)
+    width = ids_BS.shape[1]
     torch.manual_seed(gen.seed)
     out_BS = model.hf.generate(
         input_ids=ids_BS,
@@ -126,16 +122,7 @@ def _project(model: Any, questions: list[str], answers: list[str], unit_BD: Tens
     """
     name = resid_hooks(model.n_layers)[hook_index(score_hook, model.n_layers)]
     items = _answer_items(model, questions, answers)
-    pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
-    width = max(len(ids) for ids, _ in items)
-    ids_BS = torch.full((len(items), width), pad_id, dtype=torch.long)
-    mask_BS = torch.zeros(len(items), width)
-    for row, (ids, mask) in enumerate(items):
-        ids_BS[row, : len(ids)] = torch.tensor(ids)
-        mask_BS[row, : len(mask)] = torch.tensor(mask, dtype=torch.float32)
-    mask_BS[:, 0] = 0.0  # the attention-sink position never enters a statistic
-    if (mask_BS.sum(1) == 0).any():
-        raise ModelError("a text has no tokens in its span (empty example or question?); check the trait file")
+    ids_BS, mask_BS = right_pad_spans(items, model.tokenizer.pad_token_id or 0)
     got: list[Tensor] = []
 
     def capture(act: Tensor, hook: Any = None) -> Tensor:

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -53,6 +53,20 @@ def span_token_mask(tokenizer: Any, text: str, start_char: int, end_char: int) -
     return ids, mask
 
 
+def right_pad_spans(items: list[tuple[list[int], list[bool]]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Items as a right-padded batch: ids ``[B, S]`` and a float span mask ``[B, S]`` without position 0 (the sink)."""
+    width = max(len(ids) for ids, _ in items)
+    ids_BS = torch.full((len(items), width), pad_id, dtype=torch.long)
+    mask_BS = torch.zeros(len(items), width)
+    for row, (ids, mask) in enumerate(items):
+        ids_BS[row, : len(ids)] = torch.tensor(ids)
+        mask_BS[row, : len(mask)] = torch.tensor(mask, dtype=torch.float32)
+    mask_BS[:, 0] = 0.0  # the attention-sink position never enters a statistic
+    if (mask_BS.sum(1) == 0).any():
+        raise ModelError("a text has no tokens in its span (empty example or question?); check the trait file")
+    return ids_BS, mask_BS
+
+
 @torch.no_grad()
 def span_means(
     model: Any,
@@ -67,15 +81,7 @@ def span_means(
     out_NLD = torch.zeros(len(items), model.n_layers + 1, model.d_model)
     for start in tqdm(range(0, len(items), batch_size), desc=desc, unit="batch", leave=False):
         chunk = items[start : start + batch_size]
-        width = max(len(ids) for ids, _ in chunk)
-        ids_BS: Int[Tensor, "B S"] = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask_BS = torch.zeros(len(chunk), width)
-        for row, (ids, mask) in enumerate(chunk):
-            ids_BS[row, : len(ids)] = torch.tensor(ids)
-            mask_BS[row, : len(mask)] = torch.tensor(mask, dtype=torch.float32)
-        mask_BS[:, 0] = 0.0  # the attention-sink position never enters a statistic
-        if (mask_BS.sum(1) == 0).any():
-            raise ModelError("a text has no tokens in its span (empty example or question?); check the trait file")
+        ids_BS, mask_BS = right_pad_spans(chunk, pad_id)
         _, cache = model.tl.run_with_cache(ids_BS, names_filter=lambda name: name in hooks)
         for li, hook in enumerate(hooks):
             x_BSD = cache[hook].float()

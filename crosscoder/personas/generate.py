@@ -69,6 +69,17 @@ def render_prompt(tokenizer: Any, messages: list[Message]) -> str:
     return str(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
 
 
+def left_pad(enc: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists as a left-padded batch ``(ids_BS, mask_BS)``: every continuation starts at column S."""
+    width = max(len(e) for e in enc)
+    ids_BS = torch.full((len(enc), width), pad_id, dtype=torch.long)
+    mask_BS = torch.zeros((len(enc), width), dtype=torch.long)
+    for row, e in enumerate(enc):
+        ids_BS[row, width - len(e) :] = torch.tensor(e)
+        mask_BS[row, width - len(e) :] = 1
+    return ids_BS, mask_BS
+
+
 @torch.no_grad()
 def generate_chat(
     hf_model: Any, tokenizer: Any, conversations: list[list[Message]], cfg: GenerationConfig, desc: str = "generate"
@@ -86,12 +97,8 @@ def generate_chat(
     for b, start in enumerate(bar):
         idx = order[start : start + cfg.batch_size]
         enc = [tokenizer(prompts[i], add_special_tokens=False)["input_ids"] for i in idx]
-        width = max(len(e) for e in enc)
-        ids_BS = torch.full((len(enc), width), pad_id, dtype=torch.long)
-        mask_BS = torch.zeros((len(enc), width), dtype=torch.long)
-        for row, e in enumerate(enc):  # left padding: the answers all start at column `width`
-            ids_BS[row, width - len(e) :] = torch.tensor(e)
-            mask_BS[row, width - len(e) :] = 1
+        ids_BS, mask_BS = left_pad(enc, pad_id)
+        width = ids_BS.shape[1]
         torch.manual_seed(cfg.seed + b)
         kwargs: dict[str, Any] = {"do_sample": not cfg.greedy}
         if not cfg.greedy:
