@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--k", type=int, default=64)
     ap.add_argument("--traits", type=int, default=9, help="number of shipped traits to label against (0 = no labels)")
     ap.add_argument(
-        "--persona-questions", type=int, default=5, help="extraction questions per trait for persona vectors"
+        "--label-questions",
+        type=int,
+        default=3,
+        help="trait questions per pos/neg label pass (configs/analyze.yaml: 3)",
     )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--out", default="results/bench_analysis.json")
@@ -95,12 +98,13 @@ def main(argv: list[str] | None = None) -> None:
             do_steering=False,
             do_labels=bool(traits),
             traits=traits,
-            persona_questions=args.persona_questions,
+            label_questions=args.label_questions,
         )
         t0 = time.perf_counter()
         res = run_analysis(cfg, models=models, acts=acts)
         total = time.perf_counter() - t0
     out = {"latents": args.latents, "rows": args.rows, "d_model": d, "k": args.k, "traits": len(traits),
+           "label_questions": args.label_questions,
            "threads": torch.get_num_threads(), "seconds_total": round(total, 2), "seconds_model_load": round(t_load, 2),
            "timings": res.summary["timings"], "n_candidates": res.summary["n_candidates"],
            "gemm_gflops_before": round(gflops_before, 1), "gemm_gflops_after": round(gemm_gflops(), 1)}  # fmt: skip
