@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from crosscoder.analysis.steering import RowEdit, ablation_row, edit_residual_rows, steer_row
 from crosscoder.errors import ConfigError, ModelError, NumericsError
 from crosscoder.personas.activations import hook_index, resid_hooks, right_pad_spans
-from crosscoder.personas.generate import GenerationConfig, chat_messages, left_pad, render_prompt
+from crosscoder.personas.generate import GenerationConfig, chat_messages, generate_batch, render_prompt
 from crosscoder.personas.score import _answer_items, keyword_counts
 
 if TYPE_CHECKING:
@@ -83,35 +83,11 @@ def _questions(trait: Any, n_q: int) -> list[str]:
     return qs
 
 
-@torch.no_grad()
 def _generate(model: Any, questions: list[str], gen: GenerationConfig) -> tuple[list[str], int]:
-    """Greedy answers to `questions` (one left-padded batch, in order) and the number of new non-pad tokens."""
+    """Answers to `questions` (one left-padded batch, in order) and the number of new non-pad tokens."""
     tok = model.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    if pad_id is None:
-        raise ModelError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
-    eos = getattr(model.hf.generation_config, "eos_token_id", None) or tok.eos_token_id
     enc = [tok(render_prompt(tok, chat_messages(q)), add_special_tokens=False)["input_ids"] for q in questions]
-    ids_BS, mask_BS = left_pad(enc, pad_id)
-    width = ids_BS.shape[1]
-    torch.manual_seed(gen.seed)
-    out_BS = model.hf.generate(
-        input_ids=ids_BS,
-        attention_mask=mask_BS,
-        max_new_tokens=gen.max_new_tokens,
-        pad_token_id=pad_id,
-        eos_token_id=eos,
-        repetition_penalty=gen.repetition_penalty,
-        do_sample=False,
-        temperature=None,
-        top_p=None,
-        top_k=None,
-    )[:, width:]
-    texts, n_new = [], 0
-    for toks in out_BS.tolist():
-        n_new += sum(1 for t in toks if t != pad_id)
-        texts.append(tok.decode(toks, skip_special_tokens=True).strip())
-    return texts, n_new
+    return generate_batch(model.hf, tok, enc, gen, seed=gen.seed)
 
 
 @torch.no_grad()

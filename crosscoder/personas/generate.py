@@ -81,15 +81,44 @@ def left_pad(enc: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Ten
 
 
 @torch.no_grad()
+def generate_batch(
+    hf_model: Any, tokenizer: Any, enc: list[list[int]], cfg: GenerationConfig, seed: int
+) -> tuple[list[str], int]:
+    """One left-padded `generate` call over token id lists: the decoded answers in input order, and the number of
+    new non-pad tokens. Sampling (when not greedy) is seeded with `seed`."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_id is None:
+        raise ModelError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
+    eos = getattr(hf_model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
+    ids_BS, mask_BS = left_pad(enc, pad_id)
+    torch.manual_seed(seed)
+    kwargs: dict[str, Any] = {"do_sample": not cfg.greedy}
+    if not cfg.greedy:
+        kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    gen_BS = hf_model.generate(
+        input_ids=ids_BS,
+        attention_mask=mask_BS,
+        max_new_tokens=cfg.max_new_tokens,
+        pad_token_id=pad_id,
+        eos_token_id=eos,
+        repetition_penalty=cfg.repetition_penalty,
+        **kwargs,
+    )[:, ids_BS.shape[1] :]
+    texts, n_new = [], 0
+    for toks in gen_BS.tolist():
+        n_new += sum(1 for t in toks if t != pad_id)
+        texts.append(tokenizer.decode(toks, skip_special_tokens=True).strip())
+    return texts, n_new
+
+
+@torch.no_grad()
 def generate_chat(
     hf_model: Any, tokenizer: Any, conversations: list[list[Message]], cfg: GenerationConfig, desc: str = "generate"
 ) -> list[str]:
     """Answers (decoded, special tokens dropped, stripped) to each conversation, in input order."""
     prompts = [render_prompt(tokenizer, c) for c in conversations]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad_id is None:
-        raise ModelError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
-    eos = getattr(hf_model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
     out: list[str] = [""] * len(prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths share a batch
     n_new, t0 = 0, time.perf_counter()
@@ -97,29 +126,11 @@ def generate_chat(
     for b, start in enumerate(bar):
         idx = order[start : start + cfg.batch_size]
         enc = [tokenizer(prompts[i], add_special_tokens=False)["input_ids"] for i in idx]
-        ids_BS, mask_BS = left_pad(enc, pad_id)
-        width = ids_BS.shape[1]
-        torch.manual_seed(cfg.seed + b)
-        kwargs: dict[str, Any] = {"do_sample": not cfg.greedy}
-        if not cfg.greedy:
-            kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        gen_BS = hf_model.generate(
-            input_ids=ids_BS,
-            attention_mask=mask_BS,
-            max_new_tokens=cfg.max_new_tokens,
-            pad_token_id=pad_id,
-            eos_token_id=eos,
-            repetition_penalty=cfg.repetition_penalty,
-            **kwargs,
-        )[:, width:]
-        for row, i in enumerate(idx):
-            toks = gen_BS[row].tolist()
-            n_new += sum(1 for t in toks if t != pad_id)
-            out[i] = tokenizer.decode(toks, skip_special_tokens=True).strip()
-        rate = n_new / max(time.perf_counter() - t0, 1e-9)
-        bar.set_postfix(tok_s=f"{rate:.1f}")
+        texts, n = generate_batch(hf_model, tokenizer, enc, cfg, seed=cfg.seed + b)
+        for i, text in zip(idx, texts, strict=True):
+            out[i] = text
+        n_new += n
+        bar.set_postfix(tok_s=f"{n_new / max(time.perf_counter() - t0, 1e-9):.1f}")
     elapsed = time.perf_counter() - t0
     log.info(
         "%s: %d answers, %d new tokens in %.1f s (%.1f tokens/s)",
