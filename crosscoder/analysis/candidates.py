@@ -15,7 +15,6 @@ from crosscoder.analysis.causal_batch import CausalJob
 from crosscoder.analysis.config import AnalyzeConfig
 from crosscoder.analysis.evidence import LogitLens, top_contexts
 from crosscoder.analysis.labels import (
-    UNLABELLED,
     check_persona_vectors,
     label_latent,
     pos_neg_acts,
@@ -180,12 +179,7 @@ def build_candidates(
             jobs = []
             for n in steered_n:
                 rec = records[n]
-                tname = (
-                    rec["label"]
-                    if rec["label"] != UNLABELLED
-                    else max(rec["label_evidence"], key=lambda t: rec["label_evidence"][t]["combined"])
-                )
-                trait = traits[tname]
+                trait = traits[rec["best_trait"]]  # the label, or the best match below the threshold
                 nq = cfg.persona_questions or None
                 jobs.append(CausalJob(latents[n], trait, _vectors_for(pv_base, models[0], trait, nq),
                                       _vectors_for(pv_ft, models[-1], trait, nq), list(cfg.steer_strengths),

@@ -33,7 +33,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from crosscoder.data.harvest import capture, pad_token_id, stop_layer
+from crosscoder.data.harvest import capture, pad_token_id, right_pad, stop_layer
 from crosscoder.errors import DataError, ModelError, NumericsError
 from crosscoder.io import atomic_save_safetensors, cache_dir, load_safetensors, sha256_json, sha256_tensors
 from crosscoder.personas.traits import Trait, contrast_words
@@ -184,13 +184,9 @@ def span_activations(
     parts: list[Tensor] = []
     for a in range(0, len(items), batch_size):
         chunk = items[a : a + batch_size]
-        S = max(len(ids) for ids, _ in chunk)
-        tokens_BS = torch.full((len(chunk), S), pad, dtype=torch.long)
-        valid_BS = torch.zeros((len(chunk), S), dtype=torch.bool)
-        span_BS = torch.zeros((len(chunk), S), dtype=torch.bool)
-        for b, (ids, mask) in enumerate(chunk):
-            tokens_BS[b, : len(ids)] = torch.tensor(ids)
-            valid_BS[b, : len(ids)] = True
+        tokens_BS, valid_BS = right_pad([ids for ids, _ in chunk], pad)
+        span_BS = torch.zeros_like(valid_BS)
+        for b, (_, mask) in enumerate(chunk):
             span_BS[b, : len(mask)] = torch.tensor(mask)
         span_BS[:, 0] = False  # never the attention-sink position
         parts.append(capture(model, hooks, tokens_BS, valid_BS, stop)[span_BS])  # [n, L, D]

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from crosscoder.data.harvest import pad_token_id
+from crosscoder.data.harvest import pad_token_id, right_pad
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,8 @@ def _next_token_probs(model: Any, prompts: list[list[int]], batch_size: int) -> 
     out = []
     for a in range(0, len(prompts), batch_size):
         chunk = prompts[a : a + batch_size]
-        S = max(len(p) for p in chunk)
-        ids_BS = torch.full((len(chunk), S), pad, dtype=torch.long)
-        mask_BS = torch.zeros((len(chunk), S), dtype=torch.long)
-        for b, p in enumerate(chunk):  # right padding: real positions are unaffected by the padding
-            ids_BS[b, : len(p)] = torch.tensor(p)
-            mask_BS[b, : len(p)] = 1
-        logits_BSV = model.tl(ids_BS.to(device), attention_mask=mask_BS.to(device)).float().cpu()
+        ids_BS, valid_BS = right_pad(chunk, pad)  # right padding: real positions are unaffected by the padding
+        logits_BSV = model.tl(ids_BS.to(device), attention_mask=valid_BS.long().to(device)).float().cpu()
         last_B = torch.tensor([len(p) - 1 for p in chunk])
         out.append(torch.softmax(logits_BSV[torch.arange(len(chunk)), last_B], dim=-1))
     return torch.cat(out)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from crosscoder.data.harvest import pad_token_id
+from crosscoder.data.harvest import pad_token_id, right_pad
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +94,7 @@ def splice_metrics(
     t0 = time.perf_counter()
     device = next(cc.parameters()).device
     for chunk in tqdm(_batches(acts, n_tokens, batch_size), desc="splice", unit="batch"):
-        S = max(len(s) for s in chunk)
-        tokens_BS = torch.full((len(chunk), S), pad, dtype=torch.long)
-        valid_BS = torch.zeros((len(chunk), S), dtype=torch.bool)
-        for b, ids in enumerate(chunk):
-            tokens_BS[b, : len(ids)] = torch.tensor(ids)
-            valid_BS[b, : len(ids)] = True
+        tokens_BS, valid_BS = right_pad(chunk, pad)
         edit_BS = valid_BS.clone()
         edit_BS[:, 0] = False
         clean_runs = [_clean_logits_and_acts(m, hooks, tokens_BS, valid_BS) for m in models]  # one pass per model

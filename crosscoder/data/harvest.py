@@ -68,15 +68,20 @@ class HarvestBatch:
     """Number of sequences in the batch."""
 
 
-def pad_batch(seqs: list[Sequence], pad_id: int) -> tuple[Tensor, Tensor]:
-    """Right-padded ``tokens_BS`` and ``valid_BS`` (True at real tokens)."""
-    S = max(len(s.ids) for s in seqs)
-    tokens_BS = torch.full((len(seqs), S), pad_id, dtype=torch.long)
-    valid_BS = torch.zeros((len(seqs), S), dtype=torch.bool)
-    for b, s in enumerate(seqs):
-        tokens_BS[b, : len(s.ids)] = torch.tensor(s.ids, dtype=torch.long)
-        valid_BS[b, : len(s.ids)] = True
+def right_pad(ids: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Token id lists as right-padded ``tokens_BS`` and ``valid_BS`` (True at real tokens)."""
+    S = max(len(row) for row in ids)
+    tokens_BS = torch.full((len(ids), S), pad_id, dtype=torch.long)
+    valid_BS = torch.zeros((len(ids), S), dtype=torch.bool)
+    for b, row in enumerate(ids):
+        tokens_BS[b, : len(row)] = torch.tensor(row, dtype=torch.long)
+        valid_BS[b, : len(row)] = True
     return tokens_BS, valid_BS
+
+
+def pad_batch(seqs: list[Sequence], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Right-padded ``tokens_BS`` and ``valid_BS`` of harvest sequences."""
+    return right_pad([s.ids for s in seqs], pad_id)
 
 
 def capture(

@@ -15,6 +15,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from crosscoder.data.harvest import right_pad
 from crosscoder.errors import ConfigError, ModelError
 
 _HOOK = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|post)$")
@@ -55,11 +56,9 @@ def span_token_mask(tokenizer: Any, text: str, start_char: int, end_char: int) -
 
 def right_pad_spans(items: list[tuple[list[int], list[bool]]], pad_id: int) -> tuple[Tensor, Tensor]:
     """Items as a right-padded batch: ids ``[B, S]`` and a float span mask ``[B, S]`` without position 0 (the sink)."""
-    width = max(len(ids) for ids, _ in items)
-    ids_BS = torch.full((len(items), width), pad_id, dtype=torch.long)
-    mask_BS = torch.zeros(len(items), width)
-    for row, (ids, mask) in enumerate(items):
-        ids_BS[row, : len(ids)] = torch.tensor(ids)
+    ids_BS, valid_BS = right_pad([ids for ids, _ in items], pad_id)
+    mask_BS = torch.zeros(valid_BS.shape)
+    for row, (_, mask) in enumerate(items):
         mask_BS[row, : len(mask)] = torch.tensor(mask, dtype=torch.float32)
     mask_BS[:, 0] = 0.0  # the attention-sink position never enters a statistic
     if (mask_BS.sum(1) == 0).any():
