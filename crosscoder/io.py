@@ -127,6 +127,25 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         ) from err
 
 
+def save_checked_safetensors(
+    target: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """`atomic_save_safetensors` with the tensors' sha256 in the header (``checksum``), for cache files."""
+    atomic_save_safetensors(target, tensors, metadata={**(metadata or {}), "checksum": sha256_tensors(tensors)})
+
+
+def load_checked_safetensors(path: str | Path, what: str = "file") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and header of a file written by `save_checked_safetensors`; a checksum mismatch is a DataError."""
+    from safetensors import safe_open
+
+    tensors = load_safetensors(path)
+    with safe_open(str(path), framework="pt") as fh:
+        header = fh.metadata() or {}
+    if header.get("checksum") != sha256_tensors(tensors):
+        raise DataError(f"{what} {path} is corrupt (checksum mismatch); delete it to recompute")
+    return tensors, header
+
+
 def read_json(path: str | Path) -> Any:
     """Read a JSON file, naming the file in the error when it is missing or malformed."""
     path = Path(path)

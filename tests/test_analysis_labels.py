@@ -87,6 +87,9 @@ def test_prompt_activations_are_cached_with_a_checksum(tiny_spec, monkeypatch: p
     path.write_bytes(bytes(data))
     calls.clear()
     assert torch.equal(labels.span_activations(model, hooks, items), first) and calls  # recomputed, not trusted
+    path.write_bytes(b"not a safetensors file")  # a broken header: recomputed as well, not an error
+    calls.clear()
+    assert torch.equal(labels.span_activations(model, hooks, items), first) and calls
 
 
 def test_next_token_shift_signal_weighs_trait_words_by_probability_mass() -> None:

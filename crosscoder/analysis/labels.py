@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from crosscoder.data.harvest import capture, pad_token_id, right_pad, stop_layer
 from crosscoder.errors import DataError, ModelError, NumericsError
-from crosscoder.io import atomic_save_safetensors, cache_dir, load_safetensors, sha256_json, sha256_tensors
+from crosscoder.io import cache_dir, load_checked_safetensors, save_checked_safetensors, sha256_json
 from crosscoder.personas.traits import Trait, contrast_words
 
 log = logging.getLogger(__name__)
@@ -174,11 +174,10 @@ def span_activations(
     key = sha256_json([_PROMPT_ACTS_VERSION, model.content_hash, list(hooks), items])
     path = cache_dir("prompt_acts") / f"{key[:24]}.safetensors"
     if use_cache and path.is_file():
-        tensors = load_safetensors(path)
-        x = tensors.get("x_NLD")
-        if x is not None and sha256_tensors({"x_NLD": x}) == _stored_checksum(path):
-            return x
-        log.warning("prompt-activation cache %s is corrupt (checksum mismatch); recomputing it", path)
+        try:
+            return load_checked_safetensors(path, what="prompt-activation cache")[0]["x_NLD"]
+        except (DataError, KeyError) as err:
+            log.warning("recomputing trait-prompt activations: %s", err)
     pad = pad_token_id(model.tokenizer)
     stop = stop_layer(hooks)
     parts: list[Tensor] = []
@@ -194,17 +193,8 @@ def span_activations(
     if not torch.isfinite(x_NLD).all():
         raise NumericsError(f"non-finite activations of model {model.name} on trait prompts; check the model weights")
     if use_cache:
-        atomic_save_safetensors(
-            path, {"x_NLD": x_NLD.contiguous()}, metadata={"checksum": sha256_tensors({"x_NLD": x_NLD})}
-        )
+        save_checked_safetensors(path, {"x_NLD": x_NLD.contiguous()})
     return x_NLD
-
-
-def _stored_checksum(path: Any) -> str | None:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as fh:
-        return (fh.metadata() or {}).get("checksum")
 
 
 @torch.no_grad()

@@ -26,7 +26,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from crosscoder.errors import ConfigError, DataError
-from crosscoder.io import atomic_save_safetensors, cache_dir, load_safetensors, sha256_json, sha256_tensors
+from crosscoder.io import cache_dir, load_checked_safetensors, save_checked_safetensors, sha256_json
 from crosscoder.personas.activations import hook_index, span_means, span_token_mask
 from crosscoder.personas.generate import GenerationConfig, chat_messages, generate_chat, render_prompt
 from crosscoder.personas.traits import Trait
@@ -62,25 +62,19 @@ class PersonaVectors:
 
     def save(self, path: str | Path) -> None:
         """Write as safetensors with trait, model hash, source, meta and a checksum in the header."""
-        tensors = {"vectors_LD": self.vectors_LD.contiguous()}
         header = {
             "trait": self.trait,
             "model_hash": self.model_hash,
             "source": self.source,
             "meta": json.dumps(self.meta),
-            "checksum": sha256_tensors(tensors),
         }
-        atomic_save_safetensors(path, tensors, metadata=header)
+        save_checked_safetensors(path, {"vectors_LD": self.vectors_LD.contiguous()}, metadata=header)
 
     @classmethod
     def load(cls, path: str | Path) -> PersonaVectors:
         """Read a file written by :meth:`save`, verifying its checksum."""
-        from safetensors import safe_open
-
-        tensors = load_safetensors(path)
-        with safe_open(str(path), framework="pt") as fh:
-            header = fh.metadata() or {}
-        if "vectors_LD" not in tensors or header.get("checksum") != sha256_tensors(tensors):
+        tensors, header = load_checked_safetensors(path, what="persona-vector file")
+        if "vectors_LD" not in tensors:
             raise DataError(f"persona-vector file {path} is corrupt (checksum mismatch); delete it to recompute")
         return cls(
             header["trait"], header["model_hash"], tensors["vectors_LD"], header["source"], json.loads(header["meta"])
