@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from crosscoder.data.harvest import pad_token_id, right_pad
+from crosscoder.data.harvest import pad_token_id, recording_hooks, right_pad
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +55,7 @@ def _clean_logits_and_acts(model: Any, hooks: list[str], tokens_BS: Tensor, vali
     """One unedited forward pass: the logits and the activations ``[B, S, L, D]`` at `hooks`."""
     B, S = tokens_BS.shape
     x_BSLD = torch.empty((B, S, len(hooks), model.d_model), dtype=torch.float32)
-
-    def grab(li: int) -> Any:
-        def hook(act: Tensor, hook: Any = None) -> Tensor:
-            x_BSLD[:, :, li] = act.detach().float()
-            return act
-
-        return hook
-
-    return _logits(model, tokens_BS, valid_BS, [(h, grab(li)) for li, h in enumerate(hooks)]), x_BSLD
+    return _logits(model, tokens_BS, valid_BS, recording_hooks(hooks, x_BSLD)), x_BSLD
 
 
 def _logits(model: Any, tokens_BS: Tensor, valid_BS: Tensor, fwd_hooks: list) -> Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -84,12 +85,8 @@ def pad_batch(seqs: list[Sequence], pad_id: int) -> tuple[Tensor, Tensor]:
     return right_pad([s.ids for s in seqs], pad_id)
 
 
-def capture(
-    model: LoadedModel, hooks: list[str], tokens_BS: Tensor, valid_BS: Tensor, stop: int | None
-) -> Float[Tensor, "batch seq n_hooks d_model"]:
-    """One forward pass of `model`, returning the activations at `hooks` (stopping early when possible)."""
-    B, S = tokens_BS.shape
-    out_BSLD = torch.empty((B, S, len(hooks), model.d_model), dtype=torch.float32)
+def recording_hooks(hooks: list[str], out_BSLD: Tensor) -> list[tuple[str, Any]]:
+    """TransformerLens forward hooks copying the activation at ``hooks[l]`` into ``out_BSLD[:, :, l]`` (float32)."""
 
     def make_hook(l: int):  # noqa: E741
         def hook(act, hook=None):  # TL passes the HookPoint as `hook`
@@ -98,7 +95,16 @@ def capture(
 
         return hook
 
-    fwd_hooks = [(h, make_hook(i)) for i, h in enumerate(hooks)]
+    return [(h, make_hook(i)) for i, h in enumerate(hooks)]
+
+
+def capture(
+    model: LoadedModel, hooks: list[str], tokens_BS: Tensor, valid_BS: Tensor, stop: int | None
+) -> Float[Tensor, "batch seq n_hooks d_model"]:
+    """One forward pass of `model`, returning the activations at `hooks` (stopping early when possible)."""
+    B, S = tokens_BS.shape
+    out_BSLD = torch.empty((B, S, len(hooks), model.d_model), dtype=torch.float32)
+    fwd_hooks = recording_hooks(hooks, out_BSLD)
     device = next(model.tl.parameters()).device
     with torch.inference_mode():
         model.tl.run_with_hooks(
