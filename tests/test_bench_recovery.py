@@ -82,3 +82,12 @@ def test_trait_lookup_accepts_a_path() -> None:
 
     path = load_traits(None, include_shipped=True)["pirate"].path
     assert get_trait(path).name == get_trait(str(path)).name == "pirate"
+
+
+def test_rescore_refuses_a_trait_missing_from_the_library(tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "rec.json"
+    out.write_text(json.dumps({"records": [{"trait": "my_trait", "organism_kind": "planted", "run_dir": "x"}]}))
+    with pytest.raises(ConfigError, match="--rescore: trait 'my_trait'.*--trait-dir"):
+        R.rescore(out, "blocks.27.hook_resid_post", {})

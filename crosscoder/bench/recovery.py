@@ -252,15 +252,17 @@ def planted_cosines(run_dir: Path, direction_D: torch.Tensor, cands: list[dict[s
     return out
 
 
-def rescore(path: Path, hook: str) -> list[dict[str, Any]]:
+def rescore(path: Path, hook: str, traits: dict[str, Any]) -> list[dict[str, Any]]:
     """Recompute the planted cosines of a results file from its run folders (after a change to the cosine)."""
     from crosscoder.personas.organisms.gated import plant_trait
-    from crosscoder.personas.traits import load_traits
 
     data = read_json(path)
-    traits = load_traits(None, include_shipped=True)
     for rec in data["records"]:
-        if rec["organism_kind"] == "planted" and rec["trait"] in traits:
+        if rec["organism_kind"] == "planted":
+            if rec["trait"] not in traits:
+                raise ConfigError(
+                    f"--rescore: trait {rec['trait']!r} of {path} is not in the library; pass its --trait-dir"
+                )
             _, direction_D = plant_trait(
                 BASE, traits[rec["trait"]], _hook_layer(hook), cache_dir("organisms", "recovery")
             )
@@ -313,7 +315,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     traits = load_traits(opts.trait_dirs or None, include_shipped=True)
     hook = DataConfig().hooks[0]
     if opts.rescore:
-        rescored = rescore(opts.out, hook)
+        rescored = rescore(opts.out, hook, traits)
         print(_table(rescored))
         return rescored
     records: list[dict[str, Any]] = []
