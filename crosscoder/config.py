@@ -8,6 +8,7 @@ to the library.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from crosscoder.analysis.config import AnalyzeConfig
 from crosscoder.data.config import DataConfig
@@ -68,3 +69,17 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="analyze_schema", node=AnalyzeConfig)
+
+
+def compose_analyze(config_dir: Path, overrides: list[str]) -> AnalyzeConfig:
+    """`configs/analyze.yaml` (what `python analyze.py` runs) with Hydra `overrides`, as a typed `AnalyzeConfig`."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    if not (config_dir / "analyze.yaml").is_file():
+        raise ConfigError(f"config dir: {config_dir}/analyze.yaml not found; run from the repository root")
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+        cfg = OmegaConf.to_object(compose(config_name="analyze", overrides=overrides))
+    assert isinstance(cfg, AnalyzeConfig)
+    return cfg

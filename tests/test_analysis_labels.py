@@ -92,6 +92,25 @@ def test_prompt_activations_are_cached_with_a_checksum(tiny_spec, monkeypatch: p
     assert torch.equal(labels.span_activations(model, hooks, items), first) and calls
 
 
+def test_prompt_activations_keep_item_order_when_batched_by_length(tiny_spec) -> None:
+    import torch
+
+    from crosscoder.analysis import labels
+    from crosscoder.models import load_model
+
+    model = load_model(tiny_spec)
+    hooks = ["blocks.2.hook_resid_post"]
+    g = torch.Generator().manual_seed(0)
+    items = []
+    for n in (9, 3, 7, 4, 12, 5):  # lengths out of order, so length-sorted batches reorder them
+        ids = torch.randint(1, 50, (n,), generator=g).tolist()
+        items.append((ids, [i % 2 == 1 for i in range(n)]))
+    batched = labels.span_activations(model, hooks, items, batch_size=4, use_cache=False)
+    one_by_one = torch.cat([labels.span_activations(model, hooks, [it], use_cache=False) for it in items])
+    assert batched.shape[0] == sum(sum(m[1:]) for _, m in items)
+    torch.testing.assert_close(batched, one_by_one, rtol=1e-4, atol=1e-5)
+
+
 def test_next_token_shift_signal_weighs_trait_words_by_probability_mass() -> None:
     from crosscoder.analysis.labels import lexical_shift
 

@@ -8,7 +8,7 @@ import torch
 from analysis_fixtures import synthetic_pair
 
 from crosscoder.analysis.geometry import decoder_geometry
-from crosscoder.analysis.kernels import ActivePairs, TopExamples, topk_per_group, weighted_sum
+from crosscoder.analysis.kernels import ActivePairs, TopExamples, encode_active, topk_per_group, weighted_sum
 from crosscoder.analysis.latent_scaling import latent_scaling
 from crosscoder.analysis.ranking import attribution_SF
 from crosscoder.analysis.stats import SLICES, collect_stats
@@ -61,9 +61,25 @@ def test_topk_per_group_and_running_top_examples() -> None:
     assert grp.tolist() == [0, 0, 1, 1] and val.tolist() == pytest.approx([0.5, 0.2, 0.9, 0.3])
 
 
-def test_fast_path_equals_dense_reference() -> None:
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "l1", "jumprelu"])
+def test_encode_active_equals_the_dense_encode(arch: str) -> None:
+    cc = _cc(arch=arch)
+    if arch == "batchtopk":
+        cc.sparsity.threshold.fill_(0.05)
+    x = torch.randn(64, 2, 1, 32)
+    ref = ActivePairs.from_dense(cc.encode(x))
+    got = encode_active(cc, x)
+    assert got.n_rows == 64 and got.n_latents == 48 and ref.vals_N.numel() > 0
+    assert torch.equal(got.rows_N, ref.rows_N) and torch.equal(got.cols_N, ref.cols_N)  # same row-major order
+    assert torch.allclose(got.vals_N, ref.vals_N, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
+def test_fast_path_equals_dense_reference(arch: str) -> None:
     acts, _ = synthetic_pair()
-    cc = _cc()
+    cc = _cc(arch=arch)
+    if arch == "batchtopk":
+        cc.sparsity.threshold.fill_(0.05)
     fast, dense = _stats(cc, acts, True), _stats(cc, acts, False)
     for name in (
         "count_S",

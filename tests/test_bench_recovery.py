@@ -91,3 +91,33 @@ def test_rescore_refuses_a_trait_missing_from_the_library(tmp_path: Path) -> Non
     out.write_text(json.dumps({"records": [{"trait": "my_trait", "organism_kind": "planted", "run_dir": "x"}]}))
     with pytest.raises(ConfigError, match="--rescore: trait 'my_trait'.*--trait-dir"):
         R.rescore(out, "blocks.27.hook_resid_post", {})
+
+
+def test_plan_orders_organisms_and_refuses_unknown_traits(tmp_path: Path) -> None:
+    from crosscoder.personas.traits import load_traits
+
+    traits = load_traits()
+    sft = tmp_path / "mine.jsonl"
+    sft.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
+    plan = R.organism_plan(_opts("--traits", "pirate,hostility", "--sft", f"{sft}:sycophancy"), traits)
+    assert [(t, k) for t, k, _ in plan] == [
+        ("pirate", "planted"), ("hostility", "planted"), ("hostility", "sft"), ("pirate", "sft"), ("sycophancy", "sft"),
+    ]  # fmt: skip
+    assert plan[-1][2] == str(sft) and plan[0][2] is None
+    with pytest.raises(ConfigError, match="unknown trait 'dragon'"):
+        R.organism_plan(_opts("--traits", "dragon"), traits)
+    with pytest.raises(ConfigError, match="not in the library"):
+        R.organism_plan(_opts("--kinds", "sft", "--sft", f"{sft}:dragon"), traits)
+
+
+def test_resume_keeps_earlier_records_made_at_the_same_hook(tmp_path: Path) -> None:
+    from crosscoder.io import atomic_write_json
+
+    out = tmp_path / "rec.json"
+    assert R.earlier_records(_opts("--resume", "--out", str(out)), "blocks.27.hook_resid_post") == []
+    rec = {"trait": "pirate", "organism_kind": "planted", "top1_label_correct": True}
+    atomic_write_json(out, {"records": [rec], "hook": "blocks.27.hook_resid_post", "complete": False})
+    assert R.earlier_records(_opts("--resume", "--out", str(out)), "blocks.27.hook_resid_post") == [rec]
+    assert R.earlier_records(_opts("--out", str(out)), "blocks.27.hook_resid_post") == []  # replaced without --resume
+    with pytest.raises(ConfigError, match="made at hook 'blocks.27.hook_resid_post'"):
+        R.earlier_records(_opts("--resume", "--out", str(out)), "blocks.20.hook_resid_post")

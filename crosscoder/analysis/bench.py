@@ -1,9 +1,13 @@
 """Benchmark of the analysis stage at full size: `python -m crosscoder.analysis.bench [--latents 16384] [--rows 100000]`.
 
-A random TopK crosscoder (d_model 576, two models) is analysed over synthetic activations (in memory), with the
-embedded SmolLM2-135M paired with itself for everything that needs a language model (logit lens, contexts, persona
-labels, splice metrics). Steering generations are off (the issue's time target excludes them). Prints the stage
-timings and writes them as JSON.
+The analysis runs with what `python analyze.py` uses on this CPU: `configs/analyze.yaml` (plus `--analyze KEY=VALUE`
+overrides). A random TopK crosscoder (d_model 576, two models) is analysed over synthetic activations (in memory) that carry one
+planted ft-only direction; `--planted` of its latents read and write that direction in the ft model only, so the
+candidate list is full (`n_candidates`, 50) and every per-candidate stage (evidence, logit lens, persona labels,
+next-token shift) is timed. The language models are the embedded SmolLM2-135M (base) and `--ft` (default the demo
+organism, built on first use and cached; its build is not part of the timing). Steering generations are off (the
+issue's time target excludes them). Caches the analysis would reuse (trait-prompt activations, persona vectors) are
+cold unless `--warm`. Prints the stage timings and writes them as JSON.
 """
 
 from __future__ import annotations
@@ -11,20 +15,35 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from crosscoder.config import compose_analyze
 from crosscoder.errors import run_cli
-from crosscoder.io import atomic_write_json
+from crosscoder.io import CACHE_ENV, atomic_write_json
 
 log = logging.getLogger(__name__)
 
 
-def build_fake_run(root: Path, n_latents: int, d_model: int, k: int, seed: int = 0) -> Path:
-    """A run folder with a random TopK crosscoder in final/ and a run.json naming the embedded model twice."""
+def build_fake_run(
+    root: Path,
+    n_latents: int,
+    d_model: int,
+    k: int,
+    seed: int = 0,
+    planted_D: torch.Tensor | None = None,
+    n_planted: int = 0,
+    ft_source: str = "smollm2-135m-instruct",
+) -> Path:
+    """A run folder with a random TopK crosscoder in final/ and a run.json naming the embedded model and `ft_source`.
+
+    The first `n_planted` latents are ft-exclusive copies of `planted_D` (base decoder and encoder zero, small
+    per-latent noise so they are distinct), so they fire where the synthetic ft activations carry that direction.
+    """
     from crosscoder.models import ModelSpec
     from crosscoder.pipeline import spec_dict
     from crosscoder.xc.config import CrosscoderConfig
@@ -34,11 +53,19 @@ def build_fake_run(root: Path, n_latents: int, d_model: int, k: int, seed: int =
     cc = Crosscoder(cfg, seed=seed)
     with torch.no_grad():  # random but not degenerate: the ft decoders are perturbed copies of the base ones
         cc.W_dec_FMLD[:, 1] = cc.W_dec_FMLD[:, 0] + 0.5 * cc.W_dec_FMLD[:, 1]
+        if planted_D is not None and n_planted:
+            g = torch.Generator().manual_seed(seed + 1)
+            v_PD = planted_D[None] + 0.05 * torch.randn(n_planted, d_model, generator=g)
+            v_PD /= v_PD.norm(dim=-1, keepdim=True)
+            cc.W_dec_FMLD[:n_planted, 0] = 0.0
+            cc.W_dec_FMLD[:n_planted, 1, 0] = v_PD * cc.W_dec_FMLD[n_planted:, 1].norm(dim=-1).mean()
+            cc.W_enc_FMLD[:n_planted, 0] = 0.0
+            cc.W_enc_FMLD[:n_planted, 1, 0] = v_PD
     run = root / "run"
     cc.save(run / "final")
     specs = [
         ModelSpec(source="smollm2-135m-instruct", name="base"),
-        ModelSpec(source="smollm2-135m-instruct", name="ft"),
+        ModelSpec(source=ft_source, name="ft"),
     ]
     atomic_write_json(run / "run.json", {"models": [spec_dict(s) for s in specs], "model_names": ["base", "ft"],
                                          "hooks": ["blocks.24.hook_resid_post"], "activations": None})  # fmt: skip
@@ -63,11 +90,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--k", type=int, default=64)
     ap.add_argument("--traits", type=int, default=9, help="number of shipped traits to label against (0 = no labels)")
     ap.add_argument(
-        "--label-questions",
-        type=int,
-        default=3,
-        help="trait questions per pos/neg label pass (configs/analyze.yaml: 3)",
+        "--analyze", action="append", default=[], help="Hydra override of configs/analyze.yaml (repeatable)"
     )
+    ap.add_argument("--config-dir", type=Path, default=Path("configs"))
+    ap.add_argument("--ft", default="organism:demo", help="the ft model (base is the embedded SmolLM2-135M)")
+    ap.add_argument("--planted", type=int, default=64, help="latents that carry the planted ft-only direction")
+    ap.add_argument("--warm", action="store_true", help="reuse cached trait-prompt activations and persona vectors")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--out", default="results/bench_analysis.json")
     args = ap.parse_args(argv)
@@ -75,38 +103,60 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from crosscoder.analysis.config import AnalyzeConfig
+    from crosscoder.analysis.export import export_saelens
+    from crosscoder.analysis.plots import make_plots
+    from crosscoder.analysis.report import write_report
     from crosscoder.analysis.run import run_analysis
     from crosscoder.analysis.synthetic import synthetic_acts
+    from crosscoder.analysis.wandb_log import log_to_wandb
     from crosscoder.models import ModelSpec, load_model
     from crosscoder.personas.traits import load_traits
 
     gflops_before = gemm_gflops()
     d = 576
     seq_len = 128
-    acts, _ = synthetic_acts(args.rows // seq_len, seq_len, d, n_feats=512, density=0.02, vocab=49_000,
+    acts, planted_D = synthetic_acts(args.rows // seq_len, seq_len, d, n_feats=512, density=0.02, vocab=49_000,
                              hook="blocks.24.hook_resid_post")  # fmt: skip
     t0 = time.perf_counter()
-    models = [load_model(ModelSpec(source="smollm2-135m-instruct", name=n)) for n in ("base", "ft")]
+    specs = [ModelSpec(source="smollm2-135m-instruct", name="base"), ModelSpec(source=args.ft, name="ft")]
+    models = [load_model(s) for s in specs]
     t_load = time.perf_counter() - t0
     traits = sorted(load_traits())[: args.traits]
+    user_cache = os.environ.get(CACHE_ENV)
     with tempfile.TemporaryDirectory() as tmp:
-        run = build_fake_run(Path(tmp), args.latents, d, args.k)
-        cfg = AnalyzeConfig(
-            run_dir=str(run),
-            max_rows=args.rows,
-            do_steering=False,
-            do_labels=bool(traits),
-            traits=traits,
-            label_questions=args.label_questions,
-        )
+        if not args.warm:  # a cold analysis: trait-prompt activations and persona vectors are computed, not read
+            os.environ[CACHE_ENV] = str(Path(tmp) / "cache")
+        run = build_fake_run(Path(tmp), args.latents, d, args.k, planted_D=planted_D, n_planted=args.planted,
+                             ft_source=args.ft)  # fmt: skip
+        cfg = compose_analyze(
+            args.config_dir,
+            [f"run_dir={run}", f"max_rows={args.rows}", "do_steering=false", f"do_labels={str(bool(traits)).lower()}",
+             f"traits=[{','.join(traits)}]", *args.analyze],
+        )  # fmt: skip
         t0 = time.perf_counter()
         res = run_analysis(cfg, models=models, acts=acts)
+        timings = dict(res.summary["timings"])
+        out_dir = Path(res.out_dir)
+        for stage, step in (
+            ("plots", lambda: make_plots(out_dir)),
+            ("report", lambda: write_report(out_dir)),
+            ("saelens_export", lambda: export_saelens(run, out_dir / "saelens") if cfg.export_saelens else None),
+            ("wandb", lambda: log_to_wandb(out_dir, None, cfg.wandb_mode, project=cfg.wandb_project)),
+        ):
+            t1 = time.perf_counter()
+            step()
+            timings[stage] = round(time.perf_counter() - t1, 2)
         total = time.perf_counter() - t0
-    out = {"latents": args.latents, "rows": args.rows, "d_model": d, "k": args.k, "traits": len(traits),
-           "label_questions": args.label_questions,
+        timings["total"] = round(total, 2)
+        if user_cache is None:
+            os.environ.pop(CACHE_ENV, None)
+        else:
+            os.environ[CACHE_ENV] = user_cache
+    out = {"latents": args.latents, "rows": args.rows, "d_model": d, "k": args.k, "traits": len(traits), "ft": args.ft,
+           "planted": args.planted, "warm": args.warm,
+           "label_questions": cfg.label_questions, "splice_tokens": cfg.splice_tokens, "overrides": args.analyze,
            "threads": torch.get_num_threads(), "seconds_total": round(total, 2), "seconds_model_load": round(t_load, 2),
-           "timings": res.summary["timings"], "n_candidates": res.summary["n_candidates"],
+           "timings": timings, "n_candidates": res.summary["n_candidates"],
            "gemm_gflops_before": round(gflops_before, 1), "gemm_gflops_after": round(gemm_gflops(), 1)}  # fmt: skip
     print(json.dumps(out, indent=2))
     atomic_write_json(Path(args.out), out)

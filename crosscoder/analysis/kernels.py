@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -103,7 +104,7 @@ def decode_normalised(
     """Reconstruction in the normalised space, ``f @ W_dec + b_dec`` (sparse product on the fast path)."""
     if fast and pairs is not None:
         if pairs.vals_N.numel() == 0:
-            return b_dec_X.expand(f_BF.shape[0], -1).clone()
+            return b_dec_X.expand(pairs.n_rows, -1).clone()
         return torch.sparse.mm(pairs.csr(), W_dec_FX) + b_dec_X
     return torch.addmm(b_dec_X, f_BF, W_dec_FX)
 
@@ -159,3 +160,33 @@ class TopExamples:
         """(values, global rows) of latent `j`, largest first."""
         ok = self.row_KF[:, j] >= 0
         return self.value_KF[ok, j].tolist(), self.row_KF[ok, j].tolist()
+
+
+@torch.no_grad()
+def encode_active(cc: Any, x_BMLD: Float[Tensor, "B M L D"]) -> ActivePairs:
+    """The active (token, latent, value) entries of ``cc.encode(x_BMLD)`` without the dense ``[B, F]`` activations.
+
+    TopK keeps the k best-scoring latents of each token and BatchTopK (inference) those whose score is above its
+    threshold, so the entries come straight from the selection: no scatter into a dense mask, no dense ReLU, no
+    ``nonzero`` over ``[B, F]``. Other mechanisms go through the dense ``encode`` (same result, no speed-up). The
+    reference is ``ActivePairs.from_dense(cc.encode(x_BMLD))``; tests check the two agree.
+    """
+    from crosscoder.xc.architectures import BatchTopK, TopK
+
+    sp = cc.sparsity
+    if not isinstance(sp, TopK) or (isinstance(sp, BatchTopK) and sp.training):
+        return ActivePairs.from_dense(cc.encode(x_BMLD))
+    pre_BF = torch.addmm(cc.b_enc_F, cc.normalise(x_BMLD), cc.W_enc_XF)
+    score_BF = sp.score(pre_BF, cc._dec_norm_F(), cc.share_F)
+    B, F = pre_BF.shape
+    if isinstance(sp, BatchTopK):
+        if float(sp.threshold) < 0:
+            return ActivePairs.from_dense(cc.encode(x_BMLD))  # raises the untrained-threshold error
+        rows_N, cols_N = (score_BF > sp.threshold).nonzero(as_tuple=True)
+    else:
+        cols_BK = score_BF.topk(min(cc.cfg.k, F), dim=-1, sorted=False).indices.sort(dim=-1).values
+        rows_N = torch.arange(B, device=pre_BF.device).repeat_interleave(cols_BK.shape[1])
+        cols_N = cols_BK.reshape(-1)
+    vals_N = torch.relu(pre_BF[rows_N, cols_N])
+    keep = vals_N > 0
+    return ActivePairs(rows_N[keep], cols_N[keep], vals_N[keep], B, F)

@@ -163,8 +163,9 @@ def span_activations(
     model: Any,
     hooks: list[str],
     items: list[tuple[list[int], list[bool]]],
-    batch_size: int = 16,
+    batch_size: int = 32,
     use_cache: bool = True,
+    desc: str = "",
 ) -> Float[Tensor, "n_tokens n_hooks d_model"]:
     """`model`'s activations at `hooks` on the masked tokens of `items` (position 0 never), concatenated in item order.
 
@@ -180,15 +181,19 @@ def span_activations(
             log.warning("recomputing trait-prompt activations: %s", err)
     pad = pad_token_id(model.tokenizer)
     stop = stop_layer(hooks)
-    parts: list[Tensor] = []
-    for a in range(0, len(items), batch_size):
-        chunk = items[a : a + batch_size]
-        tokens_BS, valid_BS = right_pad([ids for ids, _ in chunk], pad)
+    parts: list[Tensor] = [torch.zeros(0, len(hooks), model.d_model)] * len(items)
+    order = sorted(range(len(items)), key=lambda i: len(items[i][0]))  # similar lengths share a batch: less padding
+    starts = range(0, len(order), batch_size)
+    for a in tqdm(starts, desc=desc, unit="batch", disable=not desc or len(starts) < 2, mininterval=2.0):
+        idx = order[a : a + batch_size]
+        tokens_BS, valid_BS = right_pad([items[i][0] for i in idx], pad)
         span_BS = torch.zeros_like(valid_BS)
-        for b, (_, mask) in enumerate(chunk):
-            span_BS[b, : len(mask)] = torch.tensor(mask)
+        for b, i in enumerate(idx):
+            span_BS[b, : len(items[i][1])] = torch.tensor(items[i][1])
         span_BS[:, 0] = False  # never the attention-sink position
-        parts.append(capture(model, hooks, tokens_BS, valid_BS, stop)[span_BS])  # [n, L, D]
+        x_BSLD = capture(model, hooks, tokens_BS, valid_BS, stop)
+        for b, i in enumerate(idx):
+            parts[i] = x_BSLD[b][span_BS[b]]  # [n_i, L, D]
     x_NLD = torch.cat(parts) if parts else torch.zeros(0, len(hooks), model.d_model)
     if not torch.isfinite(x_NLD).all():
         raise NumericsError(f"non-finite activations of model {model.name} on trait prompts; check the model weights")
@@ -225,19 +230,25 @@ def pos_neg_acts(
     the mean over items of each item's span mean, pos minus neg, for the prompts and (when the trait has examples)
     for the examples, the two differences averaged.
     """
-    out = {}
     tok = models[-1].tokenizer
-    for name, trait in tqdm(traits.items(), desc="pos/neg activations", unit="trait"):
-        means, diffs = [], []
-        parts: dict[str, tuple[Tensor, Tensor]] = {}
+    sides = {(n, side): _prompt_items(tok, t, n_questions, side) for n, t in traits.items() for side in ("pos", "neg")}
+    all_items = [it for items, _ in sides.values() for it in items]  # one length-sorted pass per model over all
+    x_all_NMLD = torch.stack(
+        [span_activations(m, hooks, all_items, desc=f"trait prompts ({m.name})") for m in models], 1
+    )
+    counts = [sum(sum(mask[1:]) for _, mask in items) for items, _ in sides.values()]
+    x_by_side = dict(zip(sides, torch.split(x_all_NMLD, counts), strict=True))
+    out = {}
+    for name in traits:
+        means, parts = [], {}
         for side in ("pos", "neg"):
-            items, n_prompts = _prompt_items(tok, trait, n_questions, side)
-            x_NMLD = torch.stack([span_activations(m, hooks, items) for m in models], dim=1)
+            items, n_prompts = sides[(name, side)]
+            x_NMLD = x_by_side[(name, side)]
             means.append(mean_latent_acts(cc, x_NMLD))
             item_ND = _item_means(x_NMLD[:, -1, lens_idx], items)
             ex = item_ND[n_prompts:].mean(0) if len(item_ND) > n_prompts else torch.zeros(0)
             parts[side] = (item_ND[:n_prompts].mean(0), ex)
-        diffs.append(parts["pos"][0] - parts["neg"][0])
+        diffs = [parts["pos"][0] - parts["neg"][0]]
         if parts["pos"][1].numel() and parts["neg"][1].numel():
             diffs.append(parts["pos"][1] - parts["neg"][1])
         out[name] = (means[0], means[1], torch.stack(diffs).mean(0))

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from crosscoder.analysis.kernels import ActivePairs, TopExamples, decode_normalised, weighted_sum
+from crosscoder.analysis.kernels import ActivePairs, TopExamples, decode_normalised, encode_active, weighted_sum
 from crosscoder.data.masks import Role
 from crosscoder.errors import DataError, NumericsError
 
@@ -174,12 +174,14 @@ def _accumulate(
         )
     masks = {k: v[:keep].to(device) for k, v in slice_masks(batch, first_n).items()}
     valid_B = masks["all"]
-    f_BF = cc.encode(x_BMLD).float()
     xn_BMX = cc.normalise(x_BMLD).view(keep, M, -1)
-    pairs = ActivePairs.from_dense(f_BF).select_rows(valid_B) if fast else None
+    if fast:  # active entries straight from the TopK selection; the dense [B, F] matrix is never built
+        f_BF = x_BMLD.new_zeros(keep, 0)  # only its row count is read on this path
+        pairs: ActivePairs | None = encode_active(cc, x_BMLD).select_rows(valid_B)
+    else:
+        f_BF = cc.encode(x_BMLD).float() * valid_B[:, None]  # masked rows never count
+        pairs = None
     pairs_T = pairs.col_major() if pairs is not None else None  # sorted once, reused by every f^T product
-    if pairs is None:
-        f_BF = f_BF * valid_B[:, None]  # masked rows never count
 
     # slices: counts, firing, activation sums, and the ft - base attribution sums
     diff_BX = xn_BMX[:, -1] - xn_BMX[:, 0]

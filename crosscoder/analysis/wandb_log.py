@@ -1,7 +1,10 @@
 """Log an analysis folder to Weights & Biases: `log_to_wandb(analysis_dir, run=None, mode="offline")`.
 
 What is logged:
-* `latents`: a wandb.Table of the whole latent table (one row per latent);
+* `latents`: a wandb.Table with one row per latent and the table's core columns (`wandb_columns`: geometry, Latent
+  Scaling, class, score, rank, label, and the all-token frequency / activation / attribution); the per-slice
+  breakdowns stay in latents.parquet / .csv in the artifact (W&B types every cell, ~20 us each on this CPU, so the
+  full 50-column table of 16,384 latents would cost about a minute);
 * `candidates`: a wandb.Table of the ranked candidates whose `evidence`, `top_context` and `logit_lens_diff` cells
   are wandb.Html (the same token highlighting and logit-lens chips as the HTML report, styles inlined);
 * `hist/rel_norm`, `hist/cos`, `hist/score`: histograms; `plots/<name>`: the plotly figures (and PNGs if written);
@@ -74,11 +77,20 @@ def _top_context(c: dict[str, Any]) -> str:
     return highlighted_tokens([str(t) for t in e["tokens"]], e.get("acts", []), e.get("max_pos"), scale)
 
 
+def wandb_columns(columns: list[str]) -> list[str]:
+    """The latent-table columns logged to W&B: all but the per-slice ones of slices other than `all`."""
+    from crosscoder.analysis.stats import SLICES
+
+    per_slice = ("freq_", "mean_act_", "attr_", "cos_meandiff_")
+    dropped = {f"{p}{s}" for p in per_slice for s in SLICES if s != "all"}
+    return [c for c in columns if c not in dropped]
+
+
 def latent_table(data: AnalysisData) -> Any:
-    """The latent table as a wandb.Table (all columns, NaN as empty)."""
+    """The latent table as a wandb.Table (`wandb_columns` of every latent, NaN as empty)."""
     import wandb
 
-    cols: list[str | int] = list(data.columns)
+    cols: list[str | int] = list(wandb_columns(list(data.columns)))
     arrays = [data.columns[str(c)] for c in cols]
     rows = [[_cell(a[i]) for a in arrays] for i in range(data.n_latents)]
     return wandb.Table(columns=cols, data=rows)

@@ -57,6 +57,8 @@ class RecoveryOptions:
     analyze_overrides: list[str] = field(default_factory=list)
     quick: bool = False
     rescore: bool = False
+    resume: bool = False
+    """Keep the records already in `out` and skip their organisms (same trait and kind)."""
 
     def __post_init__(self) -> None:
         bad = [k for k in self.kinds if k not in KINDS]
@@ -79,6 +81,9 @@ def parse_args(argv: list[str] | None) -> RecoveryOptions:
     p.add_argument("--out", type=Path, default=Path("results/recovery.json"))
     p.add_argument("--config-dir", type=Path, default=Path("configs"))
     p.add_argument("--rescore", action="store_true", help="only recompute the planted cosines of --out from its runs")
+    p.add_argument(
+        "--resume", action="store_true", help="keep the records in --out and run only the organisms it lacks"
+    )
     p.add_argument("--quick", action="store_true", help="smaller harvest and training (a smoke run, not the benchmark)")
     p.add_argument(
         "--analyze",
@@ -107,6 +112,7 @@ def parse_args(argv: list[str] | None) -> RecoveryOptions:
         analyze_overrides=list(a.analyze),
         quick=a.quick,
         rescore=a.rescore,
+        resume=a.resume,
     )
 
 
@@ -117,25 +123,18 @@ def _hook_layer(hook: str) -> int:
     return int(parts[1])
 
 
-def build_organisms(opts: RecoveryOptions, traits: dict[str, Any], hook: str) -> list[Organism]:
-    """Build (or reuse from the cache) every organism the options ask for."""
-    from crosscoder.personas.organisms.gated import plant_trait
+def organism_plan(opts: RecoveryOptions, traits: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(trait, kind, SFT file or None) of every organism the options ask for, in run order; refuses unknown traits."""
     from crosscoder.personas.sft_data import SFT_DIR
 
     chosen = opts.traits or sorted(traits)
     missing = [t for t in chosen if t not in traits]
     if missing:
         raise ConfigError(f"--traits: unknown trait {missing[0]!r}; known: {', '.join(sorted(traits))}")
-    out: list[Organism] = []
+    plan: list[tuple[str, str, str | None]] = []
     if "planted" in opts.kinds:
-        for name in chosen:
-            t0 = time.perf_counter()
-            spec, direction = plant_trait(BASE, traits[name], _hook_layer(hook), cache_dir("organisms", "recovery"))
-            out.append(Organism(name, "planted", spec, direction, time.perf_counter() - t0))
+        plan += [(name, "planted", None) for name in chosen]
     if "sft" in opts.kinds:
-        from crosscoder.personas.organisms.config import OrganismConfig
-        from crosscoder.personas.organisms.lora import build_sft_organism
-
         sets = [
             (str(p), p.stem)
             for p in sorted(SFT_DIR.glob("*.jsonl"))
@@ -144,39 +143,45 @@ def build_organisms(opts: RecoveryOptions, traits: dict[str, Any], hook: str) ->
         for path, trait in [*sets, *opts.sft]:
             if trait not in traits:
                 raise ConfigError(f"--sft: trait {trait!r} is not in the library; add its JSON with --trait-dir")
-            t0 = time.perf_counter()
-            cfg = OrganismConfig(
-                name=f"recovery-{trait}", r=16, alpha=32, lr=5e-4, batch_size=8, epochs=1, trait=str(traits[trait].path)
-            )
-            res = build_sft_organism(BASE, Path(path), cfg)
-            out.append(Organism(trait, "sft", res.checkpoints[-1], None, time.perf_counter() - t0))
+            plan.append((trait, "sft", path))
     if "distilled" in opts.kinds:
-        from crosscoder.personas.organisms.config import OrganismConfig
-        from crosscoder.personas.organisms.distill import build_distilled_organism
+        plan += [(name, "distilled", None) for name in chosen]
+    return plan
 
-        for name in chosen:
-            t0 = time.perf_counter()
-            cfg = OrganismConfig(name=f"recovery-distill-{name}", trait=str(traits[name].path))
-            res = build_distilled_organism(BASE, traits[name], cfg)
-            out.append(Organism(name, "distilled", res.checkpoints[-1], None, time.perf_counter() - t0))
-    return out
+
+def build_organism(trait: str, kind: str, sft_file: str | None, traits: dict[str, Any], hook: str) -> Organism:
+    """Build (or reuse from the cache) one organism of the plan."""
+    from crosscoder.personas.organisms.config import OrganismConfig
+
+    t0 = time.perf_counter()
+    if kind == "planted":
+        from crosscoder.personas.organisms.gated import plant_trait
+
+        spec, direction = plant_trait(BASE, traits[trait], _hook_layer(hook), cache_dir("organisms", "recovery"))
+        return Organism(trait, kind, spec, direction, time.perf_counter() - t0)
+    if kind == "sft":
+        from crosscoder.personas.organisms.lora import build_sft_organism
+
+        assert sft_file is not None
+        cfg = OrganismConfig(
+            name=f"recovery-{trait}", r=16, alpha=32, lr=5e-4, batch_size=8, epochs=1, trait=str(traits[trait].path)
+        )
+        res = build_sft_organism(BASE, Path(sft_file), cfg)
+        return Organism(trait, kind, res.checkpoints[-1], None, time.perf_counter() - t0)
+    from crosscoder.personas.organisms.distill import build_distilled_organism
+
+    cfg = OrganismConfig(name=f"recovery-distill-{trait}", trait=str(traits[trait].path))
+    res = build_distilled_organism(BASE, traits[trait], cfg)
+    return Organism(trait, kind, res.checkpoints[-1], None, time.perf_counter() - t0)
 
 
 def _compose_analysis(opts: RecoveryOptions, run_dir: Path) -> Any:
     """The analysis config: configs/analyze.yaml (the demo's laptop budget) without steering and splice metrics."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+    from crosscoder.config import compose_analyze
 
-    from crosscoder.analysis.config import AnalyzeConfig
-    from crosscoder.config import register_configs
-
-    register_configs()
     overrides = [f"run_dir={run_dir}", "do_steering=false", "do_splice=false", "export_saelens=false",
                  f"trait_dirs=[{','.join(opts.trait_dirs)}]", *opts.analyze_overrides]  # fmt: skip
-    with initialize_config_dir(config_dir=str(opts.config_dir.resolve()), version_base="1.3"):
-        cfg = OmegaConf.to_object(compose(config_name="analyze", overrides=overrides))
-    assert isinstance(cfg, AnalyzeConfig)
-    return cfg
+    return compose_analyze(opts.config_dir, overrides)
 
 
 def _compose(opts: RecoveryOptions, org: Organism) -> Any:
@@ -305,6 +310,24 @@ def _table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def earlier_records(opts: RecoveryOptions, hook: str) -> list[dict[str, Any]]:
+    """The records of `opts.out` kept by `--resume` (refused if they were made at another hook); [] otherwise."""
+    if not opts.out.is_file():
+        return []
+    previous = read_json(opts.out)
+    n = len(previous.get("records", []))
+    if not opts.resume:
+        log.info("found %d earlier records in %s; they are replaced by this run (--resume keeps them)", n, opts.out)
+        return []
+    if previous.get("hook") != hook:
+        raise ConfigError(
+            f"--resume: {opts.out} was made at hook {previous.get('hook')!r}, this run uses {hook!r}; "
+            "pass another --out or drop --resume"
+        )
+    log.info("resuming: keeping %d records of %s", n, opts.out)
+    return list(previous["records"])
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Run the benchmark; writes the JSON records (partial results are kept after every organism)."""
     from crosscoder.data.config import DataConfig
@@ -318,16 +341,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         rescored = rescore(opts.out, hook, traits)
         print(_table(rescored))
         return rescored
-    records: list[dict[str, Any]] = []
-    if opts.out.is_file():
-        previous = read_json(opts.out)
-        log.info(
-            "found %d earlier records in %s; they are replaced by this run", len(previous.get("records", [])), opts.out
-        )
+    records = earlier_records(opts, hook)
+    done = {(r["trait"], r["organism_kind"]) for r in records}
+    plan = [item for item in organism_plan(opts, traits) if item[:2] not in done]
     start = time.perf_counter()
-    for org in build_organisms(opts, traits, hook):
-        log.info("recovering %s organism for trait %s", org.kind, org.trait)
-        records.append(run_one(opts, org))
+    for i, (trait, kind, sft_file) in enumerate(plan):
+        log.info("recovering %s organism for trait %s (%d of %d)", kind, trait, i + 1, len(plan))
+        records.append(run_one(opts, build_organism(trait, kind, sft_file, traits, hook)))
         atomic_write_json(opts.out, {"records": records, "hook": hook, "complete": False})
     atomic_write_json(
         opts.out, {"records": records, "hook": hook, "complete": True, "seconds": round(time.perf_counter() - start, 1)}
