@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated cache folder, W&B disabled, and tiny models built once per session."""
+"""Shared fixtures: an isolated cache folder and runs/LATEST, W&B disabled, tiny models built once per session."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: py
     if request.node.get_closest_marker("slow") is None:
         monkeypatch.setenv("CROSSCODER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("WANDB_MODE", "disabled")
+    import crosscoder.pipeline
+
+    # runs/LATEST is the user's pointer to their latest run: a test's training run must not move it
+    monkeypatch.setattr(crosscoder.pipeline, "RUNS_ROOT", tmp_path / "runs")
 
 
 @pytest.fixture(scope="session")
