@@ -125,3 +125,22 @@ def test_next_token_shift_signal_weighs_trait_words_by_probability_mass() -> Non
     ev = trait_evidence(cos_ft=0.0, cos_diff=0.0, spec_ft=0.0, spec_diff=0.0, pos=0.0, neg=0.0, mean_act=1.0, lens=None,
                         contexts=[], steered=[], unsteered=[], words=words, cosine_full=0.5, next_token=shift)  # fmt: skip
     assert ev["lexical_next_token"] == pytest.approx(0.5) and ev["lexical"] == ev["lexical_next_token"]
+
+
+def test_unique_alignment_separates_nearly_collinear_traits() -> None:
+    import torch
+
+    from crosscoder.analysis.candidates import unique_alignment
+
+    g = torch.Generator().manual_seed(0)
+    base_D, other_D, third_D = torch.randn(3, 64, generator=g)
+    syc = base_D / base_D.norm()
+    enth = syc + 0.35 * other_D / other_D.norm()  # cosine ~0.94 with syc
+    enth = enth / enth.norm()
+    cat = third_D / third_D.norm()
+    unit_TD = torch.stack([syc, enth, cat])
+    assert float(syc @ enth) > 0.9
+    beta = unique_alignment(torch.stack([syc, 3.0 * enth, cat + 0.01 * syc]), unit_TD)  # scale does not matter
+    assert torch.allclose(beta, torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0.01, 0, 1.0]]), atol=2e-3)
+    one = unique_alignment(torch.stack([syc, enth]), unit_TD[:1])  # one trait: the plain cosine
+    assert torch.allclose(one[:, 0], torch.stack([syc @ syc, enth @ syc]), atol=1e-5)

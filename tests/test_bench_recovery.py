@@ -121,3 +121,14 @@ def test_resume_keeps_earlier_records_made_at_the_same_hook(tmp_path: Path) -> N
     assert R.earlier_records(_opts("--out", str(out)), "blocks.27.hook_resid_post") == []  # replaced without --resume
     with pytest.raises(ConfigError, match="made at hook 'blocks.27.hook_resid_post'"):
         R.earlier_records(_opts("--resume", "--out", str(out)), "blocks.20.hook_resid_post")
+
+
+def test_reanalyze_refuses_bad_combinations_and_missing_inputs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="pick one"):
+        _opts("--rescore", "--reanalyze")
+    with pytest.raises(DataError, match="not found; run the benchmark first"):
+        R.main(["--config-dir", str(ROOT / "configs"), "--reanalyze", "--out", str(tmp_path / "none.json")])
+    out = tmp_path / "rec.json"
+    out.write_text('{"records": [{"trait": "dragon", "organism_kind": "sft", "run_dir": "x", "seconds": 1}]}')
+    with pytest.raises(ConfigError, match="--reanalyze: trait 'dragon'.*--trait-dir"):
+        R.reanalyze(_opts("--reanalyze", "--out", str(out)), "blocks.27.hook_resid_post", {})

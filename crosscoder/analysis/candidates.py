@@ -48,6 +48,18 @@ def _cos(a_ND: Tensor, v_D: Tensor) -> Tensor:
     return a @ (v_D / v_D.norm().clamp_min(1e-12))
 
 
+def unique_alignment(a_ND: Tensor, unit_TD: Tensor) -> Tensor:
+    """Each trait's coefficient ``[N, T]`` when each unit direction a_n is fit jointly by all unit persona vectors.
+
+    Least squares a_n ~ sum_t beta_t v_t: beta_t is the part of the alignment with trait t that no other trait's
+    vector explains (for a single trait it is the cosine). Persona vectors of related traits can be nearly collinear
+    (sycophancy and over_enthusiastic ~0.94 on SmolLM2), so plain cosines cannot tell them apart; the joint fit
+    gives a direction equal to one of them coefficient 1 for it and 0 for the other.
+    """
+    a = a_ND / a_ND.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return torch.linalg.lstsq(unit_TD.T.double(), a.T.double()).solution.T.float()  # [N, T]
+
+
 def given_persona_vectors(model: Any, files: list[str]) -> dict[str, Any]:
     """{trait: PersonaVectors} from user files, each checked against `model` (the ft model)."""
     from crosscoder.personas.vectors import PersonaVectors
@@ -132,13 +144,13 @@ def build_candidates(
         hook = hooks[lens_idx]
         vec = {t: pv_ft[t].for_hook(hook).float() if t in pv_ft else pn[t][2].float() for t in traits}
         unit = {t: v / v.norm().clamp_min(1e-12) for t, v in vec.items()}
-        common = (
-            torch.stack(list(unit.values())).mean(0) if len(unit) > 1 else torch.zeros_like(next(iter(unit.values())))
-        )
+        names = list(traits)
+        unit_TD = torch.stack([unit[t] for t in names])
         cos_ft = {t: _cos(d_ft, unit[t]) for t in traits}
         cos_diff = {t: _cos(d_diff, unit[t]) for t in traits}
-        spec_ft = {t: _cos(d_ft, unit[t] - common) for t in traits}
-        spec_diff = {t: _cos(d_diff, unit[t] - common) for t in traits}
+        beta_ft, beta_diff = unique_alignment(d_ft, unit_TD), unique_alignment(d_diff, unit_TD)
+        spec_ft = {t: beta_ft[:, i] for i, t in enumerate(names)}
+        spec_diff = {t: beta_diff[:, i] for i, t in enumerate(names)}
         timings["labels"] = time.perf_counter() - t0
 
         def relabel(n: int, steered: list[str], unsteered: list[str]) -> None:

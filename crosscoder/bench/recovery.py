@@ -57,6 +57,8 @@ class RecoveryOptions:
     analyze_overrides: list[str] = field(default_factory=list)
     quick: bool = False
     rescore: bool = False
+    reanalyze: bool = False
+    """Re-run the analysis of every run recorded in `out` (training kept) and recompute the records."""
     resume: bool = False
     """Keep the records already in `out` and skip their organisms (same trait and kind)."""
 
@@ -64,6 +66,8 @@ class RecoveryOptions:
         bad = [k for k in self.kinds if k not in KINDS]
         if bad:
             raise ConfigError(f"--kinds: unknown kind {bad[0]!r}; use a comma list of {', '.join(KINDS)}")
+        if self.rescore and self.reanalyze:
+            raise ConfigError("--rescore and --reanalyze: pick one (--reanalyze also recomputes the planted cosines)")
         if not (self.config_dir / "config.yaml").is_file():
             raise ConfigError(f"--config-dir: {self.config_dir}/config.yaml not found; run from the repository root")
 
@@ -81,6 +85,9 @@ def parse_args(argv: list[str] | None) -> RecoveryOptions:
     p.add_argument("--out", type=Path, default=Path("results/recovery.json"))
     p.add_argument("--config-dir", type=Path, default=Path("configs"))
     p.add_argument("--rescore", action="store_true", help="only recompute the planted cosines of --out from its runs")
+    p.add_argument(
+        "--reanalyze", action="store_true", help="re-run the analysis of every run in --out (no training) and re-score"
+    )
     p.add_argument(
         "--resume", action="store_true", help="keep the records in --out and run only the organisms it lacks"
     )
@@ -112,6 +119,7 @@ def parse_args(argv: list[str] | None) -> RecoveryOptions:
         analyze_overrides=list(a.analyze),
         quick=a.quick,
         rescore=a.rescore,
+        reanalyze=a.reanalyze,
         resume=a.resume,
     )
 
@@ -257,23 +265,48 @@ def planted_cosines(run_dir: Path, direction_D: torch.Tensor, cands: list[dict[s
     return out
 
 
-def rescore(path: Path, hook: str, traits: dict[str, Any]) -> list[dict[str, Any]]:
-    """Recompute the planted cosines of a results file from its run folders (after a change to the cosine)."""
+def _planted_direction(rec: dict[str, Any], traits: dict[str, Any], hook: str, flag: str) -> torch.Tensor | None:
+    """The planted direction of a planted record (rebuilt from the organism cache), None for other kinds."""
     from crosscoder.personas.organisms.gated import plant_trait
 
+    if rec["trait"] not in traits:
+        raise ConfigError(f"{flag}: trait {rec['trait']!r} of the results is not in the library; pass its --trait-dir")
+    if rec["organism_kind"] != "planted":
+        return None
+    _, direction_D = plant_trait(BASE, traits[rec["trait"]], _hook_layer(hook), cache_dir("organisms", "recovery"))
+    return direction_D
+
+
+def rescore(path: Path, hook: str, traits: dict[str, Any]) -> list[dict[str, Any]]:
+    """Recompute the planted cosines of a results file from its run folders (after a change to the cosine)."""
     data = read_json(path)
     for rec in data["records"]:
         if rec["organism_kind"] == "planted":
-            if rec["trait"] not in traits:
-                raise ConfigError(
-                    f"--rescore: trait {rec['trait']!r} of {path} is not in the library; pass its --trait-dir"
-                )
-            _, direction_D = plant_trait(
-                BASE, traits[rec["trait"]], _hook_layer(hook), cache_dir("organisms", "recovery")
-            )
+            direction_D = _planted_direction(rec, traits, hook, "--rescore")
+            assert direction_D is not None
             cands = read_json(Path(rec["run_dir"]) / "analysis" / "candidates.json")
             rec.update(planted_cosines(Path(rec["run_dir"]), direction_D, cands))
     atomic_write_json(path, data)
+    return list(data["records"])
+
+
+def reanalyze(opts: RecoveryOptions, hook: str, traits: dict[str, Any]) -> list[dict[str, Any]]:
+    """Re-run the analysis (current code and configs) of every run in `opts.out` and recompute each record.
+
+    Training is not repeated; `seconds` stays the original organism's. The file is rewritten after every run.
+    """
+    from crosscoder.analysis.run import run_analysis
+
+    data = read_json(opts.out)
+    for i, rec in enumerate(data["records"]):
+        direction_D = _planted_direction(rec, traits, hook, "--reanalyze")
+        run_dir = Path(rec["run_dir"])
+        log.info("re-analysing %s (%s %s, %d of %d)", run_dir, rec["organism_kind"], rec["trait"], i + 1,
+                 len(data["records"]))  # fmt: skip
+        analysis = run_analysis(_compose_analysis(opts, run_dir))
+        new = evaluate(Organism(rec["trait"], rec["organism_kind"], BASE, direction_D), run_dir, analysis)
+        data["records"][i] = {**new, "seconds": rec["seconds"], "reanalyzed": True}
+        atomic_write_json(opts.out, data)
     return list(data["records"])
 
 
@@ -337,8 +370,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     opts = parse_args(argv)
     traits = load_traits(opts.trait_dirs or None, include_shipped=True)
     hook = DataConfig().hooks[0]
-    if opts.rescore:
-        rescored = rescore(opts.out, hook, traits)
+    if opts.rescore or opts.reanalyze:
+        if not opts.out.is_file():
+            raise DataError(f"--out: {opts.out} not found; run the benchmark first or point --out at its results")
+        rescored = reanalyze(opts, hook, traits) if opts.reanalyze else rescore(opts.out, hook, traits)
         print(_table(rescored))
         return rescored
     records = earlier_records(opts, hook)
