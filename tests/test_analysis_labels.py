@@ -144,3 +144,10 @@ def test_unique_alignment_separates_nearly_collinear_traits() -> None:
     assert torch.allclose(beta, torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0.01, 0, 1.0]]), atol=2e-3)
     one = unique_alignment(torch.stack([syc, enth]), unit_TD[:1])  # one trait: the plain cosine
     assert torch.allclose(one[:, 0], torch.stack([syc @ syc, enth @ syc]), atol=1e-5)
+
+
+def test_trait_words_include_the_content_words_of_keyword_phrases() -> None:
+    words = trait_words(get_trait("deception"))  # keywords like "trust me", "completely safe", "nothing to worry"
+    assert {"trust", "safe", "worry"} <= set(words)
+    assert not {"me", "to", "the"} & set(words)  # short function words of the phrases are not evidence
+    assert word_match(" Trust", words) and word_match(" Safe", words)

@@ -61,9 +61,12 @@ _SUFFIXES = ("s", "es", "ed", "d", "ing", "er", "ers", "ly", "y", "ish", "like",
 
 
 def trait_words(trait: Trait) -> list[str]:
-    """Contrast words (minus very common English words) plus keyword stems, lower case."""
+    """Contrast words (minus very common English words) plus keyword stems and the content words of keyword phrases
+    ("trust me", "completely safe" -> trust, completely, safe: a token can only match one word), lower case."""
     words = [w for w in contrast_words(trait) if w.lower() not in _COMMON]
     words += [k.rstrip("*").lower() for k in trait.keywords if " " not in k]
+    for phrase in (k for k in trait.keywords if " " in k):
+        words += [w for w in re.findall(r"[a-z]+", phrase.lower()) if len(w) >= 4 and w not in _COMMON]
     return sorted(set(w for w in words if len(w) >= 3))
 
 
