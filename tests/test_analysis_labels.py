@@ -115,13 +115,13 @@ def test_next_token_shift_signal_weighs_trait_words_by_probability_mass() -> Non
     from crosscoder.analysis.labels import lexical_shift
 
     words = ["cats", "feline"]
-    shift = {"promoted": [[" Fun", 0.70], [" Cats", 0.10], [" By", 0.20], [" the", 0.0]], "suppressed": []}
-    assert lexical_shift(shift, words) == pytest.approx(0.5)  # 10% of the mass on trait words, 20% = full
+    shift = {"promoted": [[" Fun", 0.70], [" Cats", 0.15], [" By", 0.15], [" the", 0.0]], "suppressed": []}
+    assert lexical_shift(shift, words) == pytest.approx(0.5)  # 15% of the mass on trait words, 30% = full
     assert lexical_shift({"promoted": [[" Cats", 0.5], [" A", 0.5]], "suppressed": []}, words) == 1.0  # clipped
     assert lexical_shift({"promoted": [[" Dogs", 0.4]], "suppressed": []}, words) == 0.0
     assert lexical_shift({"promoted": [[" Cats", -0.1]], "suppressed": []}, words) == 0.0  # no positive mass
-    ended = {"promoted": [["<|im_end|>", 0.6], [" Cats", 0.04], [" A", 0.36]], "suppressed": []}
-    assert lexical_shift(ended, words) == pytest.approx(0.5)  # special tokens carry no share: 0.04 / 0.40 / 0.2
+    ended = {"promoted": [["<|im_end|>", 0.6], [" Cats", 0.06], [" A", 0.34]], "suppressed": []}
+    assert lexical_shift(ended, words) == pytest.approx(0.5)  # special tokens carry no share: 0.06 / 0.40 / 0.3
     ev = trait_evidence(cos_ft=0.0, cos_diff=0.0, spec_ft=0.0, spec_diff=0.0, pos=0.0, neg=0.0, mean_act=1.0, lens=None,
                         contexts=[], steered=[], unsteered=[], words=words, cosine_full=0.5, next_token=shift)  # fmt: skip
     assert ev["lexical_next_token"] == pytest.approx(0.5) and ev["lexical"] == ev["lexical_next_token"]
