@@ -19,6 +19,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -122,8 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     models = [load_model(s) for s in specs]
     t_load = time.perf_counter() - t0
     traits = sorted(load_traits())[: args.traits]
-    user_cache = os.environ.get(CACHE_ENV)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ):  # the environment is restored on exit
         if not args.warm:  # a cold analysis: trait-prompt activations and persona vectors are computed, not read
             os.environ[CACHE_ENV] = str(Path(tmp) / "cache")
         run = build_fake_run(Path(tmp), args.latents, d, args.k, planted_D=planted_D, n_planted=args.planted,
@@ -148,10 +148,6 @@ def main(argv: list[str] | None = None) -> None:
             timings[stage] = round(time.perf_counter() - t1, 2)
         total = time.perf_counter() - t0
         timings["total"] = round(total, 2)
-        if user_cache is None:
-            os.environ.pop(CACHE_ENV, None)
-        else:
-            os.environ[CACHE_ENV] = user_cache
     out = {"latents": args.latents, "rows": args.rows, "d_model": d, "k": args.k, "traits": len(traits), "ft": args.ft,
            "planted": args.planted, "warm": args.warm,
            "label_questions": cfg.label_questions, "splice_tokens": cfg.splice_tokens, "overrides": args.analyze,

@@ -177,16 +177,15 @@ def encode_active(cc: Any, x_BMLD: Float[Tensor, "B M L D"]) -> ActivePairs:
     if not isinstance(sp, TopK) or (isinstance(sp, BatchTopK) and sp.training):
         return ActivePairs.from_dense(cc.encode(x_BMLD))
     pre_BF = torch.addmm(cc.b_enc_F, cc.normalise(x_BMLD), cc.W_enc_XF)
-    score_BF = sp.score(pre_BF, cc._dec_norm_F(), cc.share_F)
     B, F = pre_BF.shape
     if isinstance(sp, BatchTopK):
         if float(sp.threshold) < 0:
             return ActivePairs.from_dense(cc.encode(x_BMLD))  # raises the untrained-threshold error
+        score_BF = sp.score(pre_BF, cc._dec_norm_F(), cc.share_F)
         rows_N, cols_N = (score_BF > sp.threshold).nonzero(as_tuple=True)
-    else:
-        cols_BK = score_BF.topk(min(cc.cfg.k, F), dim=-1, sorted=False).indices.sort(dim=-1).values
-        rows_N = torch.arange(B, device=pre_BF.device).repeat_interleave(cols_BK.shape[1])
-        cols_N = cols_BK.reshape(-1)
+    else:  # the mechanism's own per-token selection (row-major, latents ascending), as in training
+        pattern = sp.select(pre_BF, cc._dec_norm_F(), cc.share_F, cc.cfg.k)
+        rows_N, cols_N = pattern.rows_N, pattern.cols_N
     vals_N = torch.relu(pre_BF[rows_N, cols_N])
     keep = vals_N > 0
     return ActivePairs(rows_N[keep], cols_N[keep], vals_N[keep], B, F)

@@ -220,10 +220,14 @@ def mean_latent_acts(cc: Any, x_NMLD: Tensor) -> Tensor:
     return (total / x_NMLD.shape[0]).float()
 
 
+def _span_counts(items: list[tuple[list[int], list[bool]]]) -> list[int]:
+    """Rows each item contributes to `span_activations` (its masked tokens, position 0 never)."""
+    return [sum(mask[1:]) for _, mask in items]
+
+
 def _item_means(x_ND: Tensor, items: list[tuple[list[int], list[bool]]]) -> Tensor:
     """Per-item mean ``[n_items, D]`` of span activations concatenated in item order (position 0 excluded)."""
-    counts = [sum(mask[1:]) for _, mask in items]
-    return torch.stack([part.mean(0) for part in torch.split(x_ND, counts)])
+    return torch.stack([part.mean(0) for part in torch.split(x_ND, _span_counts(items))])
 
 
 @torch.no_grad()
@@ -242,7 +246,7 @@ def pos_neg_acts(
     x_all_NMLD = torch.stack(
         [span_activations(m, hooks, all_items, desc=f"trait prompts ({m.name})") for m in models], 1
     )
-    counts = [sum(sum(mask[1:]) for _, mask in items) for items, _ in sides.values()]
+    counts = [sum(_span_counts(items)) for items, _ in sides.values()]
     x_by_side = dict(zip(sides, torch.split(x_all_NMLD, counts), strict=True))
     out = {}
     for name in traits:
