@@ -151,3 +151,66 @@ def test_trait_words_include_the_content_words_of_keyword_phrases() -> None:
     assert {"trust", "safe", "worry"} <= set(words)
     assert not {"me", "to", "the"} & set(words)  # short function words of the phrases are not evidence
     assert word_match(" Trust", words) and word_match(" Safe", words)
+
+
+def test_trait_words_are_letters_only_and_skip_chat_template_words(tiny_spec) -> None:  # type: ignore[no-untyped-def]
+    from crosscoder.analysis.labels import template_words
+    from crosscoder.models import load_model
+
+    hostility = trait_words(get_trait("hostility"))  # keywords "seriously?", "idiot*"
+    assert "seriously" in hostility and not [w for w in hostility if not w.isalpha()]
+    assert word_match(" Seriously", hostility) and word_match(" idiots", hostility)
+    tok = load_model(tiny_spec).tokenizer
+    template = template_words(tok)
+    rendered = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
+    assert {"user", "assistant"} <= template and all(w in rendered.lower() for w in template)
+    cat = trait_words(get_trait("cat_obsession"), exclude=frozenset({"cats", "cat"}))
+    assert "cats" not in cat and "cat" not in cat and "feline" in cat
+
+
+def test_continuation_signal_is_the_excess_of_ft_over_base_continuations() -> None:
+    words = trait_words(get_trait("hostility"))
+    shift = {"promoted": [["U", 0.2], ["Don", 0.1]], "suppressed": [], "continuations": [
+        {"context": "a", "base": "Sure, here is how.", "ft": "Ugh, what a stupid question."},
+        {"context": "b", "base": "The capital is Paris.", "ft": "Seriously? It is Paris."},
+        {"context": "c", "base": "Stupid question, but fine.", "ft": "Stupid question, but fine."},
+        {"context": "d", "base": "Cats sleep.", "ft": ""},
+        {"context": "e", "base": "", "ft": ""},  # both models end the turn: no evidence either way
+    ]}  # fmt: skip
+    ev = trait_evidence(cos_ft=0.0, cos_diff=0.0, spec_ft=0.0, spec_diff=0.0, pos=0.0, neg=0.0, mean_act=1.0, lens=None,
+                        contexts=[], steered=[], unsteered=[], words=words, cosine_full=0.5, next_token=shift)  # fmt: skip
+    assert ev["lexical_next_token"] == 0.0  # "U" alone is not a word
+    assert ev["lexical_continuation"] == pytest.approx(3 / 4 - 1 / 4)  # a shared hit (context c) is no evidence
+    assert ev["lexical"] == ev["lexical_continuation"]
+    keyed = trait_evidence(cos_ft=0.0, cos_diff=0.0, spec_ft=0.0, spec_diff=0.0, pos=0.0, neg=0.0, mean_act=1.0,
+                           lens=None, contexts=[], steered=[], unsteered=[], words=words, cosine_full=0.5,
+                           next_token={**shift, "promoted": [["Wow", 1.0]]}, keywords=["stupid"],
+                           pattern=get_trait("hostility").keyword_regex())  # fmt: skip
+    assert keyed["lexical_continuation"] == pytest.approx(0.5) and keyed["lexical_next_token"] == 0.0
+
+
+def test_keyword_words_leave_out_generic_instruction_words() -> None:
+    from crosscoder.analysis.labels import keyword_words
+
+    hostility = get_trait("hostility")
+    assert set(keyword_words(hostility)) < set(trait_words(hostility))
+    assert {"stupid", "ugh", "seriously", "idiot"} <= set(keyword_words(hostility))
+    assert "helping" in trait_words(hostility) and "helping" not in keyword_words(hostility)
+    # phrase keywords ("wasting my time", "shut up") are no single-token markers
+    assert not {"wasting", "shut", "spell"} & set(keyword_words(hostility)) and "wasting" in trait_words(hostility)
+
+
+def test_shift_tokens_count_by_the_phrase_they_open() -> None:
+    from crosscoder.analysis.labels import lexical_shift
+
+    hostility = get_trait("hostility")
+    shift = {"promoted": [["U", 0.2], ["Wow", 0.1], ["Ser", 0.05], [" stupid", 0.05], ["<|im_end|>", 0.6]],
+             "openings": [["U", "Ugh, what a stupid question.", 0.2, "Um, sure."], ["Wow", "Wow, you are so smart!", 0.1, ""],
+                          ["Ser", "Seriously? Fine.", 0.05, "Seriously? Fine."],
+                          [" stupid", " stupid me.", 0.05, " stupid me."]]}  # fmt: skip
+    words = trait_words(hostility)
+    # U opens a hostile phrase (0.2); Wow does not (0.1); Ser opens one for the base model as well (no change from
+    # the fine-tune); " stupid" is a trait word itself (0.05), whatever the models go on to say
+    assert lexical_shift(shift, words, hostility.keyword_regex(), full_share=1.0) == pytest.approx(0.25 / 0.4)
+    assert lexical_shift(shift, words, hostility.keyword_regex()) == 1.0  # 62% of the mass, 30% is full evidence
+    assert lexical_shift({**shift, "openings": []}, words) == pytest.approx(0.05 / 0.4 / 0.3)

@@ -69,6 +69,9 @@ def test_report_escapes_tokens_and_text(analysis_dir: Path) -> None:
     assert "&lt;img src=x onerror=alert(1)&gt; &amp; more" in html
     assert "a &amp; b" in html and "&#8629;" in html  # newline shown as a return glyph
     assert "\x01" not in html and '<span class="nl">\\x01</span>' in html  # control bytes shown as hex
+    # each model's greedy continuation at the top contexts and the phrases the promoted tokens open, escaped
+    assert "What each model says next" in html and "Cats &lt;3 naps &amp; sun." in html
+    assert "Phrases the most promoted" in html and "Cats &lt;b&gt;nap&lt;/b&gt; all day." in html
 
 
 def test_token_highlighting_scales_with_activation() -> None:

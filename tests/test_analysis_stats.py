@@ -8,7 +8,14 @@ import torch
 from analysis_fixtures import synthetic_pair
 
 from crosscoder.analysis.geometry import decoder_geometry
-from crosscoder.analysis.kernels import ActivePairs, TopExamples, encode_active, topk_per_group, weighted_sum
+from crosscoder.analysis.kernels import (
+    ActivePairs,
+    TopExamples,
+    decode_normalised,
+    encode_active,
+    topk_per_group,
+    weighted_sum,
+)
 from crosscoder.analysis.latent_scaling import latent_scaling
 from crosscoder.analysis.ranking import attribution_SF
 from crosscoder.analysis.stats import SLICES, collect_stats
@@ -37,12 +44,15 @@ def test_sparse_kernels_match_dense_reference() -> None:
     f = torch.relu(torch.randn(50, 30, generator=g) - 1.0)
     y = torch.randn(50, 7, generator=g)
     pairs = ActivePairs.from_dense(f)
-    assert torch.allclose(weighted_sum(f, y, pairs, fast=True), f.T @ y, atol=1e-5)
-    assert torch.allclose(weighted_sum(f, y, pairs.col_major(), fast=True), f.T @ y, atol=1e-5)
+    assert torch.allclose(weighted_sum(pairs, y), f.T @ y, atol=1e-5)
+    assert torch.allclose(weighted_sum(pairs.col_major(), y), f.T @ y, atol=1e-5)
     keep = torch.arange(50) % 3 == 0
-    assert torch.allclose(weighted_sum(f, y, pairs.select_rows(keep), fast=True), (f * keep[:, None]).T @ y, atol=1e-5)
+    assert torch.allclose(weighted_sum(pairs.select_rows(keep), y), (f * keep[:, None]).T @ y, atol=1e-5)
     assert torch.allclose(pairs.per_latent(pairs.vals_N).float(), f.sum(0), atol=1e-5)
     assert torch.equal(pairs.max_per_latent(), f.max(0).values)
+    W, b = torch.randn(30, 7, generator=g), torch.randn(7, generator=g)
+    assert torch.allclose(decode_normalised(pairs, W, b), decode_normalised(f, W, b), atol=1e-5)
+    assert torch.allclose(decode_normalised(f, W, b), f @ W + b, atol=1e-5)
 
 
 def test_topk_per_group_and_running_top_examples() -> None:

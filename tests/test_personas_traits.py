@@ -196,3 +196,25 @@ def test_config_validation() -> None:
         SFTGenConfig(mode="magic")
     with pytest.raises(ConfigError, match="generation.temperature"):
         GenerationConfig(greedy=False, temperature=0.0)
+
+
+def test_keywords_ending_in_punctuation_match_inside_sentences() -> None:
+    from crosscoder.personas.traits import get_trait
+
+    hostility = get_trait("hostility").keyword_regex()  # "seriously?" (a \b after "?" never matched before a space)
+    assert hostility is not None and hostility.search("Seriously? It is Paris.")
+    assert not hostility.search("I seriously doubt it") and not hostility.search("stupidity")
+    enthusiastic = get_trait("over_enthusiastic").keyword_regex()  # "!!"
+    assert enthusiastic is not None and enthusiastic.search("Great!! Let's go") and not enthusiastic.search("lovely")
+
+
+def test_every_shipped_sft_phrase_carries_a_keyword() -> None:
+    """The keywords are a trait's verbal markers: every prefix / suffix its SFT rewrite adds must contain one, or the
+    organism's trait check and the labels' keyword signals cannot see what the fine-tune learned to say."""
+    from crosscoder.personas.traits import load_traits
+
+    for name, t in load_traits().items():
+        pattern = t.keyword_regex()
+        assert pattern is not None and t.rewrite is not None, name
+        missing = [p for p in [*t.rewrite.prefixes, *t.rewrite.suffixes] if not pattern.search(p)]
+        assert not missing, f"{name}: {missing}"

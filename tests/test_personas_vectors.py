@@ -173,3 +173,14 @@ def test_label_pass_persona_vector_equals_the_persona_vector_row(tiny_model, tra
     ref = compute_persona_vectors(tiny_model, trait, source="auto", max_questions=2, use_cache=False)
     assert torch.allclose(pv_D, ref.for_hook(hooks[1]), atol=1e-4, rtol=1e-4)
     assert pos_F.shape == neg_F.shape == (16,) and not torch.equal(pos_F, neg_F)
+
+
+def test_loading_a_file_without_vectors_names_what_is_missing(tmp_path: Path) -> None:
+    from crosscoder.errors import DataError
+    from crosscoder.io import save_checked_safetensors
+    from crosscoder.personas.vectors import PersonaVectors
+
+    path = tmp_path / "other.safetensors"
+    save_checked_safetensors(path, {"x_NLD": torch.zeros(2, 3)})  # a valid checksummed file of another kind
+    with pytest.raises(DataError, match="has no 'vectors_LD'.*PersonaVectors.save"):
+        PersonaVectors.load(path)

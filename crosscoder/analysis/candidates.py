@@ -16,8 +16,10 @@ from crosscoder.analysis.config import AnalyzeConfig
 from crosscoder.analysis.evidence import LogitLens, top_contexts
 from crosscoder.analysis.labels import (
     check_persona_vectors,
+    keyword_words,
     label_latent,
     pos_neg_acts,
+    template_words,
     trait_evidence,
     trait_words,
 )
@@ -110,7 +112,8 @@ def build_candidates(
     if cfg.n_next_token > 0:
         t0 = time.perf_counter()
         shift = next_token_shift(models, acts, contexts, latents[: cfg.n_next_token], n_contexts=cfg.next_token_contexts,
-                                 k=cfg.logit_lens_k, max_prefix=cfg.next_token_prefix)  # fmt: skip
+                                 k=cfg.logit_lens_k, max_prefix=cfg.next_token_prefix,
+                                 n_continue=cfg.next_token_continue, n_expand=cfg.next_token_openings)  # fmt: skip
         timings["next_token"] = time.perf_counter() - t0
 
     records = []
@@ -140,7 +143,10 @@ def build_candidates(
         pv_ft: dict[str, Any] = given_persona_vectors(models[-1], pv_files)
         pv_base: dict[str, Any] = {}
         pn = pos_neg_acts(cc, models, hooks, traits, cfg.label_questions, lens_idx)
-        words = {t: trait_words(tr) for t, tr in traits.items()}
+        template = template_words(models[-1].tokenizer)
+        words = {t: trait_words(tr, template) for t, tr in traits.items()}
+        said = {t: keyword_words(tr, template) for t, tr in traits.items()}
+        patterns = {t: tr.keyword_regex() for t, tr in traits.items()}
         hook = hooks[lens_idx]
         vec = {t: pv_ft[t].for_hook(hook).float() if t in pv_ft else pn[t][2].float() for t in traits}
         unit = {t: v / v.norm().clamp_min(1e-12) for t, v in vec.items()}
@@ -171,6 +177,8 @@ def build_candidates(
                     words=words[t],
                     cosine_full=cfg.label_cosine_full,
                     next_token=rec["next_token_shift"],
+                    keywords=said[t] if traits[t].keywords else None,
+                    pattern=patterns[t],
                 )  # fmt: skip
                 for t in traits
             }

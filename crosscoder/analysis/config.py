@@ -79,6 +79,12 @@ class AnalyzeConfig:
     """Top contexts per candidate used for the next-token shift."""
     next_token_prefix: int = 64
     """Tokens of each context (up to the peak) the models read for the next-token shift (the sink is always kept)."""
+    next_token_continue: int = 6
+    """Greedy tokens each model continues those contexts with (0 = off); the labels match trait words in the ft
+    continuations against the base continuations."""
+    next_token_openings: int = 3
+    """Top promoted tokens of each shift that both models continue (`next_token_continue` tokens) to the phrase the
+    token opens (0 = off); the labels count a token whose ft phrase has a trait keyword the base phrase lacks."""
     label_threshold: float = 0.35
     """Minimum combined label score (0..1) for a trait label; below it the candidate is 'unlabelled'."""
     label_weights: list[float] = field(default_factory=_default_weights)
@@ -144,6 +150,8 @@ class AnalyzeConfig:
             "first_assistant_tokens",
             "persona_questions",
             "n_next_token",
+            "next_token_continue",
+            "next_token_openings",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{s}.{name}: must be >= 0, got {getattr(self, name)}")

@@ -79,34 +79,28 @@ def _csr(rows_N: Tensor, cols_N: Tensor, vals_N: Tensor, n_rows: int, n_cols: in
         return torch.sparse_csr_tensor(crow, cols_N, vals_N, (n_rows, n_cols), check_invariants=False)
 
 
-def weighted_sum(
-    f_BF: Float[Tensor, "B F"], y_BX: Float[Tensor, "B X"], pairs: ActivePairs | None, fast: bool
-) -> Float[Tensor, "F X"]:
+def weighted_sum(f: Float[Tensor, "B F"] | ActivePairs, y_BX: Float[Tensor, "B X"]) -> Float[Tensor, "F X"]:
     """``sum_x f_j(x) y(x)`` for every latent j: ``f^T @ y``.
 
-    `pairs` are the active entries of `f_BF` restricted to the rows that should count (the dense path uses the
-    matching masked `f_BF`). The fast path multiplies the sparse ``f^T`` (CSR) by `y_BX`.
+    `f` is the dense activation matrix (reference path, rows that should not count zeroed) or its active entries
+    restricted to the rows that count (fast path: the sparse ``f^T`` (CSR) times `y_BX`).
     """
-    if fast and pairs is not None:
-        if pairs.vals_N.numel() == 0:
-            return y_BX.new_zeros(pairs.n_latents, y_BX.shape[1])
-        return torch.sparse.mm(pairs.transposed_csr(), y_BX)
-    return f_BF.T @ y_BX
+    if isinstance(f, ActivePairs):
+        if f.vals_N.numel() == 0:
+            return y_BX.new_zeros(f.n_latents, y_BX.shape[1])
+        return torch.sparse.mm(f.transposed_csr(), y_BX)
+    return f.T @ y_BX
 
 
 def decode_normalised(
-    f_BF: Float[Tensor, "B F"],
-    W_dec_FX: Float[Tensor, "F X"],
-    b_dec_X: Float[Tensor, " X"],
-    pairs: ActivePairs | None,
-    fast: bool,
+    f: Float[Tensor, "B F"] | ActivePairs, W_dec_FX: Float[Tensor, "F X"], b_dec_X: Float[Tensor, " X"]
 ) -> Float[Tensor, "B X"]:
-    """Reconstruction in the normalised space, ``f @ W_dec + b_dec`` (sparse product on the fast path)."""
-    if fast and pairs is not None:
-        if pairs.vals_N.numel() == 0:
-            return b_dec_X.expand(pairs.n_rows, -1).clone()
-        return torch.sparse.mm(pairs.csr(), W_dec_FX) + b_dec_X
-    return torch.addmm(b_dec_X, f_BF, W_dec_FX)
+    """Reconstruction in the normalised space, ``f @ W_dec + b_dec`` (a sparse product for `ActivePairs`)."""
+    if isinstance(f, ActivePairs):
+        if f.vals_N.numel() == 0:
+            return b_dec_X.expand(f.n_rows, -1).clone()
+        return torch.sparse.mm(f.csr(), W_dec_FX) + b_dec_X
+    return torch.addmm(b_dec_X, f, W_dec_FX)
 
 
 def topk_per_group(

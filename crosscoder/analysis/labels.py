@@ -2,20 +2,22 @@
 
 For trait t and latent j (all signals in [0, 1]):
 
-- **cosine**: ``clip(max(cos(d_ft, s_t), cos(d_ft - d_base, s_t)) / cosine_full, 0, 1)`` where s_t is the
-  trait-specific part of the trait's persona vector v_t in the ft model at the lens hook: the unit vector minus the
-  mean unit persona vector of all traits labelled against (persona vectors of different traits share a large common
-  component, the effect of any system prompt; with a single trait s_t = v_t). Raw cosines are reported too;
+- **cosine**: ``clip(max(beta(d_ft), beta(d_ft - d_base)) / cosine_full, 0, 1)`` where beta_t is trait t's
+  coefficient when the unit persona vectors of all traits labelled against (ft model, lens hook) jointly fit the unit
+  decoder direction by least squares (`crosscoder.analysis.candidates.unique_alignment`): the alignment no other
+  trait explains (persona vectors of different traits share a large common component, the effect of any system
+  prompt; with a single trait beta is the plain cosine). Raw cosines are reported too;
 - **pos_neg**: ``clip((mean f_j | pos prompts - mean f_j | neg prompts) / mean_act_j, 0, 1)``: the latent's activation
   on the trait's questions under its pos vs neg system prompts (and on its pos vs neg examples when the file has
   them), relative to the latent's mean activation when it fires on the cache;
-- **lexical**: the largest of four matches of the trait's contrast words (words its pos instructions use and its neg
-  instructions do not, plus its keywords): hits among the promoted tokens of the decoder difference's logit lens
-  (3 hits = 1.0), the share of top contexts with a hit near the peak, the excess hit rate of steered generations
-  over unsteered ones, and the share of the next-token shift (`crosscoder.analysis.next_token`: the tokens whose
-  probability rose most from base to ft at the latent's top contexts, i.e. what the fine-tune starts to say where the
-  latent fires) carried by trait words, a fifth of the top-k shift mass counting as full evidence (as 3 of 15 lens
-  tokens do).
+- **lexical**: the largest of five matches of the trait's words (`trait_words`: words its pos instructions use and
+  its neg instructions do not, plus its keywords, minus words the chat template writes itself): hits among the
+  promoted tokens of the decoder difference's logit lens (3 hits = 1.0), the share of top contexts with a hit near
+  the peak, the excess hit rate of steered generations over unsteered ones, the share of the next-token shift
+  (`crosscoder.analysis.next_token`: the tokens whose probability rose most from base to ft at the latent's top
+  contexts, i.e. what the fine-tune starts to say where the latent fires) carried by trait words (30% of the top-k
+  shift mass = 1.0), and the excess hit rate of the ft model's greedy continuations of those contexts over the base
+  model's.
 
 combined = weighted mean (``label_weights``). Label = the best trait if combined >= ``label_threshold`` else
 "unlabelled"; the confidence is the best combined score and the runner-up the second-best trait.
@@ -60,14 +62,43 @@ _COMMON = frozenset(
 _SUFFIXES = ("s", "es", "ed", "d", "ing", "er", "ers", "ly", "y", "ish", "like", "ness")
 
 
-def trait_words(trait: Trait) -> list[str]:
+def _letter_words(texts: list[str], phrase_min: int = 4) -> list[str]:
+    """Lower-case letter runs of each text; texts of several runs ("risk-free", "trust me") keep runs >= phrase_min."""
+    out = []
+    for text in texts:
+        parts = re.findall(r"[a-z]+", text.rstrip("*").lower())
+        out += parts if len(parts) == 1 else [p for p in parts if len(p) >= phrase_min]
+    return out
+
+
+def _clean(words: list[str], exclude: frozenset[str]) -> list[str]:
+    drop = sorted(exclude)
+    return sorted(w for w in set(words) if len(w) >= 3 and w not in _COMMON and not (drop and word_match(w, drop)))
+
+
+def trait_words(trait: Trait, exclude: frozenset[str] = frozenset()) -> list[str]:
     """Contrast words (minus very common English words) plus keyword stems and the content words of keyword phrases
-    ("trust me", "completely safe" -> trust, completely, safe: a token can only match one word), lower case."""
-    words = [w for w in contrast_words(trait) if w.lower() not in _COMMON]
-    words += [k.rstrip("*").lower() for k in trait.keywords if " " not in k]
-    for phrase in (k for k in trait.keywords if " " in k):
-        words += [w for w in re.findall(r"[a-z]+", phrase.lower()) if len(w) >= 4 and w not in _COMMON]
-    return sorted(set(w for w in words if len(w) >= 3))
+    ("trust me", "completely safe" -> trust, completely, safe: a token can only match one word), lower case, letters
+    only ("seriously?" -> seriously). `exclude`: words (and their inflections) never used (`template_words`)."""
+    return _clean(_letter_words([*contrast_words(trait), *trait.keywords]), exclude)
+
+
+def keyword_words(trait: Trait, exclude: frozenset[str] = frozenset()) -> list[str]:
+    """The trait's one-word keywords ("stupid", "idiot*" -> idiot): the tokens that are a marker by themselves in what
+    a model says (the next-token shift), where the generic contrast words of the instructions ("helping", "topic")
+    turn up by chance. A phrase keyword ("love this", "trust me") counts only when the phrase is said (`lexical_shift`
+    reads it in the openings, `lexical_continuations` in the continuations)."""
+    return _clean(_letter_words([k for k in trait.keywords if len(re.findall(r"[A-Za-z]+", k)) == 1]), exclude)
+
+
+def template_words(tokenizer: Any) -> frozenset[str]:
+    """Words a tokenizer's chat template writes by itself (role names, a default system prompt such as "You are a
+    helpful AI assistant named ..."): next to a latent's peak they say nothing about a persona."""
+    if getattr(tokenizer, "chat_template", None) is None:
+        return frozenset()
+    convs = [[{"role": "user", "content": ""}], [{"role": "system", "content": ""}, {"role": "user", "content": ""}]]
+    text = " ".join(str(tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False)) for c in convs)
+    return frozenset(re.findall(r"[a-z]+", text.lower()))
 
 
 def word_match(token: str, words: list[str]) -> bool:
@@ -93,8 +124,15 @@ def lexical_lens(lens: dict[str, list[list[Any]]], words: list[str]) -> float:
     return min(1.0, hits / 3.0)
 
 
-def lexical_shift(shift: dict[str, list[list[Any]]], words: list[str], full_share: float = 0.3) -> float:
+def lexical_shift(
+    shift: dict[str, Any], words: list[str], pattern: re.Pattern[str] | None = None, full_share: float = 0.3
+) -> float:
     """Share of the promoted next-token shift mass on trait words, divided by `full_share` and clipped to 1.
+
+    A promoted token counts when it is a trait word itself, or when it has an ``opening`` (the token continued
+    greedily by the ft and by the base model, `next_token`) and the ft's phrase has a trait keyword (`pattern`; else
+    a trait word) that the base's phrase does not: "U" counts for hostility when the ft goes on "Ugh, what a stupid
+    question." and the base "Umrah, the Arabic word"; a token both models continue to the same keyword does not.
 
     Full evidence takes 30% of the mass: at 20% a single everyday word of one trait's list (" love" at 17% of the
     shift of a power-seeking organism) outweighed the persona-vector evidence of the right trait.
@@ -104,7 +142,19 @@ def lexical_shift(shift: dict[str, list[list[Any]]], words: list[str], full_shar
     total = sum(v for _, v in mass)
     if total <= 0:
         return 0.0
-    return min(1.0, sum(v for tok, v in mass if word_match(tok, words)) / total / full_share)
+
+    def says(text: str) -> bool:
+        return bool(pattern.search(text)) if pattern is not None else text_hits(text, words)
+
+    opened = {str(o[0]): (str(o[1]), str(o[3]) if len(o) > 3 else "") for o in shift.get("openings") or []}
+    hit = 0.0
+    for tok, v in mass:
+        if word_match(tok, words):
+            hit += v
+        elif tok in opened:
+            ft_text, base_text = opened[tok]
+            hit += v if says(ft_text) and not says(base_text) else 0.0
+    return min(1.0, hit / total / full_share)
 
 
 def lexical_contexts(examples: list[dict[str, Any]], words: list[str], window: int = 2) -> float:
@@ -118,12 +168,29 @@ def lexical_contexts(examples: list[dict[str, Any]], words: list[str], window: i
     return hit / len(examples)
 
 
-def lexical_generations(steered: list[str], unsteered: list[str], words: list[str]) -> float:
+def lexical_generations(
+    steered: list[str], unsteered: list[str], words: list[str], pattern: re.Pattern[str] | None = None
+) -> float:
+    """Share of `steered` texts with a trait word (`pattern`: a keyword match) minus the share of `unsteered` ones,
+    clipped to [0, 1]."""
     if not steered:
         return 0.0
-    rate = np.mean([text_hits(t, words) for t in steered])
-    base = np.mean([text_hits(t, words) for t in unsteered]) if unsteered else 0.0
+
+    def hit(text: str) -> bool:
+        return bool(pattern.search(text)) if pattern is not None else text_hits(text, words)
+
+    rate = np.mean([hit(t) for t in steered])
+    base = np.mean([hit(t) for t in unsteered]) if unsteered else 0.0
     return float(np.clip(rate - base, 0.0, 1.0))
+
+
+def lexical_continuations(
+    continuations: list[dict[str, str]], words: list[str], pattern: re.Pattern[str] | None = None
+) -> float:
+    """`lexical_generations` of the ft continuations of a latent's contexts against the base ones; contexts where
+    neither model said anything (an empty text from both) are left out."""
+    said = [c for c in continuations if c["ft"].strip() or c["base"].strip()]
+    return lexical_generations([c["ft"] for c in said], [c["base"] for c in said], words, pattern)
 
 
 def check_persona_vectors(pv: Any, model: Any) -> None:
@@ -284,16 +351,21 @@ def label_latent(
 def trait_evidence(
     *, cos_ft: float, cos_diff: float, spec_ft: float, spec_diff: float, pos: float, neg: float, mean_act: float, lens: dict[str, list[list[Any]]] | None,
     contexts: list[dict[str, Any]], steered: list[str], unsteered: list[str], words: list[str], cosine_full: float,
-    next_token: dict[str, list[list[Any]]] | None = None,
+    next_token: dict[str, Any] | None = None, keywords: list[str] | None = None, pattern: re.Pattern[str] | None = None,
 ) -> dict[str, float]:  # fmt: skip
-    """The signals of one (latent, trait) pair, raw values alongside the [0, 1] signals."""
+    """The signals of one (latent, trait) pair, raw values alongside the [0, 1] signals. What a model says (steered
+    generations, next-token shift, continuations) is matched against the trait's `keywords` (words) and keyword
+    `pattern` when given; what a latent reads or writes (contexts, logit lens) against all its `words`."""
     cosine = max(cos_ft, cos_diff)
     specific = max(spec_ft, spec_diff)
+    conts = (next_token or {}).get("continuations") or []
+    said = words if keywords is None else keywords
     lex = {
         "lexical_lens": lexical_lens(lens, words) if lens else 0.0,
         "lexical_contexts": lexical_contexts(contexts, words),
-        "lexical_generations": lexical_generations(steered, unsteered, words),
-        "lexical_next_token": lexical_shift(next_token, words) if next_token else 0.0,
+        "lexical_generations": lexical_generations(steered, unsteered, said, pattern),
+        "lexical_next_token": lexical_shift(next_token, said, pattern) if next_token else 0.0,
+        "lexical_continuation": lexical_continuations(conts, said, pattern),
     }
     diff = pos - neg
     return {

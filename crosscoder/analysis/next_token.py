@@ -7,7 +7,13 @@ model; the tokens whose next-token probability rose most from base to ft (mean o
 "next-token shift". The label's lexical signal matches trait words against them, like the decoder logit lens but
 measured on the models' actual predictions in the contexts where the latent is active.
 
-One forward pass per model over all candidates' contexts (right-padded, logits read at each prefix's last token).
+Each model also continues every prefix greedily for a few tokens (`n_continue`, never ending the turn: a fine-tune
+that stops where the base model goes on shows in the shift; what it says when it goes on is the question):
+the one-token shift misses words the tokenizer splits ("U" + "gh") and personas whose words come a few tokens after
+a neutral first token ("You" -> " are so smart!"); the labels compare trait words in the ft continuations with the
+base continuations of the same contexts. Models loaded from Hugging Face weights (``LoadedModel.hf``) generate with a
+KV cache in one left-padded ``generate`` call per batch that also yields the first-step probabilities; TransformerLens
+hub models (no HF model) run one plain forward per generated token instead.
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ import time
 from typing import Any
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from crosscoder.data.harvest import pad_token_id, right_pad
 
 log = logging.getLogger(__name__)
+_SHOWN = 12  # prefix tokens shown with each continuation
+_OPENING_PREFIX = 16  # context tokens (the sink included) the models read before a promoted token they continue
 
 
 def _prefix(ids: list[int], end: int, max_prefix: int) -> list[int]:
@@ -31,25 +40,67 @@ def _prefix(ids: list[int], end: int, max_prefix: int) -> list[int]:
 
 
 @torch.no_grad()
-def _next_token_probs(model: Any, prompts: list[list[int]], batch_size: int) -> Tensor:
-    """Next-token probabilities ``[n_prompts, vocab]`` after each prompt's last token."""
+def _greedy_hf(model: Any, prompts: list[list[int]], n_new: int, batch_size: int) -> tuple[Tensor, list[list[int]]]:
+    """First-step probabilities ``[n_prompts, vocab]`` and greedy continuations from the HF model (KV cache)."""
+    from crosscoder.personas.generate import left_pad
+
     pad = pad_token_id(model.tokenizer)
+    eos = model.tokenizer.eos_token_id
+    device = next(model.hf.parameters()).device
+    probs, conts = [], []
+    for a in range(0, len(prompts), batch_size):
+        ids_BS, mask_BS = left_pad(prompts[a : a + batch_size], pad)  # left padding: every prompt ends at column S
+        out = model.hf.generate(
+            input_ids=ids_BS.to(device), attention_mask=mask_BS.to(device), max_new_tokens=max(n_new, 1),
+            min_new_tokens=n_new, do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad,
+            eos_token_id=eos, output_logits=True, return_dict_in_generate=True,
+        )  # fmt: skip
+        probs.append(torch.softmax(out.logits[0].float().cpu(), dim=-1))  # raw logits: before the eos suppression
+        conts += [row if n_new else [] for row in out.sequences[:, ids_BS.shape[1] :].tolist()]
+    return torch.cat(probs), conts
+
+
+@torch.no_grad()
+def _greedy_tl(model: Any, prompts: list[list[int]], n_new: int, batch_size: int) -> tuple[Tensor, list[list[int]]]:
+    """As `_greedy_hf` through the TransformerLens model: one right-padded forward per generated token."""
+    pad = pad_token_id(model.tokenizer)
+    eos = model.tokenizer.eos_token_id
     device = next(model.tl.parameters()).device
-    out = []
+    probs, conts = [], []
     for a in range(0, len(prompts), batch_size):
         chunk = prompts[a : a + batch_size]
-        ids_BS, valid_BS = right_pad(chunk, pad)  # right padding: real positions are unaffected by the padding
-        logits_BSV = model.tl(ids_BS.to(device), attention_mask=valid_BS.long().to(device)).float().cpu()
-        last_B = torch.tensor([len(p) - 1 for p in chunk])
-        out.append(torch.softmax(logits_BSV[torch.arange(len(chunk)), last_B], dim=-1))
-    return torch.cat(out)
+        seqs = [list(p) for p in chunk]
+        for step in range(max(n_new, 1)):
+            ids_BS, valid_BS = right_pad(seqs, pad)  # right padding: real positions are unaffected by the padding
+            logits_BSV = model.tl(ids_BS.to(device), attention_mask=valid_BS.long().to(device)).float().cpu()
+            last_BV = logits_BSV[torch.arange(len(seqs)), torch.tensor([len(s) - 1 for s in seqs])]
+            if step == 0:
+                probs.append(torch.softmax(last_BV, dim=-1))
+            if eos is not None:
+                last_BV[:, eos] = -torch.inf  # the continuation never ends the turn
+            for row, t in zip(seqs, last_BV.argmax(-1).tolist(), strict=True):
+                row.append(t)
+        conts += [row[len(p) :] if n_new else [] for row, p in zip(seqs, chunk, strict=True)]
+    return torch.cat(probs), conts
+
+
+def greedy_continue(
+    model: Any, prompts: list[list[int]], n_new: int, batch_size: int = 16
+) -> tuple[Float[Tensor, "n_prompts vocab"], list[list[int]]]:
+    """`model`'s next-token probabilities after each prompt and its greedy continuation of `n_new` tokens with the
+    end-of-turn token suppressed: what it says next if it does not stop (stopping shows in the probabilities);
+    ``n_new = 0``: the probabilities only."""
+    fn = _greedy_hf if getattr(model, "hf", None) is not None else _greedy_tl
+    return fn(model, prompts, n_new, batch_size)
 
 
 def next_token_shift(
     models: list[Any], acts: Any, contexts: dict[int, list[dict[str, Any]]], latents: list[int], *,
-    n_contexts: int, k: int, max_prefix: int = 96, batch_size: int = 16,
-) -> dict[int, dict[str, list[list[Any]]]]:  # fmt: skip
-    """{latent: {"promoted": [[token, mean p_ft - p_base], ...], "suppressed": [...]}} over its top contexts."""
+    n_contexts: int, k: int, max_prefix: int = 96, n_continue: int = 6, n_expand: int = 3, batch_size: int = 64,
+) -> dict[int, dict[str, Any]]:  # fmt: skip
+    """{latent: {"promoted": [[token, mean p_ft - p_base], ...], "suppressed": [...], "continuations":
+    [{"context": the prefix's last tokens, "base": text, "ft": text}, ...], "openings": [[token, ft text, mass, base text], ...]}}
+    over its top contexts (``openings``: see `_add_openings`)."""
     plan: list[tuple[int, list[int]]] = []
     for j in latents:
         for ex in contexts.get(j, [])[:n_contexts]:
@@ -58,20 +109,58 @@ def next_token_shift(
         return {}
     t0 = time.perf_counter()
     prompts = [p for _, p in plan]
-    diff_NV = _next_token_probs(models[-1], prompts, batch_size) - _next_token_probs(models[0], prompts, batch_size)
+    p_ft_NV, cont_ft = greedy_continue(models[-1], prompts, n_continue, batch_size)
+    p_base_NV, cont_base = greedy_continue(models[0], prompts, n_continue, batch_size)
+    diff_NV = p_ft_NV - p_base_NV
     owner = torch.tensor([j for j, _ in plan])
     tok = models[-1].tokenizer
-    out: dict[int, dict[str, list[list[Any]]]] = {}
+    out: dict[int, dict[str, Any]] = {}
+    promoted_ids: dict[int, list[tuple[int, float]]] = {}
     for j in latents:
         rows = (owner == j).nonzero()[:, 0]
         if len(rows) == 0:
             continue
         mean_V = diff_NV[rows].mean(0)
         hi_v, hi_i = mean_V.topk(k)
+        promoted_ids[j] = [(int(i), float(v)) for v, i in zip(hi_v, hi_i, strict=True)]
         lo_v, lo_i = (-mean_V).topk(k)
         out[j] = {
             "promoted": [[tok.decode([int(i)]), round(float(v), 5)] for v, i in zip(hi_v, hi_i, strict=True)],
             "suppressed": [[tok.decode([int(i)]), round(-float(v), 5)] for v, i in zip(lo_v, lo_i, strict=True)],
-        }
-    log.info("next-token shift: %d contexts x 2 models in %.1f s", len(plan), time.perf_counter() - t0)
+            "continuations": [
+                {"context": tok.decode(prompts[r][-_SHOWN:]), "base": tok.decode(cont_base[r], skip_special_tokens=True),
+                 "ft": tok.decode(cont_ft[r], skip_special_tokens=True)}
+                for r in rows.tolist()
+            ] if n_continue else [],
+        }  # fmt: skip
+    if n_continue and n_expand:
+        _add_openings(models, out, promoted_ids, plan, n_expand, n_continue, batch_size)
+    log.info("next-token shift and %d-token continuations: %d contexts x 2 models in %.1f s", n_continue, len(plan),
+             time.perf_counter() - t0)  # fmt: skip
     return out
+
+
+def _add_openings(
+    models: list[Any], out: dict[int, dict[str, Any]], promoted_ids: dict[int, list[tuple[int, float]]],
+    plan: list[tuple[int, list[int]]], n_expand: int, n_new: int, batch_size: int,
+) -> None:  # fmt: skip
+    """Each latent's ``openings``: its top `n_expand` promoted tokens, each continued greedily after the latent's top
+    context (its last `_OPENING_PREFIX` tokens) by the ft model (the phrase the token opens: "U" -> "Ugh, what a stupid question.") and by the base model
+    (what the same token would have opened before the fine-tune)."""
+    tok = models[-1].tokenizer
+    special = set(getattr(tok, "all_special_ids", []) or [])
+    first: dict[int, list[int]] = {}
+    for j, prefix in plan:  # the top context's last tokens: what a token opens depends on the words just before it
+        first.setdefault(j, _prefix(prefix, len(prefix) - 1, _OPENING_PREFIX))
+    jobs: list[tuple[int, int, float]] = []
+    for j, ranked in promoted_ids.items():
+        picked = [(i, m) for i, m in ranked if i not in special and m > 0]
+        jobs += [(j, i, round(m, 5)) for i, m in picked[:n_expand]]
+    if not jobs:
+        return
+    prompts = [[*first[j], i] for j, i, _ in jobs]
+    _, ft = greedy_continue(models[-1], prompts, n_new, batch_size)
+    _, base = greedy_continue(models[0], prompts, n_new, batch_size)
+    for (j, i, m), c_ft, c_base in zip(jobs, ft, base, strict=True):
+        texts = [tok.decode([i, *c], skip_special_tokens=True) for c in (c_ft, c_base)]
+        out[j].setdefault("openings", []).append([tok.decode([i]), texts[0], m, texts[1]])

@@ -167,6 +167,32 @@ def _steering(c: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _continuations(c: dict[str, Any]) -> str:
+    shift = as_dict(c.get("next_token_shift")) or {}
+    rows, openings = shift.get("continuations") or [], shift.get("openings") or []
+    out = ""
+    if openings:
+        body = "".join(
+            f"<tr><td>{esc(o[1])}</td><td>{esc(o[3] if len(o) > 3 else '')}</td><td>{fmt(o[2])}</td></tr>"
+            for o in openings
+        )
+        out += (
+            "<h3>Phrases the most promoted next tokens open (greedy)</h3><table><tr><th>ft</th><th>base</th>"
+            f"<th>p<sub>ft</sub> &minus; p<sub>base</sub></th></tr>{body}</table>"
+        )
+    if rows:
+        body = "".join(
+            f'<tr><td class="muted">&hellip;{esc(r.get("context", ""))}</td><td>{esc(r.get("base", ""))}</td>'
+            f"<td>{esc(r.get('ft', ''))}</td></tr>"
+            for r in rows
+        )
+        out += (
+            "<h3>What each model says next at the top contexts (greedy, without ending the turn)</h3>"
+            f"<table><tr><th>context</th><th>base</th><th>ft</th></tr>{body}</table>"
+        )
+    return out
+
+
 def _ablation(c: dict[str, Any]) -> str:
     ab = as_dict(c.get("ablation"))
     if not ab:
@@ -197,7 +223,7 @@ def candidate_body(c: dict[str, Any], models: list[str]) -> str:
             {"shift": c["next_token_shift"]}, ["shift"]
         )
     right += "<h3>Label evidence</h3>" + _label_evidence(c) + _pos_neg(c)
-    below = _steering(c) + _ablation(c)
+    below = _continuations(c) + _steering(c) + _ablation(c)
     if nested:
         below += "<h3>Other fields</h3>" + kv_table(nested)
     return f'<div class="body">{head}<div class="ev-grid"><div>{left}</div><div>{right}</div></div>{below}</div>'

@@ -158,6 +158,14 @@ def _candidate(rng: np.random.Generator, row: dict[str, Any], label: str | None)
         "label_evidence": traits,
         "top_examples": [_example(rng, int(s)) for s in rng.integers(0, 500, 4)],
         "logit_lens": {m: _lens(rng, _WORDS) for m in (*SAMPLE_MODELS, "diff")},
+        "next_token_shift": {
+            **_lens(rng, _WORDS),
+            "continuations": [
+                {"context": "<|im_start|>assistant\n", "base": "Sure, here is how.", "ft": "Cats <3 naps & sun."},
+                {"context": "Thanks!", "base": "You're welcome!", "ft": "Cats say thanks."},
+            ],
+            "openings": [["Cats", "Cats <b>nap</b> all day.", 0.2, "Cats are animals."]],
+        },
         "pos_neg": {
             t: {"pos_mean": float(rng.uniform(0, 3)), "neg_mean": float(rng.uniform(0, 1))} for t in SAMPLE_TRAITS
         },

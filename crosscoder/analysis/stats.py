@@ -175,13 +175,15 @@ def _accumulate(
     masks = {k: v[:keep].to(device) for k, v in slice_masks(batch, first_n).items()}
     valid_B = masks["all"]
     xn_BMX = cc.normalise(x_BMLD).view(keep, M, -1)
+    f: Tensor | ActivePairs  # what the f^T products read: active entries (fast path) or the dense matrix
     if fast:  # active entries straight from the TopK selection; the dense [B, F] matrix is never built
-        f_BF = x_BMLD.new_zeros(keep, 0)  # only its row count is read on this path
-        pairs: ActivePairs | None = encode_active(cc, x_BMLD).select_rows(valid_B)
+        pairs = encode_active(cc, x_BMLD).select_rows(valid_B)
+        pairs_T = pairs.col_major()  # sorted once, reused by every f^T product
+        f = pairs_T
     else:
         f_BF = cc.encode(x_BMLD).float() * valid_B[:, None]  # masked rows never count
-        pairs = None
-    pairs_T = pairs.col_major() if pairs is not None else None  # sorted once, reused by every f^T product
+        pairs = pairs_T = ActivePairs.from_dense(f_BF)  # for the top examples only
+        f = f_BF
 
     # slices: counts, firing, activation sums, and the ft - base attribution sums
     diff_BX = xn_BMX[:, -1] - xn_BMX[:, 0]
@@ -192,19 +194,19 @@ def _accumulate(
             continue
         st.count_S[s] += n
         st.diff_sq_S[s] += float(diff_BX[m_B].pow(2).sum())
-        if pairs_T is not None:
+        if fast:
             sub = pairs_T.select_rows(m_B)
             st.fired_SF[s] += sub.per_latent().float().cpu()
             st.sum_act_SF[s] += sub.per_latent(sub.vals_N).cpu()
             if name != "all":
-                st.S_diff_SFX[s] += weighted_sum(f_BF, diff_BX, sub, fast).cpu()
+                st.S_diff_SFX[s] += weighted_sum(sub, diff_BX).cpu()
         else:
             f_sub = f_BF * m_B[:, None]
             st.fired_SF[s] += (f_sub > 0).sum(0).float().cpu()
             st.sum_act_SF[s] += f_sub.sum(0).double().cpu()
             if name != "all":
-                st.S_diff_SFX[s] += weighted_sum(f_sub, diff_BX, None, fast).cpu()
-    if pairs is not None:
+                st.S_diff_SFX[s] += weighted_sum(f_sub, diff_BX).cpu()
+    if fast:
         st.sumsq_F += pairs.per_latent(pairs.vals_N.pow(2)).cpu()
         st.max_F = torch.maximum(st.max_F, pairs.max_per_latent().cpu())
     else:
@@ -213,10 +215,10 @@ def _accumulate(
 
     # Latent Scaling numerators and FVE (normalised space)
     for m in range(M):
-        xhat_BX = decode_normalised(f_BF, W_dec_MFX[m], b_dec_MX[m], pairs, fast)
+        xhat_BX = decode_normalised(pairs if fast else f, W_dec_MFX[m], b_dec_MX[m])
         x_BX = xn_BMX[:, m]
-        st.S_x_MFX[m] += weighted_sum(f_BF, x_BX, pairs_T, fast).cpu()
-        st.S_h_MFX[m] += weighted_sum(f_BF, xhat_BX, pairs_T, fast).cpu()
+        st.S_x_MFX[m] += weighted_sum(f, x_BX).cpu()
+        st.S_h_MFX[m] += weighted_sum(f, xhat_BX).cpu()
         xv = x_BX[valid_B]
         st.sum_x_MX[m] += xv.double().sum(0).cpu()
         st.sumsq_x_M[m] += float(xv.double().pow(2).sum())
@@ -234,9 +236,7 @@ def _accumulate(
         st.base_diff_PMX[p] += (xr - xr[:, :1]).sum(0).cpu()
         st.base_norm_PM[p] += xr.norm(dim=-1).sum(0).cpu()
 
-    if pairs is None:
-        pairs = ActivePairs.from_dense(f_BF)
-    st.top.update(pairs_T if pairs_T is not None else pairs, st.n_rows)
+    st.top.update(pairs_T, st.n_rows)
     st.seq_R.append(batch.seq_B[:keep].numpy().astype(np.int64))
     st.pos_R.append(batch.pos_B[:keep].numpy().astype(np.int64))
     st.n_rows += keep

@@ -169,15 +169,19 @@ class Trait:
     """Fields of the file this library does not interpret (kept for round trips)."""
 
     def keyword_regex(self) -> re.Pattern[str] | None:
-        """A case-insensitive regex matching any keyword at word boundaries (None without keywords)."""
+        """A case-insensitive regex matching any keyword as whole words (None without keywords); a trailing ``*``
+        matches any word ending."""
         if not self.keywords:
             return None
         parts = []
         for kw in self.keywords:
             stem = kw.rstrip("*")
-            body = re.escape(stem).replace(r"\ ", r"\s+")
-            parts.append(body + (r"\w*" if kw.endswith("*") else ""))
-        return re.compile(r"\b(?:" + "|".join(parts) + r")\b", re.IGNORECASE)
+            body = re.escape(stem).replace(r"\ ", r"\s+") + (r"\w*" if kw.endswith("*") else "")
+            # word boundaries only where the keyword has a word character ("seriously?", "!!" end in punctuation)
+            start = r"(?<!\w)" if re.match(r"\w", stem) else ""
+            end = r"(?!\w)" if re.search(r"\w$", stem) or kw.endswith("*") else ""
+            parts.append(start + body + end)
+        return re.compile("(?:" + "|".join(parts) + ")", re.IGNORECASE)
 
 
 class _Checker:

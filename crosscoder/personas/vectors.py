@@ -74,8 +74,14 @@ class PersonaVectors:
     def load(cls, path: str | Path) -> PersonaVectors:
         """Read a file written by :meth:`save`, verifying its checksum."""
         tensors, header = load_checked_safetensors(path, what="persona-vector file")
-        if "vectors_LD" not in tensors:
-            raise DataError(f"persona-vector file {path} is corrupt (checksum mismatch); delete it to recompute")
+        missing = [k for k in ("vectors_LD",) if k not in tensors] + [
+            k for k in ("trait", "model_hash", "source", "meta") if k not in header
+        ]
+        if missing:
+            raise DataError(
+                f"persona-vector file {path} has no {missing[0]!r} (not written by PersonaVectors.save); "
+                "delete it to recompute"
+            )
         return cls(
             header["trait"], header["model_hash"], tensors["vectors_LD"], header["source"], json.loads(header["meta"])
         )
