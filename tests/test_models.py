@@ -164,3 +164,19 @@ def test_embedded_smollm2_matches_hf_at_middle_layer() -> None:
     rendered = lm.tokenizer.apply_chat_template(conv, tokenize=False)
     assert rendered.startswith("<|im_start|>system\n")
     assert lm.tokenizer.decode(lm.tokenizer(rendered)["input_ids"]) == rendered
+
+
+@pytest.mark.parametrize("backend", ["bridge", "hooked"])
+def test_generation_is_unchanged_by_the_tl_wrapper(tiny_spec: ModelSpec, backend: str) -> None:
+    """Greedy `generate` of `LoadedModel.hf` (wrapped by TransformerLens) equals that of the plain HF model: with
+    transformers 5.24 the bridge's wrapping made KV-cached generation degenerate after the first token."""
+    from crosscoder.models.hf import load_hf
+
+    plain = load_hf(tiny_spec).model
+    wrapped = load_model(tiny_spec, backend=backend).hf
+    ids = torch.tensor([[1, 17, 23, 5, 9, 40, 2, 31]])
+    kwargs = {"max_new_tokens": 12, "do_sample": False, "pad_token_id": 0}
+    with torch.no_grad():
+        want = plain.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+        got = wrapped.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+    assert got.tolist() == want.tolist()
