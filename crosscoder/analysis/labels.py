@@ -10,14 +10,15 @@ For trait t and latent j (all signals in [0, 1]):
 - **pos_neg**: ``clip((mean f_j | pos prompts - mean f_j | neg prompts) / mean_act_j, 0, 1)``: the latent's activation
   on the trait's questions under its pos vs neg system prompts (and on its pos vs neg examples when the file has
   them), relative to the latent's mean activation when it fires on the cache;
-- **lexical**: the largest of five matches of the trait's words (`trait_words`: words its pos instructions use and
-  its neg instructions do not, plus its keywords, minus words the chat template writes itself): hits among the
-  promoted tokens of the decoder difference's logit lens (3 hits = 1.0), the share of top contexts with a hit near
-  the peak, the excess hit rate of steered generations over unsteered ones, the share of the next-token shift
-  (`crosscoder.analysis.next_token`: the tokens whose probability rose most from base to ft at the latent's top
-  contexts, i.e. what the fine-tune starts to say where the latent fires) carried by trait words (30% of the top-k
-  shift mass = 1.0), and the excess hit rate of the ft model's greedy continuations of those contexts over the base
-  model's.
+- **lexical**: the largest of five matches. What a latent reads or writes is matched against the trait's words
+  (`trait_words`: words its pos instructions use and its neg instructions do not, plus its keywords, minus words the
+  chat template writes itself): hits among the promoted tokens of the decoder difference's logit lens (3 hits = 1.0)
+  and the share of top contexts with a hit near the peak. What a model says is matched against the trait's keywords
+  only (`keyword_words`, `Trait.keyword_regex`): the excess keyword rate of steered generations over unsteered ones,
+  the share of the next-token shift (`crosscoder.analysis.next_token`: the tokens whose probability rose most from
+  base to ft at the latent's top contexts, i.e. what the fine-tune starts to say where the latent fires) carried by
+  keywords or by phrases with a keyword they open in the ft but not the base model (30% of the top-k shift mass =
+  1.0), and the excess keyword rate of the ft model's greedy continuations of those contexts over the base model's.
 
 combined = weighted mean (``label_weights``). Label = the best trait if combined >= ``label_threshold`` else
 "unlabelled"; the confidence is the best combined score and the runner-up the second-best trait.
@@ -119,6 +120,11 @@ def text_hits(text: str, words: list[str]) -> bool:
     return any(word_match(w, words) for w in re.findall(r"[A-Za-z']+", text))
 
 
+def says(text: str, words: list[str], pattern: re.Pattern[str] | None) -> bool:
+    """Whether a text a model said carries the trait: a keyword match of `pattern`, else a trait word."""
+    return bool(pattern.search(text)) if pattern is not None else text_hits(text, words)
+
+
 def lexical_lens(lens: dict[str, list[list[Any]]], words: list[str]) -> float:
     hits = sum(word_match(str(tok), words) for tok, _ in lens["promoted"])
     return min(1.0, hits / 3.0)
@@ -142,18 +148,14 @@ def lexical_shift(
     total = sum(v for _, v in mass)
     if total <= 0:
         return 0.0
-
-    def says(text: str) -> bool:
-        return bool(pattern.search(text)) if pattern is not None else text_hits(text, words)
-
-    opened = {str(o[0]): (str(o[1]), str(o[3]) if len(o) > 3 else "") for o in shift.get("openings") or []}
+    opened = {str(tok): (str(ft_text), str(base_text)) for tok, ft_text, _, base_text in shift.get("openings") or []}
     hit = 0.0
     for tok, v in mass:
         if word_match(tok, words):
             hit += v
         elif tok in opened:
             ft_text, base_text = opened[tok]
-            hit += v if says(ft_text) and not says(base_text) else 0.0
+            hit += v if says(ft_text, words, pattern) and not says(base_text, words, pattern) else 0.0
     return min(1.0, hit / total / full_share)
 
 
@@ -175,12 +177,8 @@ def lexical_generations(
     clipped to [0, 1]."""
     if not steered:
         return 0.0
-
-    def hit(text: str) -> bool:
-        return bool(pattern.search(text)) if pattern is not None else text_hits(text, words)
-
-    rate = np.mean([hit(t) for t in steered])
-    base = np.mean([hit(t) for t in unsteered]) if unsteered else 0.0
+    rate = np.mean([says(t, words, pattern) for t in steered])
+    base = np.mean([says(t, words, pattern) for t in unsteered]) if unsteered else 0.0
     return float(np.clip(rate - base, 0.0, 1.0))
 
 

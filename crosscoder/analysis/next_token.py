@@ -10,8 +10,9 @@ measured on the models' actual predictions in the contexts where the latent is a
 Each model also continues every prefix greedily for a few tokens (`n_continue`, never ending the turn: a fine-tune
 that stops where the base model goes on shows in the shift; what it says when it goes on is the question):
 the one-token shift misses words the tokenizer splits ("U" + "gh") and personas whose words come a few tokens after
-a neutral first token ("You" -> " are so smart!"); the labels compare trait words in the ft continuations with the
-base continuations of the same contexts. Models loaded from Hugging Face weights (``LoadedModel.hf``) generate with a
+a neutral first token ("You" -> " are so smart!"); the labels compare trait keywords in the ft continuations with
+the base continuations of the same contexts. The top promoted tokens are also continued by both models after the top
+context ("openings"): the phrase a token opens in the ft against the phrase it opened before the fine-tune. Models loaded from Hugging Face weights (``LoadedModel.hf``) generate with a
 KV cache in one left-padded ``generate`` call per batch that also yields the first-step probabilities; TransformerLens
 hub models (no HF model) run one plain forward per generated token instead.
 """
@@ -99,8 +100,8 @@ def next_token_shift(
     n_contexts: int, k: int, max_prefix: int = 96, n_continue: int = 6, n_expand: int = 3, batch_size: int = 64,
 ) -> dict[int, dict[str, Any]]:  # fmt: skip
     """{latent: {"promoted": [[token, mean p_ft - p_base], ...], "suppressed": [...], "continuations":
-    [{"context": the prefix's last tokens, "base": text, "ft": text}, ...], "openings": [[token, ft text, mass, base text], ...]}}
-    over its top contexts (``openings``: see `_add_openings`)."""
+    [{"context": the prefix's last tokens, "base": text, "ft": text}, ...], "openings": [[token, ft text, mass,
+    base text], ...]}} over its top contexts (``openings``: see `_add_openings`)."""
     plan: list[tuple[int, list[int]]] = []
     for j in latents:
         for ex in contexts.get(j, [])[:n_contexts]:
@@ -144,9 +145,9 @@ def _add_openings(
     models: list[Any], out: dict[int, dict[str, Any]], promoted_ids: dict[int, list[tuple[int, float]]],
     plan: list[tuple[int, list[int]]], n_expand: int, n_new: int, batch_size: int,
 ) -> None:  # fmt: skip
-    """Each latent's ``openings``: its top `n_expand` promoted tokens, each continued greedily after the latent's top
-    context (its last `_OPENING_PREFIX` tokens) by the ft model (the phrase the token opens: "U" -> "Ugh, what a stupid question.") and by the base model
-    (what the same token would have opened before the fine-tune)."""
+    """Each latent's ``openings``: its top `n_expand` promoted (non-special) tokens, each continued greedily after the
+    latent's top context (its last `_OPENING_PREFIX` tokens) by the ft model (the phrase the token opens: "U" -> "Ugh,
+    what a stupid question.") and by the base model (what the same token would have opened before the fine-tune)."""
     tok = models[-1].tokenizer
     special = set(getattr(tok, "all_special_ids", []) or [])
     first: dict[int, list[int]] = {}

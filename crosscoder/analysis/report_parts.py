@@ -173,8 +173,8 @@ def _continuations(c: dict[str, Any]) -> str:
     out = ""
     if openings:
         body = "".join(
-            f"<tr><td>{esc(o[1])}</td><td>{esc(o[3] if len(o) > 3 else '')}</td><td>{fmt(o[2])}</td></tr>"
-            for o in openings
+            f"<tr><td>{esc(ft_text)}</td><td>{esc(base_text)}</td><td>{fmt(mass)}</td></tr>"
+            for _, ft_text, mass, base_text in openings
         )
         out += (
             "<h3>Phrases the most promoted next tokens open (greedy)</h3><table><tr><th>ft</th><th>base</th>"
