@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from crosscoder.io import read_json
 from crosscoder.pipeline import latest_run
@@ -27,12 +28,23 @@ def _run(args: list[str]) -> None:
         raise SystemExit(proc.returncode)
 
 
+def _persona_line(personas: list[dict[str, Any]]) -> str:
+    """ "personas: cat_obsession (latents 4023 #1, 373 #5); ..." -- each found trait with its latents' diff ranks."""
+    parts = []
+    for p in personas:
+        latents = ", ".join(f"{x['latent']} #{x['rank']}" for x in p["latents"])
+        parts.append(f"{p['trait']} (latent{'s' if len(p['latents']) > 1 else ''} {latents})")
+    return "personas: " + ("; ".join(parts) or "none labelled (see the best matches below)")
+
+
 def summary_lines(run_dir: Path) -> list[str]:
-    """The closing block: report path, per-model FVE and the top 5 candidates with their labels."""
+    """The closing block: report path, per-model FVE, the personas the labels found (each with its latents and their
+    model-diff ranks) and the top 5 candidates with their labels."""
     summary = read_json(run_dir / "analysis" / "summary.json")
     lines = ["=" * 72, f"report:  {Path(run_dir) / 'analysis' / 'report.html'}"]
     fve = summary.get("fve", {})
     lines.append("FVE:     " + ", ".join(f"{name} {value:.3f}" for name, value in fve.items()))
+    lines.append(_persona_line(summary.get("personas") or []))
     lines.append("top candidate persona latents:")
     for cand in summary.get("top_candidates", [])[:5]:
         conf = cand.get("label_confidence")

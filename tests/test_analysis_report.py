@@ -52,6 +52,11 @@ def test_report_is_self_contained_and_complete(analysis_dir: Path) -> None:
     labelled = [c["label"] for c in data.candidates if c["label"] != "unlabelled"]
     assert labelled and all(f"<b>{lab}</b>" in html for lab in labelled)
     assert any(c["label"] == "unlabelled" for c in data.candidates) and "label-unl" in html
+    # the personas line links every labelled candidate to its entry, with its model-diff rank
+    personas = html[html.index("Personas found") :].split("</p>", 1)[0]
+    for c in data.candidates:
+        shown = f'<a href="#latent-{c["latent"]}">{c["latent"]}</a> (#{c["rank"]},' in personas
+        assert shown == (c["label"] != "unlabelled")
     # summary numbers, splice metrics and the baseline's position classes are shown
     counts = data.summary["class_counts"]
     assert f'<div class="v">{counts["shared"]:,}</div>' in html

@@ -50,6 +50,8 @@ def test_summary_and_payload(analysis_dir: Path) -> None:
     assert s["class/shared"] == data.summary["class_counts"]["shared"]
     assert 0.9 <= s["splice/ft/frac_recovered"] <= 1.0
     assert s["top/1"].startswith(f"#{data.candidates[0]['latent']} ")
+    first_labels = list(dict.fromkeys(c["label"] for c in data.candidates if c["label"] != "unlabelled"))
+    assert s["personas"] == ", ".join(first_labels)
     payload = build_payload(data)
     assert {"latents", "candidates", "hist/rel_norm", "hist/cos", "plots/beta_scatter"} <= set(payload)
 

@@ -17,7 +17,7 @@ from crosscoder.analysis.kernels import (
     weighted_sum,
 )
 from crosscoder.analysis.latent_scaling import latent_scaling
-from crosscoder.analysis.ranking import attribution_SF
+from crosscoder.analysis.ranking import attribution_SF, persona_summary
 from crosscoder.analysis.stats import SLICES, collect_stats
 from crosscoder.analysis.table import build_table
 from crosscoder.xc.config import CrosscoderConfig
@@ -213,3 +213,19 @@ def test_table_has_documented_columns_and_ranks_planted_latent() -> None:
     row = df.loc[7]
     assert row["class"] == "ft_exclusive" and row["ls_artifact"] == "" and row["rank"] == 1
     assert row["nu_err"] < 0.5 and row["nu_recon"] < 0.5
+
+
+def test_persona_summary_groups_labels_and_skips_unlabelled_candidates() -> None:
+    cands = [
+        {"latent": 40, "rank": 3, "label": "pirate", "label_confidence": 0.5},
+        {"latent": 10, "rank": 1, "label": "unlabelled", "label_confidence": 0.3},
+        {"latent": 20, "rank": 2, "label": "cat_obsession", "label_confidence": 0.4},
+        {"latent": 50, "rank": 7, "label": "cat_obsession", "label_confidence": 0.6},
+        {"latent": 60, "rank": 5, "label": None},
+    ]
+    personas = persona_summary(cands)
+    assert [p["trait"] for p in personas] == ["cat_obsession", "pirate"]  # ordered by the best-ranked latent
+    assert [p["persona_rank"] for p in personas] == [1, 2]
+    assert [(x["latent"], x["rank"], x["persona_rank"]) for x in personas[0]["latents"]] == [(20, 2, 1), (50, 7, 3)]
+    assert personas[1]["latents"] == [{"latent": 40, "rank": 3, "persona_rank": 2, "confidence": 0.5}]
+    assert persona_summary([c for c in cands if c["label"] in ("unlabelled", None)]) == []

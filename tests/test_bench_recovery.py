@@ -55,14 +55,16 @@ def test_record_scores_labels_and_the_planted_direction(tmp_path: Path) -> None:
     with torch.no_grad():
         cc.W_dec_FMLD[5, 1, 0] = 3.0 * direction_D * cc.scale_ML[1, 0]  # latent 5's ft decoder is the planted one
     cc.save(tmp_path / "final")
-    cands = [{"latent": 2, "rank": 1, "label": "sycophancy"}, {"latent": 5, "rank": 2, "label": "pirate"}]
+    cands = [{"latent": 2, "rank": 1, "label": "sycophancy"}, {"latent": 9, "rank": 2, "label": "unlabelled"},
+             {"latent": 5, "rank": 3, "label": "pirate"}]  # fmt: skip
     summary = {"fve": {"base": 0.9, "ft": 0.8}, "class_counts": {"ft_exclusive": 3}}
     org = R.Organism("pirate", "planted", ModelSpec(source="x"), direction_D)
     rec = R.evaluate(org, tmp_path, SimpleNamespace(candidates=cands, summary=summary))
     assert rec["top1_label_correct"] is False and rec["top5_label_correct"] is True
-    assert rec["rank_of_first_correct"] == 2 and rec["n_ft_exclusive"] == 3
+    assert rec["rank_of_first_correct"] == 3 and rec["n_ft_exclusive"] == 3
+    assert rec["persona_rank_of_first_correct"] == 2 and rec["personas_found"] == ["sycophancy", "pirate"]
     assert rec["best_cosine_to_planted"] == pytest.approx(1.0, abs=1e-5) and rec["best_cosine_ft_latent"] == 5
-    assert rec["best_cosine_ft_rank"] == 2 and rec["fve_base"] == 0.9
+    assert rec["best_cosine_ft_rank"] == 3 and rec["fve_base"] == 0.9
     with torch.no_grad():  # a shifted latent: the same context decoder in both models, plus the direction in ft
         cc.W_dec_FMLD[5] = torch.randn_like(cc.W_dec_FMLD[5])
         cc.W_dec_FMLD[3, 0, 0] = 3.0 * torch.randn(16) * cc.scale_ML[0, 0]  # a context direction larger than the plant

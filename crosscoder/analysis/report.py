@@ -72,6 +72,26 @@ def _cards(data: AnalysisData) -> str:
     return f'<div class="cards">{html}</div>'
 
 
+def _personas(data: AnalysisData) -> str:
+    """The personas the labels found, each with its latents (linked to their candidate entries) and model-diff ranks."""
+    personas = data.summary.get("personas")
+    if not isinstance(personas, list):
+        return ""
+    if not personas:
+        return '<p class="note">Personas found: none (no candidate passed the label threshold).</p>'
+    parts = []
+    for p in personas:
+        links = ", ".join(
+            f'<a href="#latent-{esc(x.get("latent"))}">{esc(x.get("latent"))}</a> (#{esc(x.get("rank"))}, '
+            f"{fmt(float(x['confidence'])) if isinstance(x.get('confidence'), int | float) else '?'})"
+            for x in p.get("latents", [])
+        )
+        parts.append(f"<b>{esc(p.get('trait'))}</b>: latents {links}")
+    return (
+        f'<p class="note">Personas found (label, latents with model-diff rank and confidence): {"; ".join(parts)}.</p>'
+    )
+
+
 def _timings(data: AnalysisData) -> str:
     t = data.summary.get("timings")
     if not isinstance(t, dict) or not t:
@@ -228,6 +248,7 @@ def render_report(data: AnalysisData) -> str:
         "<main>",
         '<h2 id="summary">Summary</h2>',
         _cards(data),
+        _personas(data),
         splice_section(data.splice, data.models),
         _timings(data),
         _distributions(data),

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from crosscoder.analysis.ranking import persona_summary
 from crosscoder.io import atomic_write_json, atomic_write_text
 
 SAMPLE_MODELS = ("base", "ft")
@@ -262,6 +263,7 @@ def write_sample_analysis(analysis_dir: Path, n_latents: int = 2048, n_candidate
             "steering": 120.0,
             "splice": 22.0,
         },
+        "personas": persona_summary(candidates),
         "top_candidates": [
             {k: c[k] for k in ("latent", "rank", "class", "label", "label_confidence")} for c in candidates[:5]
         ],

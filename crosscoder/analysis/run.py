@@ -24,6 +24,7 @@ from crosscoder.analysis.config import AnalyzeConfig
 from crosscoder.analysis.evidence import LogitLens
 from crosscoder.analysis.geometry import decoder_geometry
 from crosscoder.analysis.latent_scaling import latent_scaling
+from crosscoder.analysis.ranking import persona_summary
 from crosscoder.analysis.splice import splice_metrics
 from crosscoder.analysis.stats import collect_stats
 from crosscoder.analysis.table import build_table, class_counts, write_table
@@ -248,6 +249,7 @@ def make_summary(cfg: AnalyzeConfig, run: Path, out_dir: Path, info: dict[str, A
         "n_eligible": int((df["rank"] > 0).sum()),
         "n_candidates": len(candidates) if candidates else int(df["is_candidate"].sum()),
         "timings": {k: round(v, 2) for k, v in timings.items()},
+        "personas": persona_summary(candidates),
         "top_candidates": [
             {
                 k: c.get(k)

@@ -142,6 +142,9 @@ def summary_metrics(data: AnalysisData) -> dict[str, Any]:
             out.update({f"splice/{model}/{k}": _cell(v) for k, v in metrics.items() if isinstance(v, int | float)})
     for c in data.candidates[:5]:
         out[f"top/{c.get('rank')}"] = f"#{c.get('latent')} {c.get('label') or 'unlabelled'}"
+    personas = s.get("personas")
+    if isinstance(personas, list):
+        out["personas"] = ", ".join(str(p.get("trait")) for p in personas if isinstance(p, dict)) or "none"
     return out
 
 

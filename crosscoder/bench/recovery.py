@@ -6,8 +6,9 @@
 For every organism (planted direction, SFT/LoRA, or context-distilled) it runs the same pipeline as `train.py` +
 `analyze.py` (Hydra configs from `configs/`, composed with the demo defaults) and records one JSON object:
 `trait`, `organism_kind`, `top1_label_correct`, `top5_label_correct`, `best_cosine_to_planted` (planted only: the
-best cosine of any latent's ft decoder with the planted direction), `rank_of_first_correct`, `fve_base`, `fve_ft`,
-`n_ft_exclusive`, `seconds`. Traits from `--trait-dir` are added to the shipped library (which stays as
+best cosine of any latent's ft decoder with the planted direction), `rank_of_first_correct` (model-diff rank),
+`persona_rank_of_first_correct` (among labelled candidates only), `personas_found`, `fve_base`, `fve_ft`,
+`n_ft_exclusive`, `seconds`; the label columns read the model-diff ranking. Traits from `--trait-dir` are added to the shipped library (which stays as
 distractors); `--sft FILE:TRAIT` adds fine-tuning sets from outside the repo.
 """
 
@@ -220,9 +221,12 @@ def _compose(opts: RecoveryOptions, org: Organism) -> Any:
 def evaluate(org: Organism, run_dir: Path, analysis: Any) -> dict[str, Any]:
     """One benchmark record from a finished run and its analysis."""
 
+    from crosscoder.analysis.ranking import persona_summary
+
     cands = analysis.candidates
     labels = [c.get("label") for c in cands]
     first = next((c.get("rank") for c in cands if c.get("label") == org.trait), None)
+    personas = persona_summary(cands)
     fve = analysis.summary.get("fve", {})
     rec: dict[str, Any] = {
         "trait": org.trait,
@@ -231,6 +235,8 @@ def evaluate(org: Organism, run_dir: Path, analysis: Any) -> dict[str, Any]:
         "top5_label_correct": org.trait in labels[:5],
         "best_cosine_to_planted": None,
         "rank_of_first_correct": first,
+        "persona_rank_of_first_correct": next((p["persona_rank"] for p in personas if p["trait"] == org.trait), None),
+        "personas_found": [p["trait"] for p in personas],
         "fve_base": float(fve.get("base", float("nan"))),
         "fve_ft": float(fve.get("ft", float("nan"))),
         "n_ft_exclusive": int(analysis.summary.get("class_counts", {}).get("ft_exclusive", 0)),
@@ -326,13 +332,13 @@ def run_one(opts: RecoveryOptions, org: Organism) -> dict[str, Any]:
 
 
 def _table(records: list[dict[str, Any]]) -> str:
-    head = f"{'trait':<28} {'kind':<9} {'top1':<5} {'top5':<5} {'rank':>4} {'cos':>5} {'fve b/ft':>11} {'ft-ex':>5} {'s':>6}"
+    head = f"{'trait':<28} {'kind':<9} {'top1':<5} {'top5':<5} {'rank':>4} {'p-rank':>6} {'cos':>5} {'fve b/ft':>11} {'ft-ex':>5} {'s':>6}"
     lines = [head, "-" * len(head)]
     for r in records:
         cos = "" if r["best_cosine_to_planted"] is None else f"{r['best_cosine_to_planted']:.2f}"
         lines.append(
             f"{r['trait']:<28} {r['organism_kind']:<9} {str(r['top1_label_correct']):<5} {str(r['top5_label_correct']):<5} "
-            f"{r['rank_of_first_correct'] or '-':>4} {cos:>5} {r['fve_base']:.2f}/{r['fve_ft']:.2f} {r['n_ft_exclusive']:>5} {r['seconds']:>6}"
+            f"{r['rank_of_first_correct'] or '-':>4} {r.get('persona_rank_of_first_correct') or '-':>6} {cos:>5} {r['fve_base']:.2f}/{r['fve_ft']:.2f} {r['n_ft_exclusive']:>5} {r['seconds']:>6}"
         )
     for kind in KINDS:
         sub = [r for r in records if r["organism_kind"] == kind]
