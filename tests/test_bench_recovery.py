@@ -134,3 +134,22 @@ def test_reanalyze_refuses_bad_combinations_and_missing_inputs(tmp_path: Path) -
     out.write_text('{"records": [{"trait": "dragon", "organism_kind": "sft", "run_dir": "x", "seconds": 1}]}')
     with pytest.raises(ConfigError, match="--reanalyze: trait 'dragon'.*--trait-dir"):
         R.reanalyze(_opts("--reanalyze", "--out", str(out)), "blocks.27.hook_resid_post", {})
+
+
+def test_rescore_recomputes_records_from_the_saved_analysis(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "run" / "analysis").mkdir(parents=True)
+    cands = [{"latent": 10 + r, "rank": r, "label": "unlabelled"} for r in range(1, 7)]
+    cands.append({"latent": 6, "rank": 7, "label": "pessimism"})
+    (tmp_path / "run" / "analysis" / "candidates.json").write_text(json.dumps(cands))
+    summary = {"fve": {"base": 0.9, "ft": 0.8}, "class_counts": {"ft_exclusive": 0}}
+    (tmp_path / "run" / "analysis" / "summary.json").write_text(json.dumps(summary))
+    old = {"trait": "pessimism", "organism_kind": "sft", "run_dir": str(tmp_path / "run"), "seconds": 12.5,
+           "top5_label_correct": True, "rank_of_first_correct": 1}  # fmt: skip
+    out = tmp_path / "rec.json"
+    out.write_text(json.dumps({"records": [old], "hook": "blocks.27.hook_resid_post"}))
+    (rec,) = R.rescore(out, "blocks.27.hook_resid_post", {"pessimism": object()})
+    assert rec["seconds"] == 12.5 and rec["top5_label_correct"] is False and rec["rank_of_first_correct"] == 7
+    assert rec["persona_rank_of_first_correct"] == 1 and rec["personas_found"] == ["pessimism"]
+    assert json.loads(out.read_text())["records"][0] == rec

@@ -19,6 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -68,7 +69,7 @@ class RecoveryOptions:
         if bad:
             raise ConfigError(f"--kinds: unknown kind {bad[0]!r}; use a comma list of {', '.join(KINDS)}")
         if self.rescore and self.reanalyze:
-            raise ConfigError("--rescore and --reanalyze: pick one (--reanalyze also recomputes the planted cosines)")
+            raise ConfigError("--rescore and --reanalyze: pick one (--reanalyze re-runs the analysis, then rescores)")
         if not (self.config_dir / "config.yaml").is_file():
             raise ConfigError(f"--config-dir: {self.config_dir}/config.yaml not found; run from the repository root")
 
@@ -85,7 +86,11 @@ def parse_args(argv: list[str] | None) -> RecoveryOptions:
     )
     p.add_argument("--out", type=Path, default=Path("results/recovery.json"))
     p.add_argument("--config-dir", type=Path, default=Path("configs"))
-    p.add_argument("--rescore", action="store_true", help="only recompute the planted cosines of --out from its runs")
+    p.add_argument(
+        "--rescore",
+        action="store_true",
+        help="recompute the records of --out from its runs' saved analysis (no new analysis)",
+    )
     p.add_argument(
         "--reanalyze", action="store_true", help="re-run the analysis of every run in --out (no training) and re-score"
     )
@@ -284,14 +289,18 @@ def _planted_direction(rec: dict[str, Any], traits: dict[str, Any], hook: str, f
 
 
 def rescore(path: Path, hook: str, traits: dict[str, Any]) -> list[dict[str, Any]]:
-    """Recompute the planted cosines of a results file from its run folders (after a change to the cosine)."""
+    """Recompute every record of a results file from its run folders' saved analysis (candidates.json,
+    summary.json) and, for planted organisms, the planted cosines: after a change to the scoring, without
+    re-running any analysis. `seconds` and the other recorded fields are kept."""
     data = read_json(path)
-    for rec in data["records"]:
-        if rec["organism_kind"] == "planted":
-            direction_D = _planted_direction(rec, traits, hook, "--rescore")
-            assert direction_D is not None
-            cands = read_json(Path(rec["run_dir"]) / "analysis" / "candidates.json")
-            rec.update(planted_cosines(Path(rec["run_dir"]), direction_D, cands))
+    for i, rec in enumerate(data["records"]):
+        direction_D = _planted_direction(rec, traits, hook, "--rescore")
+        folder = Path(rec["run_dir"]) / "analysis"
+        saved = SimpleNamespace(
+            candidates=read_json(folder / "candidates.json"), summary=read_json(folder / "summary.json")
+        )
+        org = Organism(rec["trait"], rec["organism_kind"], BASE, direction_D)
+        data["records"][i] = {**rec, **evaluate(org, Path(rec["run_dir"]), saved)}
     atomic_write_json(path, data)
     return list(data["records"])
 
