@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from crosscoder.bench import recovery as R
+from crosscoder.bench.recovery_metrics import format_table, planted_cosines
 from crosscoder.errors import ConfigError, DataError
 from crosscoder.models.spec import ModelSpec
 
@@ -72,10 +73,10 @@ def test_record_scores_labels_and_the_planted_direction(tmp_path: Path) -> None:
             cc.W_dec_FMLD[3, 0, 0] / cc.scale_ML[0, 0] * cc.scale_ML[1, 0] + direction_D * cc.scale_ML[1, 0]
         )
     cc.save(tmp_path / "final")
-    shifted = R.planted_cosines(tmp_path, direction_D, cands)
+    shifted = planted_cosines(tmp_path, direction_D, cands)
     assert shifted["best_cosine_diff"] == pytest.approx(1.0, abs=1e-5) and shifted["best_cosine_diff_latent"] == 3
     assert shifted["best_cosine_ft"] < 0.99 and shifted["best_cosine_to_planted"] == shifted["best_cosine_diff"]
-    table = R._table([{**rec, "seconds": 1.0}])
+    table = format_table([{**rec, "seconds": 1.0}])
     assert "planted: 1 organisms, top-1 0%, top-5 100%" in table
 
 

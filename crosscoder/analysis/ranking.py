@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from crosscoder.analysis.geometry import Geometry
+from crosscoder.analysis.labels import UNLABELLED
 from crosscoder.analysis.latent_scaling import ScalingResult
 from crosscoder.analysis.stats import SLICES, LatentStats
 
@@ -96,7 +97,7 @@ def persona_summary(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
     persona down the list; ``rank`` stays the candidate's place in the model-diff ranking."""
     out: dict[str, dict[str, Any]] = {}
     labelled = sorted(
-        (c for c in candidates if c.get("label") not in (None, "", "unlabelled")),
+        (c for c in candidates if c.get("label") not in (None, "", UNLABELLED)),
         key=lambda c: (c.get("rank") is None, c.get("rank") or 0),
     )
     for k, c in enumerate(labelled, start=1):

@@ -8,8 +8,8 @@ For every organism (planted direction, SFT/LoRA, or context-distilled) it runs t
 `trait`, `organism_kind`, `top1_label_correct`, `top5_label_correct`, `best_cosine_to_planted` (planted only: the
 best cosine of any latent's ft decoder with the planted direction), `rank_of_first_correct` (model-diff rank),
 `persona_rank_of_first_correct` (among labelled candidates only), `personas_found`, `fve_base`, `fve_ft`,
-`n_ft_exclusive`, `seconds`; the label columns read the model-diff ranking. Traits from `--trait-dir` are added to the shipped library (which stays as
-distractors); `--sft FILE:TRAIT` adds fine-tuning sets from outside the repo.
+`n_ft_exclusive`, `seconds`; the label columns read the model-diff ranking. Traits from `--trait-dir` are added to
+the shipped library (which stays as distractors); `--sft FILE:TRAIT` adds fine-tuning sets from outside the repo.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from typing import Any
 
 import torch
 
+from crosscoder.bench.recovery_metrics import KINDS, format_table, planted_cosines
 from crosscoder.errors import ConfigError, DataError
 from crosscoder.io import atomic_write_json, cache_dir, read_json
 from crosscoder.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-KINDS = ("planted", "sft", "distilled")
 BASE = ModelSpec(source="smollm2-135m-instruct", name="base")
 
 
@@ -253,29 +253,6 @@ def evaluate(org: Organism, run_dir: Path, analysis: Any) -> dict[str, Any]:
     return rec
 
 
-def planted_cosines(run_dir: Path, direction_D: torch.Tensor, cands: list[dict[str, Any]]) -> dict[str, Any]:
-    """Best cosine of any latent with the planted direction: of its ft decoder, and of its decoder change d_ft - d_base.
-
-    A latent whose context exists in both models (the gate's input) but whose ft decoder gained the planted direction
-    is shifted, not exclusive: its decoder change is the planted direction. ``best_cosine_to_planted`` is the larger.
-    """
-    from crosscoder.xc.model import Crosscoder
-
-    cc = Crosscoder.load(run_dir / "final")
-    hook_idx = 0
-    d_FMD = (cc.W_dec_FMLD.detach()[:, :, hook_idx] / cc.scale_ML[None, :, hook_idx, None]).float()
-    v_D = direction_D.float()[None, :]
-    out: dict[str, Any] = {}
-    for key, dirs_FD in (("ft", d_FMD[:, -1]), ("diff", d_FMD[:, -1] - d_FMD[:, 0])):
-        cos_F = torch.nn.functional.cosine_similarity(dirs_FD, v_D, dim=-1)
-        best = int(cos_F.argmax())
-        out[f"best_cosine_{key}"] = float(cos_F[best])
-        out[f"best_cosine_{key}_latent"] = best
-        out[f"best_cosine_{key}_rank"] = next((c.get("rank") for c in cands if c.get("latent") == best), None)
-    out["best_cosine_to_planted"] = max(out["best_cosine_ft"], out["best_cosine_diff"])
-    return out
-
-
 def _planted_direction(rec: dict[str, Any], traits: dict[str, Any], hook: str, flag: str) -> torch.Tensor | None:
     """The planted direction of a planted record (rebuilt from the organism cache), None for other kinds."""
     from crosscoder.personas.organisms.gated import plant_trait
@@ -295,12 +272,13 @@ def rescore(path: Path, hook: str, traits: dict[str, Any]) -> list[dict[str, Any
     data = read_json(path)
     for i, rec in enumerate(data["records"]):
         direction_D = _planted_direction(rec, traits, hook, "--rescore")
-        folder = Path(rec["run_dir"]) / "analysis"
+        run_dir = Path(rec["run_dir"])
         saved = SimpleNamespace(
-            candidates=read_json(folder / "candidates.json"), summary=read_json(folder / "summary.json")
+            candidates=read_json(run_dir / "analysis" / "candidates.json"),
+            summary=read_json(run_dir / "analysis" / "summary.json"),
         )
         org = Organism(rec["trait"], rec["organism_kind"], BASE, direction_D)
-        data["records"][i] = {**rec, **evaluate(org, Path(rec["run_dir"]), saved)}
+        data["records"][i] = {**rec, **evaluate(org, run_dir, saved)}
     atomic_write_json(path, data)
     return list(data["records"])
 
@@ -340,24 +318,6 @@ def run_one(opts: RecoveryOptions, org: Organism) -> dict[str, Any]:
     return rec
 
 
-def _table(records: list[dict[str, Any]]) -> str:
-    head = f"{'trait':<28} {'kind':<9} {'top1':<5} {'top5':<5} {'rank':>4} {'p-rank':>6} {'cos':>5} {'fve b/ft':>11} {'ft-ex':>5} {'s':>6}"
-    lines = [head, "-" * len(head)]
-    for r in records:
-        cos = "" if r["best_cosine_to_planted"] is None else f"{r['best_cosine_to_planted']:.2f}"
-        lines.append(
-            f"{r['trait']:<28} {r['organism_kind']:<9} {str(r['top1_label_correct']):<5} {str(r['top5_label_correct']):<5} "
-            f"{r['rank_of_first_correct'] or '-':>4} {r.get('persona_rank_of_first_correct') or '-':>6} {cos:>5} {r['fve_base']:.2f}/{r['fve_ft']:.2f} {r['n_ft_exclusive']:>5} {r['seconds']:>6}"
-        )
-    for kind in KINDS:
-        sub = [r for r in records if r["organism_kind"] == kind]
-        if sub:
-            top1 = sum(r["top1_label_correct"] for r in sub) / len(sub)
-            top5 = sum(r["top5_label_correct"] for r in sub) / len(sub)
-            lines.append(f"{kind}: {len(sub)} organisms, top-1 {top1:.0%}, top-5 {top5:.0%}")
-    return "\n".join(lines)
-
-
 def earlier_records(opts: RecoveryOptions, hook: str) -> list[dict[str, Any]]:
     """The records of `opts.out` kept by `--resume` (refused if they were made at another hook); [] otherwise."""
     if not opts.out.is_file():
@@ -389,7 +349,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         if not opts.out.is_file():
             raise DataError(f"--out: {opts.out} not found; run the benchmark first or point --out at its results")
         rescored = reanalyze(opts, hook, traits) if opts.reanalyze else rescore(opts.out, hook, traits)
-        print(_table(rescored))
+        print(format_table(rescored))
         return rescored
     records = earlier_records(opts, hook)
     done = {(r["trait"], r["organism_kind"]) for r in records}
@@ -402,6 +362,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     atomic_write_json(
         opts.out, {"records": records, "hook": hook, "complete": True, "seconds": round(time.perf_counter() - start, 1)}
     )
-    print(_table(records))
+    print(format_table(records))
     print(f"results: {opts.out}")
     return records
