@@ -72,6 +72,11 @@ def test_output_files_follow_the_format(planted) -> None:
     )
     assert {"base", "ft", "diff"} <= set(cand["logit_lens"]) and len(cand["logit_lens"]["diff"]["promoted"]) == 15
     assert set(cand["label_evidence"]) == set(TRAITS) and set(cand["pos_neg"]) == set(TRAITS)
+    assert "said_ids" not in cand["next_token_shift"]  # token ids feed the said signal; the file keeps the texts
+    said = [ev["said"] for ev in cand["label_evidence"].values()]
+    assert any(s != 0 for s in said) and all(
+        ev["persona_signal"] == max(ev["cosine_signal"], ev["said_signal"]) for ev in cand["label_evidence"].values()
+    )
     baseline = json.loads((out / "baseline.json").read_text())
     assert baseline["positions"]["all"]["n_tokens"] > 0 and baseline["hook"] == PLANT_HOOK
     splice = json.loads((out / "splice.json").read_text())

@@ -169,9 +169,12 @@ def test_label_pass_persona_vector_equals_the_persona_vector_row(tiny_model, tra
     hooks = ["blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
     cc = Crosscoder(CrosscoderConfig(n_models=2, n_hooks=2, d_model=tiny_model.d_model, n_latents=16, k=4), seed=0)
     out = pos_neg_acts(cc, [tiny_model, tiny_model], hooks, {"cats": trait}, n_questions=2, lens_idx=1)
-    pos_F, neg_F, pv_D = out["cats"]
+    pos_F, neg_F, pv_D, text_D = out["cats"]
     ref = compute_persona_vectors(tiny_model, trait, source="auto", max_questions=2, use_cache=False)
     assert torch.allclose(pv_D, ref.for_hook(hooks[1]), atol=1e-4, rtol=1e-4)
+    text = compute_persona_vectors(tiny_model, trait, source="examples", max_questions=2, use_cache=False)
+    assert torch.allclose(text_D, text.for_hook(hooks[1]), atol=1e-4, rtol=1e-4)  # the examples' difference alone
+    assert not torch.allclose(text_D, pv_D, atol=1e-4)
     assert pos_F.shape == neg_F.shape == (16,) and not torch.equal(pos_F, neg_F)
 
 

@@ -24,6 +24,7 @@ from crosscoder.analysis.labels import (
     trait_words,
 )
 from crosscoder.analysis.next_token import next_token_shift
+from crosscoder.analysis.said import said_diffs, said_scores
 from crosscoder.analysis.stats import LatentStats
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,13 @@ def build_candidates(
                                  k=cfg.logit_lens_k, max_prefix=cfg.next_token_prefix,
                                  n_continue=cfg.next_token_continue, n_expand=cfg.next_token_openings)  # fmt: skip
         timings["next_token"] = time.perf_counter() - t0
+    said_diff: dict[int, dict[str, Tensor]] = {}
+    if shift and cfg.do_labels and cfg.label_said and traits:
+        t0 = time.perf_counter()
+        said_diff = said_diffs(models[-1], hooks[lens_idx], shift)
+        timings["said"] = time.perf_counter() - t0
+    for entry in shift.values():
+        entry.pop("said_ids", None)  # token ids for the said signal only; candidates.json keeps the texts
 
     records = []
     for n, j in enumerate(latents):
@@ -157,6 +165,7 @@ def build_candidates(
         beta_ft, beta_diff = unique_alignment(d_ft, unit_TD), unique_alignment(d_diff, unit_TD)
         spec_ft = {t: beta_ft[:, i] for i, t in enumerate(names)}
         spec_diff = {t: beta_diff[:, i] for i, t in enumerate(names)}
+        said_T = said_scores(said_diff, torch.stack([pn[t].text_vector_D.float() for t in names]))
         timings["labels"] = time.perf_counter() - t0
 
         def relabel(n: int, steered: list[str], unsteered: list[str]) -> None:
@@ -179,8 +188,10 @@ def build_candidates(
                     next_token=rec["next_token_shift"],
                     keywords=said[t] if traits[t].keywords else None,
                     pattern=patterns[t],
+                    said=float(said_T[j][i]) if j in said_T else 0.0,
+                    said_full=cfg.label_said_full,
                 )  # fmt: skip
-                for t in traits
+                for i, t in enumerate(names)
             }
             label, conf, runner, runner_s = label_latent(ev, cfg.label_weights, cfg.label_threshold)
             best = max(ev, key=lambda t: ev[t]["combined"]) if ev else None

@@ -88,9 +88,16 @@ class AnalyzeConfig:
     label_threshold: float = 0.35
     """Minimum combined label score (0..1) for a trait label; below it the candidate is 'unlabelled'."""
     label_weights: list[float] = field(default_factory=_default_weights)
-    """Weights of the three label signals: [persona-vector cosine, pos-neg activation difference, lexical]."""
+    """Weights of the three label signals: [persona vector (decoder cosine or said), pos-neg activation difference,
+    lexical]."""
     label_cosine_full: float = 0.5
     """Cosine with a persona vector that counts as full evidence (signal 1.0); smaller cosines scale linearly."""
+    label_said: bool = True
+    """Let the persona vectors read what the ft says at each candidate's contexts against what the base says
+    (`crosscoder.analysis.said`; needs the next-token continuations); its signal joins the cosine signal."""
+    label_said_full: float = 0.5
+    """Said alignment (ft - base speech along a trait's persona vector, in units of its pos - neg example separation)
+    that counts as full evidence; smaller values scale linearly."""
     label_questions: int = 8
     """Trait questions used for the pos-vs-neg activation of candidates (per instruction pair, up to 5 pairs)."""
     do_steering: bool = True
@@ -172,6 +179,13 @@ class AnalyzeConfig:
             )
         if not 0 < self.label_cosine_full <= 1:
             raise ConfigError(f"{s}.label_cosine_full: {self.label_cosine_full} must be in (0, 1]")
+        if not self.label_said_full > 0:
+            raise ConfigError(f"{s}.label_said_full: {self.label_said_full} must be > 0, e.g. 0.5")
+        if self.label_said and (self.n_next_token == 0 or self.next_token_continue == 0):
+            raise ConfigError(
+                f"{s}.label_said: reads the next-token continuations; set n_next_token and next_token_continue > 0 "
+                "or label_said=false"
+            )
         if not self.steer_strengths or any(not isinstance(v, (int, float)) for v in self.steer_strengths):
             raise ConfigError(f"{s}.steer_strengths: need a non-empty list of numbers, got {self.steer_strengths!r}")
         if not _DEVICE_RE.match(self.device):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -295,11 +295,25 @@ def _item_means(x_ND: Tensor, items: list[tuple[list[int], list[bool]]]) -> Tens
     return torch.stack([part.mean(0) for part in torch.split(x_ND, _span_counts(items))])
 
 
+class PosNeg(NamedTuple):
+    """What the label pass measures on one trait's pos and neg items."""
+
+    pos_F: Tensor
+    """Mean latent activation over the pos items (prompts and examples)."""
+    neg_F: Tensor
+    """Mean latent activation over the neg items."""
+    vector_D: Tensor
+    """The ft persona vector at the lens hook: prompt and example differences averaged."""
+    text_vector_D: Tensor
+    """The example difference alone (pos examples minus neg examples as assistant turns): how the ft model reads
+    trait text against neutral text; the prompt difference for a trait without examples."""
+
+
 @torch.no_grad()
 def pos_neg_acts(
     cc: Any, models: list[Any], hooks: list[str], traits: dict[str, Trait], n_questions: int, lens_idx: int
-) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
-    """{trait: (mean f over pos items [F], mean f over neg items [F], ft persona vector at the lens hook [D])}.
+) -> dict[str, PosNeg]:
+    """{trait: `PosNeg`} with the ft persona vectors at the lens hook.
 
     The persona vector comes from the same forward passes, as in `crosscoder.personas.vectors` (source ``auto``):
     the mean over items of each item's span mean, pos minus neg, for the prompts and (when the trait has examples)
@@ -326,7 +340,7 @@ def pos_neg_acts(
         diffs = [parts["pos"][0] - parts["neg"][0]]
         if parts["pos"][1].numel() and parts["neg"][1].numel():
             diffs.append(parts["pos"][1] - parts["neg"][1])
-        out[name] = (means[0], means[1], torch.stack(diffs).mean(0))
+        out[name] = PosNeg(means[0], means[1], torch.stack(diffs).mean(0), diffs[-1])
     return out
 
 
@@ -337,7 +351,7 @@ def label_latent(
     w = np.asarray(weights, dtype=np.float64)
     w = w / w.sum()
     for sig in evidence.values():
-        sig["combined"] = float(w[0] * sig["cosine_signal"] + w[1] * sig["pos_neg_signal"] + w[2] * sig["lexical"])
+        sig["combined"] = float(w[0] * sig["persona_signal"] + w[1] * sig["pos_neg_signal"] + w[2] * sig["lexical"])
     ranked = sorted(evidence.items(), key=lambda kv: -kv[1]["combined"])
     if not ranked:
         return UNLABELLED, 0.0, "", 0.0
@@ -350,28 +364,36 @@ def trait_evidence(
     *, cos_ft: float, cos_diff: float, spec_ft: float, spec_diff: float, pos: float, neg: float, mean_act: float, lens: dict[str, list[list[Any]]] | None,
     contexts: list[dict[str, Any]], steered: list[str], unsteered: list[str], words: list[str], cosine_full: float,
     next_token: dict[str, Any] | None = None, keywords: list[str] | None = None, pattern: re.Pattern[str] | None = None,
+    said: float = 0.0, said_full: float = 0.5,
 ) -> dict[str, float]:  # fmt: skip
     """The signals of one (latent, trait) pair, raw values alongside the [0, 1] signals. What a model says (steered
     generations, next-token shift, continuations) is matched against the trait's `keywords` (words) and keyword
-    `pattern` when given; what a latent reads or writes (contexts, logit lens) against all its `words`."""
+    `pattern` when given; what a latent reads or writes (contexts, logit lens) against all its `words`. `said`: the
+    persona vector's reading of what the ft says at the latent's contexts (`crosscoder.analysis.said`), full evidence
+    at `said_full`; the persona-vector signal is the larger of it and the decoder's cosine signal."""
     cosine = max(cos_ft, cos_diff)
     specific = max(spec_ft, spec_diff)
     conts = (next_token or {}).get("continuations") or []
-    said = words if keywords is None else keywords
+    spoken = words if keywords is None else keywords
     lex = {
         "lexical_lens": lexical_lens(lens, words) if lens else 0.0,
         "lexical_contexts": lexical_contexts(contexts, words),
-        "lexical_generations": lexical_generations(steered, unsteered, said, pattern),
-        "lexical_next_token": lexical_shift(next_token, said, pattern) if next_token else 0.0,
-        "lexical_continuation": lexical_continuations(conts, said, pattern),
+        "lexical_generations": lexical_generations(steered, unsteered, spoken, pattern),
+        "lexical_next_token": lexical_shift(next_token, spoken, pattern) if next_token else 0.0,
+        "lexical_continuation": lexical_continuations(conts, spoken, pattern),
     }
     diff = pos - neg
+    cosine_signal = float(np.clip(specific / cosine_full, 0.0, 1.0))
+    said_signal = float(np.clip(said / said_full, 0.0, 1.0))
     return {
         "cosine": round(cosine, 5),
         "cosine_ft": round(cos_ft, 5),
         "cosine_diff": round(cos_diff, 5),
         "cosine_specific": round(specific, 5),
-        "cosine_signal": float(np.clip(specific / cosine_full, 0.0, 1.0)),
+        "cosine_signal": cosine_signal,
+        "said": round(said, 5),
+        "said_signal": said_signal,
+        "persona_signal": max(cosine_signal, said_signal),
         "pos_neg_diff": round(diff, 6),
         "pos_neg_signal": float(np.clip(diff / max(mean_act, 1e-9), 0.0, 1.0)),
         **lex,

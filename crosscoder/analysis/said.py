@@ -1,0 +1,87 @@
+"""The persona vectors' reading of what the models say where a latent fires (the labels' ``said`` signal).
+
+The lexical signal matches a trait's keywords in what the ft and the base model say at a latent's top contexts (their
+greedy continuations and the phrases the top promoted tokens open, `crosscoder.analysis.next_token`). This signal asks
+the persona vectors the same question without a word list. The ft model reads each context followed by the ft's text
+and, separately, by the base's text; the mean activation over the said tokens at the lens hook, ft text minus base
+text, is averaged over a latent's contexts (continuations and openings apart) and projected onto each trait's text
+persona vector v_t (the ft model's mean activation over the trait's pos examples minus its neg examples,
+`crosscoder.analysis.labels.pos_neg_acts`):
+
+    said_t(j) = < mean_c [ h(ctx_c + ft_c) - h(ctx_c + base_c) ], v_t > / ||v_t||^2
+
+1.0 when the fine-tune's words there differ from the base's along trait t as much as the trait's pos examples differ
+from its neg examples; 0 when both models say the same. A data-path organism that barely follows persona system
+prompts still *reads* pessimistic or hostile text differently from neutral text, so this works where the decoder
+cosine with prompt-based persona vectors does not (persona vectors as monitors of a model's own responses, Chen et al.
+2025). Persona vectors of different traits share a component (any persona text against helpful text), so the signal
+is not specific by itself; the label needs a second kind of evidence (`crosscoder.analysis.labels.label_latent`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from crosscoder.analysis.labels import _item_means, span_activations
+from crosscoder.analysis.next_token import _prefix
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("continuation", "opening")
+
+
+@torch.no_grad()
+def said_diffs(
+    model: Any, hook: str, shift: dict[int, dict[str, Any]], read_prefix: int = 32
+) -> dict[int, dict[str, Float[Tensor, " d_model"]]]:
+    """{latent: {source: mean over its contexts of h(ctx + ft text) - h(ctx + base text) [D]}} read by `model` at
+    `hook` (mean over the said tokens), from the ``said_ids`` of `next_token_shift`; each context keeps its last
+    `read_prefix` tokens (and the sink). Pairs where both models said the same tokens contribute exactly zero."""
+    items: list[tuple[list[int], list[bool]]] = []
+    owners: list[tuple[int, str]] = []
+    for j, rec in shift.items():
+        for source, prefix, ft_ids, base_ids in rec.get("said_ids") or []:
+            if not ft_ids or not base_ids:
+                continue
+            ctx = _prefix(list(prefix), len(prefix) - 1, read_prefix)
+            for ids in (ft_ids, base_ids):  # ft at even, base at odd item indices
+                items.append(([*ctx, *ids], [False] * len(ctx) + [True] * len(ids)))
+            owners.append((int(j), str(source)))
+    if not items:
+        return {}
+    t0 = time.perf_counter()
+    x_N1D = span_activations(model, [hook], items, use_cache=False)
+    h_ID = _item_means(x_N1D[:, 0], items)  # [2 * pairs, D]
+    diff_PD = h_ID[0::2] - h_ID[1::2]  # ft text minus base text, per pair
+    out: dict[int, dict[str, Tensor]] = {}
+    for j, source in dict.fromkeys(owners):
+        rows = [p for p, key in enumerate(owners) if key == (j, source)]
+        out.setdefault(j, {})[source] = diff_PD[rows].mean(0)
+    log.info("said signal: the ft model read %d ft/base text pairs of %d latents in %.1f s", len(owners), len(out),
+             time.perf_counter() - t0)  # fmt: skip
+    return out
+
+
+def said_alignment(
+    diff_D: Float[Tensor, " d_model"], vec_TD: Float[Tensor, "n_traits d_model"]
+) -> Float[Tensor, " n_traits"]:
+    """<diff, v_t> / ||v_t||^2 per trait: the ft - base difference of what was said, in units of each trait's pos - neg
+    separation along its persona vector."""
+    vec = vec_TD.double()
+    return ((vec @ diff_D.double()) / (vec * vec).sum(-1).clamp_min(1e-12)).float()
+
+
+def said_scores(
+    diffs: dict[int, dict[str, Tensor]], vec_TD: Float[Tensor, "n_traits d_model"]
+) -> dict[int, Float[Tensor, " n_traits"]]:
+    """{latent: per trait, the larger `said_alignment` of its sources (continuations, openings)}."""
+    return {
+        j: torch.stack([said_alignment(d, vec_TD) for d in by_source.values()]).max(0).values
+        for j, by_source in diffs.items()
+    }
