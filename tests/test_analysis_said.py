@@ -22,8 +22,20 @@ def test_said_diffs_match_a_direct_forward_and_vanish_for_equal_texts(tiny_spec)
     hook = "blocks.2.hook_resid_post"
     ctx_a, ctx_b = [1, 17, 23, 5, 9, 40, 2, 8], [1, 8, 8, 31]
     shift = {
-        7: {"said_ids": [("continuation", ctx_a, [11, 12, 13], [21, 22]), ("continuation", ctx_b, [5, 6], [7, 8, 9])]},
-        9: {"said_ids": [("continuation", ctx_b, [4, 4], [4, 4]), ("opening", [*ctx_a, 30], [31], [32, 33])]},
+        7: {
+            "said_ids": [
+                ("continuation", ctx_a, [11, 12, 13], [21, 22], 1.0),
+                ("continuation", ctx_b, [5, 6], [7, 8, 9], 1.0),
+            ]
+        },
+        9: {
+            "said_ids": [
+                ("continuation", ctx_b, [4, 4], [4, 4], 1.0),
+                ("opening", [*ctx_a, 30], [31], [32, 33], 0.3),
+                ("opening", ctx_b, [3], [5], 0.1),
+                ("opening", ctx_b, [6], [7], 0.0),
+            ]
+        },
     }
     out = said_diffs(model, hook, shift, read_prefix=5)
     read_a = [1, *ctx_a[-4:]]  # the sink and the last read_prefix - 1 tokens
@@ -36,7 +48,8 @@ def test_said_diffs_match_a_direct_forward_and_vanish_for_equal_texts(tiny_spec)
     assert torch.allclose(out[7]["continuation"], want_7, atol=1e-4)
     assert torch.equal(out[9]["continuation"], torch.zeros_like(want_7))  # both models said the same tokens
     read_open = [1, *ctx_a[-3:], 30]
-    assert torch.allclose(out[9]["opening"], diff(read_open, [31], [32, 33]), atol=1e-4)
+    want_open = (0.3 * diff(read_open, [31], [32, 33]) + 0.1 * diff(ctx_b, [3], [5])) / 0.4  # weighted by the mass
+    assert torch.allclose(out[9]["opening"], want_open, atol=1e-4)
     assert said_diffs(model, hook, {3: {"promoted": []}}) == {}  # no continuations: nothing to read
 
 

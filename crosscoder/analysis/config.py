@@ -79,9 +79,11 @@ class AnalyzeConfig:
     """Top contexts per candidate used for the next-token shift."""
     next_token_prefix: int = 64
     """Tokens of each context (up to the peak) the models read for the next-token shift (the sink is always kept)."""
-    next_token_continue: int = 6
+    next_token_continue: int = 10
     """Greedy tokens each model continues those contexts with (0 = off); the labels match trait words in the ft
-    continuations against the base continuations."""
+    continuations against the base continuations, and the said signal reads them. Ten tokens reach the words that
+    carry a persona after a neutral opening (" But honestly, it's probably not going to work out"; six stop at
+    "probably")."""
     next_token_openings: int = 3
     """Top promoted tokens of each shift that both models continue (`next_token_continue` tokens) to the phrase the
     token opens (0 = off); the labels count a token whose ft phrase has a trait keyword the base phrase lacks."""

@@ -1,12 +1,17 @@
-"""Persona labels: match candidate latents against the trait library with three independent signals.
+"""Persona labels: match candidate latents against the trait library with three kinds of evidence.
 
 For trait t and latent j (all signals in [0, 1]):
 
-- **cosine**: ``clip(max(beta(d_ft), beta(d_ft - d_base)) / cosine_full, 0, 1)`` where beta_t is trait t's
+- **persona vector**: the larger of two readings by the trait's persona vectors. The decoder's **cosine**:
+  ``clip(max(beta(d_ft), beta(d_ft - d_base)) / cosine_full, 0, 1)`` where beta_t is trait t's
   coefficient when the unit persona vectors of all traits labelled against (ft model, lens hook) jointly fit the unit
   decoder direction by least squares (`crosscoder.analysis.candidates.unique_alignment`): the alignment no other
   trait explains (persona vectors of different traits share a large common component, the effect of any system
-  prompt; with a single trait beta is the plain cosine). Raw cosines are reported too;
+  prompt; with a single trait beta is the plain cosine). Raw cosines are reported too. And **said**
+  (`crosscoder.analysis.said`): ``clip(said_t / said_full, 0, 1)``, how far what the ft says at the latent's top
+  contexts differs from what the base says there along the trait's text persona vector (pos minus neg examples), in
+  units of the examples' separation: the persona vector as a judge of the fine-tune's words, where the keywords
+  below are a word list's judgement of the same words;
 - **pos_neg**: ``clip((mean f_j | pos prompts - mean f_j | neg prompts) / mean_act_j, 0, 1)``: the latent's activation
   on the trait's questions under its pos vs neg system prompts (and on its pos vs neg examples when the file has
   them), relative to the latent's mean activation when it fires on the cache;

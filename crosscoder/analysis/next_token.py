@@ -101,9 +101,10 @@ def next_token_shift(
 ) -> dict[int, dict[str, Any]]:  # fmt: skip
     """{latent: {"promoted": [[token, mean p_ft - p_base], ...], "suppressed": [...], "continuations":
     [{"context": the prefix's last tokens, "base": text, "ft": text}, ...], "openings": [[token, ft text, mass,
-    base text], ...], "said_ids": [(source, prefix ids, ft ids, base ids), ...]}} over its top contexts
+    base text], ...], "said_ids": [(source, prefix ids, ft ids, base ids, weight), ...]}} over its top contexts
     (``openings``: see `_add_openings`; ``said_ids``: the token ids behind the continuations and openings, source
-    "continuation" or "opening", for `crosscoder.analysis.said`; not written to candidates.json)."""
+    "continuation" (weight 1) or "opening" (weight: the token's promoted mass), for `crosscoder.analysis.said`; not
+    written to candidates.json)."""
     plan: list[tuple[int, list[int]]] = []
     for j in latents:
         for ex in contexts.get(j, [])[:n_contexts]:
@@ -137,7 +138,7 @@ def next_token_shift(
             ] if n_continue else [],
         }  # fmt: skip
         if n_continue:
-            out[j]["said_ids"] = [("continuation", prompts[r], cont_ft[r], cont_base[r]) for r in rows.tolist()]
+            out[j]["said_ids"] = [("continuation", prompts[r], cont_ft[r], cont_base[r], 1.0) for r in rows.tolist()]
     if n_continue and n_expand:
         _add_openings(models, out, promoted_ids, plan, n_expand, n_continue, batch_size)
     log.info("next-token shift and %d-token continuations: %d contexts x 2 models in %.1f s", n_continue, len(plan),
@@ -169,4 +170,4 @@ def _add_openings(
     for (j, i, m), c_ft, c_base in zip(jobs, ft, base, strict=True):
         texts = [tok.decode([i, *c], skip_special_tokens=True) for c in (c_ft, c_base)]
         out[j].setdefault("openings", []).append([tok.decode([i]), texts[0], m, texts[1]])
-        out[j].setdefault("said_ids", []).append(("opening", [*first[j], i], c_ft, c_base))
+        out[j].setdefault("said_ids", []).append(("opening", [*first[j], i], c_ft, c_base, m))

@@ -13,7 +13,16 @@ _KNOWN_CAND_KEYS = {
     "latent", "rank", "score", "class", "rel_norm", "cos", "nu_err", "nu_recon", "label", "label_confidence",
     "runner_up", "label_evidence", "top_examples", "logit_lens", "next_token_shift", "pos_neg", "steering", "ablation",
 }  # fmt: skip
-_EVIDENCE_COLS = ("cosine", "cosine_signal", "pos_neg_diff", "pos_neg_signal", "lexical", "combined")
+_EVIDENCE_COLS = (
+    "cosine",
+    "cosine_signal",
+    "said",
+    "said_signal",
+    "pos_neg_diff",
+    "pos_neg_signal",
+    "lexical",
+    "combined",
+)
 """Label-evidence signals shown as columns (the rest go into an "all signals" fold)."""
 _STEER_SHOWN = {"strengths", "trait_score", "keyword_rate", "generations", "unsteered", "trait"}
 _SPLICE_COLS = (

@@ -4,7 +4,8 @@ The lexical signal matches a trait's keywords in what the ft and the base model 
 greedy continuations and the phrases the top promoted tokens open, `crosscoder.analysis.next_token`). This signal asks
 the persona vectors the same question without a word list. The ft model reads each context followed by the ft's text
 and, separately, by the base's text; the mean activation over the said tokens at the lens hook, ft text minus base
-text, is averaged over a latent's contexts (continuations and openings apart) and projected onto each trait's text
+text, is averaged over a latent's contexts (continuations and openings apart; an opening weighs what its token's
+probability rose) and projected onto each trait's text
 persona vector v_t (the ft model's mean activation over the trait's pos examples minus its neg examples,
 `crosscoder.analysis.labels.pos_neg_acts`):
 
@@ -40,29 +41,33 @@ SOURCES = ("continuation", "opening")
 def said_diffs(
     model: Any, hook: str, shift: dict[int, dict[str, Any]], read_prefix: int = 32
 ) -> dict[int, dict[str, Float[Tensor, " d_model"]]]:
-    """{latent: {source: mean over its contexts of h(ctx + ft text) - h(ctx + base text) [D]}} read by `model` at
-    `hook` (mean over the said tokens), from the ``said_ids`` of `next_token_shift`; each context keeps its last
-    `read_prefix` tokens (and the sink). Pairs where both models said the same tokens contribute exactly zero."""
+    """{latent: {source: weighted mean over its pairs of h(ctx + ft text) - h(ctx + base text) [D]}} read by `model`
+    at `hook` (mean over the said tokens), from the ``said_ids`` of `next_token_shift` (continuations weigh the same,
+    openings by their token's promoted mass); each context keeps its last `read_prefix` tokens (and the sink). Pairs
+    where both models said the same tokens contribute exactly zero."""
     items: list[tuple[list[int], list[bool]]] = []
     owners: list[tuple[int, str]] = []
+    weights: list[float] = []
     for j, rec in shift.items():
-        for source, prefix, ft_ids, base_ids in rec.get("said_ids") or []:
-            if not ft_ids or not base_ids:
+        for source, prefix, ft_ids, base_ids, weight in rec.get("said_ids") or []:
+            if not ft_ids or not base_ids or weight <= 0:
                 continue
             ctx = _prefix(list(prefix), len(prefix) - 1, read_prefix)
             for ids in (ft_ids, base_ids):  # ft at even, base at odd item indices
                 items.append(([*ctx, *ids], [False] * len(ctx) + [True] * len(ids)))
             owners.append((int(j), str(source)))
+            weights.append(float(weight))
     if not items:
         return {}
     t0 = time.perf_counter()
     x_N1D = span_activations(model, [hook], items, use_cache=False)
     h_ID = _item_means(x_N1D[:, 0], items)  # [2 * pairs, D]
     diff_PD = h_ID[0::2] - h_ID[1::2]  # ft text minus base text, per pair
+    w_P = torch.tensor(weights)
     out: dict[int, dict[str, Tensor]] = {}
     for j, source in dict.fromkeys(owners):
-        rows = [p for p, key in enumerate(owners) if key == (j, source)]
-        out.setdefault(j, {})[source] = diff_PD[rows].mean(0)
+        rows = torch.tensor([p for p, key in enumerate(owners) if key == (j, source)])
+        out.setdefault(j, {})[source] = (w_P[rows, None] * diff_PD[rows]).sum(0) / w_P[rows].sum()
     log.info("said signal: the ft model read %d ft/base text pairs of %d latents in %.1f s", len(owners), len(out),
              time.perf_counter() - t0)  # fmt: skip
     return out
