@@ -39,37 +39,50 @@ SOURCES = ("continuation", "opening")
 
 @torch.no_grad()
 def said_diffs(
-    model: Any, hook: str, shift: dict[int, dict[str, Any]], read_prefix: int = 32
+    model: Any, hook: str, shift: dict[int, dict[str, Any]], read_prefix: int = 16
 ) -> dict[int, dict[str, Float[Tensor, " d_model"]]]:
     """{latent: {source: weighted mean over its pairs of h(ctx + ft text) - h(ctx + base text) [D]}} read by `model`
     at `hook` (mean over the said tokens), from the ``said_ids`` of `next_token_shift` (continuations weigh the same,
     openings by their token's promoted mass); each context keeps its last `read_prefix` tokens (and the sink). Pairs
-    where both models said the same tokens contribute exactly zero."""
-    items: list[tuple[list[int], list[bool]]] = []
-    owners: list[tuple[int, str]] = []
-    weights: list[float] = []
+    where both models said the same tokens contribute exactly zero and are not read; a text repeated in several pairs
+    (top contexts often end alike) is read once."""
+    texts: dict[tuple[int, ...], int] = {}  # unique token sequences to read -> item index
+    spans: list[int] = []  # said tokens at the end of each item
+    pairs: list[tuple[int, str, float, int, int]] = []  # latent, source, weight, ft item, base item (-1: equal texts)
     for j, rec in shift.items():
         for source, prefix, ft_ids, base_ids, weight in rec.get("said_ids") or []:
             if not ft_ids or not base_ids or weight <= 0:
                 continue
+            if list(ft_ids) == list(base_ids):
+                pairs.append((int(j), str(source), float(weight), -1, -1))
+                continue
             ctx = _prefix(list(prefix), len(prefix) - 1, read_prefix)
-            for ids in (ft_ids, base_ids):  # ft at even, base at odd item indices
-                items.append(([*ctx, *ids], [False] * len(ctx) + [True] * len(ids)))
-            owners.append((int(j), str(source)))
-            weights.append(float(weight))
-    if not items:
+            idx = []
+            for ids in (ft_ids, base_ids):
+                key = (*ctx, *ids)
+                if key not in texts:
+                    texts[key] = len(texts)
+                    spans.append(len(ids))
+                idx.append(texts[key])
+            pairs.append((int(j), str(source), float(weight), idx[0], idx[1]))
+    if not pairs:
         return {}
     t0 = time.perf_counter()
-    x_N1D = span_activations(model, [hook], items, use_cache=False)
-    h_ID = _item_means(x_N1D[:, 0], items)  # [2 * pairs, D]
-    diff_PD = h_ID[0::2] - h_ID[1::2]  # ft text minus base text, per pair
-    w_P = torch.tensor(weights)
+    items = [(list(key), [False] * (len(key) - n) + [True] * n) for key, n in zip(texts, spans, strict=True)]
+    h_ID = torch.zeros(0, model.d_model)
+    if items:
+        h_ID = _item_means(span_activations(model, [hook], items, use_cache=False)[:, 0], items)  # [unique texts, D]
     out: dict[int, dict[str, Tensor]] = {}
-    for j, source in dict.fromkeys(owners):
-        rows = torch.tensor([p for p, key in enumerate(owners) if key == (j, source)])
-        out.setdefault(j, {})[source] = (w_P[rows, None] * diff_PD[rows]).sum(0) / w_P[rows].sum()
-    log.info("said signal: the ft model read %d ft/base text pairs of %d latents in %.1f s", len(owners), len(out),
-             time.perf_counter() - t0)  # fmt: skip
+    total: dict[tuple[int, str], float] = {}
+    for j, source, w, a, b in pairs:
+        acc = out.setdefault(j, {}).setdefault(source, torch.zeros(model.d_model))
+        if a >= 0:
+            acc += w * (h_ID[a] - h_ID[b])
+        total[(j, source)] = total.get((j, source), 0.0) + w
+    for (j, source), w in total.items():
+        out[j][source] = out[j][source] / w
+    log.info("said signal: the ft model read %d texts for %d ft/base pairs of %d latents in %.1f s", len(items),
+             len(pairs), len(out), time.perf_counter() - t0)  # fmt: skip
     return out
 
 
