@@ -26,6 +26,9 @@ from crosscoder.errors import ConfigError
         ({"device": "gpu"}, "analyze.device"),
         ({"nu_err_max": -0.1}, "analyze.nu_err_max"),
         ({"run_dir": "  "}, "analyze.run_dir"),
+        ({"label_said_full": 0.0}, "analyze.label_said_full"),
+        ({"n_next_token": 0}, "analyze.label_said"),  # the said signal reads the continuations
+        ({"next_token_continue": 0}, "analyze.label_said"),
     ],
 )
 def test_invalid_values_name_the_field(kwargs: dict, field: str) -> None:
