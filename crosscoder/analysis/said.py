@@ -34,8 +34,6 @@ from crosscoder.analysis.next_token import _prefix
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("continuation", "opening")
-
 
 @torch.no_grad()
 def said_diffs(
