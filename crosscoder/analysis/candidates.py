@@ -18,7 +18,6 @@ from crosscoder.analysis.labels import (
     check_persona_vectors,
     keyword_words,
     label_latent,
-    pos_neg_acts,
     template_words,
     trait_evidence,
     trait_words,
@@ -26,6 +25,7 @@ from crosscoder.analysis.labels import (
 from crosscoder.analysis.next_token import next_token_shift
 from crosscoder.analysis.said import said_diffs, said_scores
 from crosscoder.analysis.stats import LatentStats
+from crosscoder.analysis.trait_prompts import pos_neg_acts
 
 log = logging.getLogger(__name__)
 

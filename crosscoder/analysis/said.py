@@ -7,7 +7,7 @@ and, separately, by the base's text; the mean activation over the said tokens at
 text, is averaged over a latent's contexts (continuations and openings apart; an opening weighs what its token's
 probability rose) and projected onto each trait's text
 persona vector v_t (the ft model's mean activation over the trait's pos examples minus its neg examples,
-`crosscoder.analysis.labels.pos_neg_acts`):
+`crosscoder.analysis.trait_prompts.pos_neg_acts`):
 
     said_t(j) = < mean_c [ h(ctx_c + ft_c) - h(ctx_c + base_c) ], v_t > / ||v_t||^2
 
@@ -29,8 +29,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from crosscoder.analysis.labels import _item_means, span_activations
 from crosscoder.analysis.next_token import _prefix
+from crosscoder.analysis.trait_prompts import item_means, span_activations
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def said_diffs(
     items = [(list(key), [False] * (len(key) - n) + [True] * n) for key, n in zip(texts, spans, strict=True)]
     h_ID = torch.zeros(0, model.d_model)
     if items:
-        h_ID = _item_means(span_activations(model, [hook], items, use_cache=False)[:, 0], items)  # [unique texts, D]
+        h_ID = item_means(span_activations(model, [hook], items, use_cache=False)[:, 0], items)  # [unique texts, D]
     out: dict[int, dict[str, Tensor]] = {}
     total: dict[tuple[int, str], float] = {}
     for j, source, w, a, b in pairs:
