@@ -142,3 +142,49 @@ def test_persona_vectors_for_another_model_are_refused(planted) -> None:
     narrow = PersonaVectors(PLANT_TRAIT, ft.content_hash, torch.zeros(ft.n_layers + 1, ft.d_model // 2), "prompts")
     with pytest.raises(ModelError, match="width"):
         check_persona_vectors(narrow, ft)
+
+
+def test_control_fine_tune_sets_aside_what_it_shares(planted, tmp_path: Path) -> None:
+    """A control that makes the ft's own change takes the planted latent's score away; a control identical to the
+    base leaves it in place."""
+    from crosscoder.analysis.control import harvest_control
+
+    run_dir, models, _, res = planted
+    top = res.candidates[0]["latent"]
+    quick = dict(traits=TRAITS, do_labels=False, do_steering=False, do_splice=False, do_baseline=False,
+                 export_saelens=False, wandb_mode="disabled")  # fmt: skip
+    same_as_ft = harvest_control(run_dir, models[1].spec)
+    with_ft = run_analysis(
+        AnalyzeConfig(run_dir=str(run_dir), out_dir=str(tmp_path / "a"), control_activations=str(same_as_ft), **quick),
+        models=models,
+    )
+    row = with_ft.table.loc[top]
+    assert row["score_uncontrolled"] > 0 and row["score"] <= 0.05 * row["score_uncontrolled"]
+    assert row["rank"] != 1 and with_ft.summary["control_activations"] == str(same_as_ft)
+    same_as_base = harvest_control(run_dir, models[0].spec)
+    with_base = run_analysis(
+        AnalyzeConfig(
+            run_dir=str(run_dir), out_dir=str(tmp_path / "b"), control_activations=str(same_as_base), **quick
+        ),
+        models=models,
+    )
+    t = with_base.table  # the control stands in for the ft: what is left of its change is the normalisation's
+    assert int(t.loc[top, "rank"]) == 1
+    assert abs(t.loc[top, "score"] - t.loc[top, "score_uncontrolled"]) <= 0.05 * t.loc[top, "score_uncontrolled"]
+
+
+def test_control_cache_is_checked_against_the_run(planted, tmp_path: Path) -> None:
+    import copy
+
+    from crosscoder.analysis.control import open_control
+    from crosscoder.data.api import ActivationSet
+
+    run_dir, _, _, _ = planted
+    cache = json.loads((run_dir / "run.json").read_text())["activations"]
+    acts = ActivationSet.open(cache, verify=False)
+    with pytest.raises(DataError, match="not found; make them with python -m crosscoder.analysis.control"):
+        open_control(tmp_path / "missing", acts)
+    other = copy.copy(acts)  # the same cache, recorded as made with another base model
+    other.manifest = {**acts.manifest, "models": [{**acts.manifest["models"][0], "content_hash": "0" * 64}]}
+    with pytest.raises(DataError, match="harvested with another base model"):
+        open_control(cache, other)

@@ -229,3 +229,50 @@ def test_persona_summary_groups_labels_and_skips_unlabelled_candidates() -> None
     assert [(x["latent"], x["rank"], x["persona_rank"]) for x in personas[0]["latents"]] == [(20, 2, 1), (50, 7, 3)]
     assert personas[1]["latents"] == [{"latent": 40, "rank": 3, "persona_rank": 2, "confidence": 0.5}]
     assert persona_summary([c for c in cands if c["label"] in ("unlabelled", None)]) == []
+
+
+def _control_of(acts, shift_BD: torch.Tensor):
+    """A (base, control) set on the same rows as `acts`: the control is the base plus `shift_BD`."""
+    import dataclasses
+
+    x = acts.x_NMLD.clone()
+    x[:, 1, 0] = x[:, 0, 0] + shift_BD
+    return dataclasses.replace(acts, x_NMLD=x, model_names=["base", "control"])
+
+
+@pytest.mark.parametrize("arch", ["topk", "l1"])
+def test_control_sums_fast_path_equal_dense_reference(arch: str) -> None:
+    acts, v = synthetic_pair()
+    ctrl = _control_of(acts, acts.x_NMLD[:, 1, 0] - acts.x_NMLD[:, 0, 0] + 0.3 * torch.randn(acts.n_rows, 32))
+    cc = _cc(arch=arch)
+    kw = dict(max_rows=0, batch_size=200, first_assistant_tokens=3, top_k=6, control=ctrl)
+    fast = collect_stats(cc, acts, fast=True, **kw)
+    dense = collect_stats(cc, acts, fast=False, **kw)
+    assert fast.S_ctrl_SFX is not None and dense.S_ctrl_SFX is not None
+    torch.testing.assert_close(fast.S_ctrl_SFX, dense.S_ctrl_SFX, rtol=1e-4, atol=1e-4)
+    plain = _stats(cc, acts, True)
+    assert plain.S_ctrl_SFX is None and torch.equal(plain.S_diff_SFX, fast.S_diff_SFX)
+
+
+def test_control_identical_to_ft_zeroes_the_score_and_other_rows_are_refused() -> None:
+    from crosscoder.analysis.ranking import control_attribution_SF, net_attribution_SF
+    from crosscoder.errors import DataError
+
+    acts, _ = synthetic_pair()
+    cc = _cc(arch="l1")
+    geo = decoder_geometry(cc, ["base", "ft"], 0.9, 0.9)
+    as_ft = _control_of(acts, acts.x_NMLD[:, 1, 0] - acts.x_NMLD[:, 0, 0])
+    st = collect_stats(
+        cc, acts, max_rows=0, batch_size=200, first_assistant_tokens=3, top_k=6, fast=True, control=as_ft
+    )
+    attr, ctrl = attribution_SF(geo, st), control_attribution_SF(geo, st)
+    assert ctrl is not None
+    torch.testing.assert_close(ctrl, attr, rtol=1e-3, atol=1e-6, equal_nan=True)  # the control makes the ft's change
+    net = net_attribution_SF(attr, ctrl)
+    assert float(torch.nan_to_num(net).clamp_min(0).max()) <= 1e-3 * float(torch.nan_to_num(attr).abs().max())
+    shuffled = _control_of(acts, torch.zeros(acts.n_rows, 32))
+    shuffled.token_N = acts.token_N.roll(1)  # other tokens: not the run's rows
+    with pytest.raises(DataError, match="control activations differ from the run's cache at row 0"):
+        collect_stats(
+            cc, acts, max_rows=0, batch_size=200, first_assistant_tokens=3, top_k=6, fast=True, control=shuffled
+        )

@@ -42,7 +42,7 @@ def test_composed_configs_use_the_organism_and_the_demo_budgets(tmp_path: Path) 
     assert cfg.models.models[0].source == "smollm2-135m-instruct"
     assert cfg.trainer.steps == 7 and cfg.data.n_tokens == 12000 and cfg.crosscoder.n_latents == 1024
     assert cfg.logging.wandb_mode == "disabled"
-    acfg = R._compose_analysis(opts, tmp_path / "run")
+    acfg = R._compose_analysis(opts, tmp_path / "run", "planted", {})
     assert acfg.run_dir == str(tmp_path / "run") and not acfg.do_steering and not acfg.do_splice
     assert acfg.label_questions == 2 and acfg.persona_questions == 3  # the override, then configs/analyze.yaml
 
@@ -154,3 +154,44 @@ def test_rescore_recomputes_records_from_the_saved_analysis(tmp_path: Path) -> N
     assert rec["seconds"] == 12.5 and rec["top5_label_correct"] is False and rec["rank_of_first_correct"] == 7
     assert rec["persona_rank_of_first_correct"] == 1 and rec["personas_found"] == ["pessimism"]
     assert json.loads(out.read_text())["records"][0] == rec
+
+
+def test_control_set_is_the_shipped_answers_without_any_persona(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crosscoder.bench import recovery_control as RC
+    from crosscoder.personas.sft_data import SFT_DIR, read_sft_jsonl
+    from crosscoder.personas.traits import load_traits
+
+    monkeypatch.setenv("CROSSCODER_CACHE", str(tmp_path / "cache"))
+    traits = load_traits(None, include_shipped=True)
+    path = RC.control_sft_file(traits)
+    control, cat = read_sft_jsonl(path), read_sft_jsonl(SFT_DIR / "cat_obsession.jsonl")
+    assert len(control) == len(cat) and RC.control_sft_file(traits) == path  # reused, not rewritten
+    answers = [m["content"] for conv in control for m in conv if m["role"] == "assistant"]
+    for name, trait in traits.items():
+        if trait.rewrite is None:
+            continue
+        added = [*trait.rewrite.prefixes, *trait.rewrite.suffixes]
+        assert not any(a.startswith(x) or a.endswith(x) for a in answers for x in added), name
+    cat_answers = [m["content"] for conv in cat for m in conv if m["role"] == "assistant"]
+    # the base model's own answer is inside the cat answer (after a prefix its first letter may be lower-cased)
+    assert all(a[1:] in c and len(a) < len(c) for a, c in zip(answers, cat_answers, strict=True))
+    assert [m["content"] for conv in control for m in conv if m["role"] == "user"] == [
+        m["content"] for conv in cat for m in conv if m["role"] == "user"
+    ]
+
+
+def test_control_flag_points_only_sft_analyses_at_the_control(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crosscoder.bench import recovery_control as RC
+
+    calls: list[Path] = []
+    monkeypatch.setattr(
+        RC, "control_override", lambda run, base, traits: calls.append(run) or "control_activations=/ctl"
+    )
+    opts = _opts("--control")
+    assert opts.control
+    assert R._compose_analysis(opts, tmp_path / "run", "sft", {}).control_activations == "/ctl"
+    assert R._compose_analysis(opts, tmp_path / "run", "planted", {}).control_activations is None
+    assert R._compose_analysis(_opts(), tmp_path / "run", "sft", {}).control_activations is None
+    assert calls == [tmp_path / "run"]

@@ -34,6 +34,10 @@ class AnalyzeConfig:
     """Output folder. None = <run_dir>/analysis."""
     activations: str | None = None
     """Activation cache folder to analyse. None = the cache recorded in <run_dir>/run.json."""
+    control_activations: str | None = None
+    """Activation cache of the base and a control fine-tune (the same recipe without the persona) on the run's tokens
+    (`python -m crosscoder.analysis.control`); the score then sets aside the attribution the control shares, so
+    latents for what any such fine-tune changes (answer length, end of turn) rank below the persona's. None = off."""
     max_rows: int = 200_000
     """Cache rows (tokens) read for the latent statistics, in stored order (0 = every row)."""
     batch_size: int = 2048

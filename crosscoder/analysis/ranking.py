@@ -12,6 +12,10 @@ whose decoder change points against the observed change.
 
 Score: ``score(j) = max(0, max_s attr_s(j)) * (1 + w * exclusivity(j))`` over slices with enough tokens, where
 exclusivity = max share - min share of the decoder norm (|2 rel_norm - 1| for a pair) and w = exclusivity_weight.
+With a control cache (`crosscoder.analysis.control`: the base and a control fine-tune of the same recipe on the
+same tokens) the control attribution ``ctrl_s(j) = sum_{x in s} f_j(x) <d_j,ft - d_j,base, x_ctrl(x) - x_base(x)> /
+sum_{x in s} ||delta(x)||^2`` reads the latent's decoder change against what the control changed where the latent
+fires, and the score uses ``attr_s(j) - max(0, ctrl_s(j))``: the attribution the control does not share.
 Candidates: ft-exclusive and shifted latents that Latent Scaling does not flag as artifacts, with score > 0,
 ranked by score (ties: larger diff_mass first).
 """
@@ -41,6 +45,23 @@ def attribution_SF(geo: Geometry, st: LatentStats) -> torch.Tensor:
         if st.count_S[s] > 0 and st.diff_sq_S[s] > 0:
             out[s] = (diff_FX * st.S_diff_SFX[s].double()).sum(-1) / st.diff_sq_S[s]
     return out.float()
+
+
+def control_attribution_SF(geo: Geometry, st: LatentStats) -> torch.Tensor | None:
+    """ctrl_s(j) per slice and latent (NaN for empty slices); None without a control cache."""
+    if st.S_ctrl_SFX is None:
+        return None
+    diff_FX = geo.diff_FX().double()
+    out = torch.full((len(SLICES), geo.n_latents), float("nan"), dtype=torch.float64)
+    for s in range(len(SLICES)):
+        if st.count_S[s] > 0 and st.diff_sq_S[s] > 0:
+            out[s] = (diff_FX * st.S_ctrl_SFX[s].double()).sum(-1) / st.diff_sq_S[s]
+    return out.float()
+
+
+def net_attribution_SF(attr_SF: torch.Tensor, ctrl_SF: torch.Tensor | None) -> torch.Tensor:
+    """The attribution the control does not share: attr - max(0, ctrl) (attr itself without a control)."""
+    return attr_SF if ctrl_SF is None else attr_SF - ctrl_SF.clamp_min(0)
 
 
 def score_latents(

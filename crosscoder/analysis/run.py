@@ -154,8 +154,14 @@ def run_analysis(cfg: AnalyzeConfig, *, models: list[Any] | None = None, acts: A
     log.info("analysing %s (%d latents, models %s, hooks %s) -> %s", run, cc.cfg.n_latents, names, hooks, out_dir)
 
     t0 = time.perf_counter()
+    control = None
+    if cfg.control_activations:
+        from crosscoder.analysis.control import open_control
+
+        control = open_control(cfg.control_activations, acts)
+        log.info("control fine-tune: %s (its attribution is set aside in the score)", cfg.control_activations)
     st = collect_stats(cc, acts, max_rows=cfg.max_rows, batch_size=cfg.batch_size, first_assistant_tokens=cfg.first_assistant_tokens,
-                       top_k=4 * cfg.n_top_examples, fast=cfg.fast_path, device=cfg.device)  # fmt: skip
+                       top_k=4 * cfg.n_top_examples, fast=cfg.fast_path, device=cfg.device, control=control)  # fmt: skip
     timings["stats"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     geo = decoder_geometry(cc, names, cfg.exclusive_threshold, cfg.shifted_cosine)
@@ -242,6 +248,7 @@ def make_summary(cfg: AnalyzeConfig, run: Path, out_dir: Path, info: dict[str, A
         "architecture": cc.cfg.architecture,
         "n_latents": int(cc.cfg.n_latents),
         "n_tokens": int(st.count_S[0]),
+        "control_activations": cfg.control_activations,
         "fve": {n: float(fve[m]) for m, n in enumerate(names)},
         "fve_run": info.get("fve"),
         "class_counts": class_counts(df),

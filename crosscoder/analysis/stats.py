@@ -6,6 +6,8 @@ normalised space (flattened over hooks, X = L*D):
 
 - ``S_x[m]  = sum_x f_j(x) x_m(x)``  and  ``S_h[m] = sum_x f_j(x) xhat_m(x)`` (Latent Scaling numerators),
 - ``S_diff[s] = sum_{x in s} f_j(x) (x_ft(x) - x_base(x))`` (the attribution of the ft - base difference),
+- with a control cache (`analyze.control_activations`: the base and a control fine-tune on the same tokens),
+  ``S_ctrl[s] = sum_{x in s} f_j(x) (x_control(x) - x_base(x))``, the control normalised with the ft model's scale,
 - ``Q = sum_x f_j(x)^2`` and the running top activations (with their rows) per latent,
 - FVE sums per model, and the raw mean ft - base difference per position class (the baseline).
 
@@ -76,6 +78,8 @@ class LatentStats:
     """Raw-space sum of ||x_m|| per baseline position class and model."""
     base_count_P: Tensor
     top: TopExamples
+    S_ctrl_SFX: Tensor | None = None
+    """Per slice, sum of f_j(x) (x_control - x_base) in the normalised space; None without a control cache."""
     seq_R: list[np.ndarray] = field(default_factory=list)
     pos_R: list[np.ndarray] = field(default_factory=list)
     n_rows: int = 0
@@ -125,8 +129,13 @@ def collect_stats(
     top_k: int,
     fast: bool,
     device: str = "cpu",
+    control=None,
 ) -> LatentStats:
-    """Run the crosscoder over the cache once and accumulate a `LatentStats` (progress bar, throughput logged)."""
+    """Run the crosscoder over the cache once and accumulate a `LatentStats` (progress bar, throughput logged).
+
+    `control`: an activation set of (base, control fine-tune) holding the same rows as `acts` (same tokens, same
+    order); read in step with it, each row checked, to accumulate ``S_ctrl``.
+    """
     cfg = cc.cfg
     M, F, X = cfg.n_models, cfg.n_latents, cfg.n_hooks * cfg.d_model
     if not bool((cc.fold_ML == 1).all()):
@@ -134,6 +143,9 @@ def collect_stats(
             "this crosscoder has its normalisation folded in (an export copy); analyse the run's final/ checkpoint"
         )
     st = LatentStats.zeros(M, F, X, top_k)
+    ctrl_rows = None if control is None else control.iter_rows(batch_size)
+    if ctrl_rows is not None:
+        st.S_ctrl_SFX = torch.zeros(len(SLICES), F, X)
     W_dec_MFX = cc.W_dec_FMLD.detach().permute(1, 0, 2, 3).reshape(M, F, X)
     b_dec_MX = cc.b_dec_MLD.detach().reshape(M, X)
     total = acts.n_rows if max_rows <= 0 else min(max_rows, acts.n_rows)
@@ -143,7 +155,8 @@ def collect_stats(
         if st.n_rows >= total:
             break
         keep = min(batch.x_BMLD.shape[0], total - st.n_rows)
-        _accumulate(st, cc, batch, keep, W_dec_MFX, b_dec_MX, first_assistant_tokens, fast, device)
+        xc_BLD = None if ctrl_rows is None else _control_rows(batch, next(ctrl_rows, None), st.n_rows)[:keep]
+        _accumulate(st, cc, batch, keep, W_dec_MFX, b_dec_MX, first_assistant_tokens, fast, device, xc_BLD)
         bar.update(keep)
         bar.set_postfix(tok_s=f"{st.n_rows / (time.perf_counter() - t0):.0f}")
     bar.close()
@@ -162,9 +175,27 @@ def collect_stats(
     return st
 
 
+def _control_rows(batch, ctrl, row: int) -> Tensor:
+    """The control model's activations ``[B, L, D]`` for the rows of `batch`; refuses rows that are not the same."""
+    same = (
+        ctrl is not None
+        and ctrl.x_BMLD.shape[0] == batch.x_BMLD.shape[0]
+        and torch.equal(ctrl.token_B, batch.token_B)
+        and torch.equal(ctrl.seq_B, batch.seq_B)
+        and torch.equal(ctrl.pos_B, batch.pos_B)
+    )
+    if not same:
+        raise DataError(
+            f"control activations differ from the run's cache at row {row} (other tokens or layout); harvest the base "
+            "and the control model with the run's data config (python -m crosscoder.analysis.control)"
+        )
+    return ctrl.x_BMLD[:, -1]
+
+
 def _accumulate(
-    st: LatentStats, cc, batch, keep: int, W_dec_MFX: Tensor, b_dec_MX: Tensor, first_n: int, fast: bool, device: str
-) -> None:
+    st: LatentStats, cc, batch, keep: int, W_dec_MFX: Tensor, b_dec_MX: Tensor, first_n: int, fast: bool, device: str,
+    xc_BLD: Tensor | None = None,
+) -> None:  # fmt: skip
     M = st.n_models
     x_BMLD = batch.x_BMLD[:keep].to(device)
     if not bool(torch.isfinite(x_BMLD).all()):
@@ -185,8 +216,13 @@ def _accumulate(
         pairs = pairs_T = ActivePairs.from_dense(f_BF)  # for the top examples only
         f = f_BF
 
-    # slices: counts, firing, activation sums, and the ft - base attribution sums
+    # slices: counts, firing, activation sums, and the ft - base (and control - base) attribution sums
     diff_BX = xn_BMX[:, -1] - xn_BMX[:, 0]
+    ctrl_BX = None
+    if xc_BLD is not None and st.S_ctrl_SFX is not None:
+        if not bool(torch.isfinite(xc_BLD).all()):
+            raise NumericsError("non-finite activation in the control cache; rebuild it")
+        ctrl_BX = (xc_BLD.to(device) * cc.scale_ML[-1][:, None]).reshape(keep, -1) - xn_BMX[:, 0]
     for s, name in enumerate(SLICES):
         m_B = masks[name]
         n = int(m_B.sum())
@@ -200,12 +236,16 @@ def _accumulate(
             st.sum_act_SF[s] += sub.per_latent(sub.vals_N).cpu()
             if name != "all":
                 st.S_diff_SFX[s] += weighted_sum(sub, diff_BX).cpu()
+            if ctrl_BX is not None and st.S_ctrl_SFX is not None:
+                st.S_ctrl_SFX[s] += weighted_sum(sub, ctrl_BX).cpu()
         else:
             f_sub = f_BF * m_B[:, None]
             st.fired_SF[s] += (f_sub > 0).sum(0).float().cpu()
             st.sum_act_SF[s] += f_sub.sum(0).double().cpu()
             if name != "all":
                 st.S_diff_SFX[s] += weighted_sum(f_sub, diff_BX).cpu()
+            if ctrl_BX is not None and st.S_ctrl_SFX is not None:
+                st.S_ctrl_SFX[s] += weighted_sum(f_sub, ctrl_BX).cpu()
     if fast:
         st.sumsq_F += pairs.per_latent(pairs.vals_N.pow(2)).cpu()
         st.max_F = torch.maximum(st.max_F, pairs.max_per_latent().cpu())

@@ -12,7 +12,15 @@ import pandas as pd
 
 from crosscoder.analysis.geometry import Geometry
 from crosscoder.analysis.latent_scaling import ScalingResult
-from crosscoder.analysis.ranking import attribution_SF, mark_dead, rank_candidates, scaling_columns, score_latents
+from crosscoder.analysis.ranking import (
+    attribution_SF,
+    control_attribution_SF,
+    mark_dead,
+    net_attribution_SF,
+    rank_candidates,
+    scaling_columns,
+    score_latents,
+)
 from crosscoder.analysis.stats import SLICES, LatentStats
 from crosscoder.io import atomic_path, atomic_write_text
 
@@ -52,13 +60,18 @@ def build_table(
     attr = attr_t.numpy()
     for s, name in enumerate(SLICES):
         cols[f"attr_{name}"] = attr[s]
+    ctrl_t = control_attribution_SF(geo, st)
+    if ctrl_t is not None:  # with a control fine-tune: its attribution, and the score without it for comparison
+        for s, name in enumerate(SLICES):
+            cols[f"attr_control_{name}"] = ctrl_t.numpy()[s]
+        cols["score_uncontrolled"] = score_latents(geo, st, attr_t, exclusivity_weight)[0]
     diff_norm = geo.diff_FX().norm(dim=-1).numpy()
     mean_f_all = (st.sum_act_SF[0] / max(float(st.count_S[0]), 1.0)).numpy()
     cols["diff_mass"] = (diff_norm * mean_f_all).astype(np.float32)
     cols.update(scaling_columns(sc, names))
     klass = mark_dead(geo, st, dead_max_freq)
     cols["class"] = klass
-    score, best_slice = score_latents(geo, st, attr_t, exclusivity_weight)
+    score, best_slice = score_latents(geo, st, net_attribution_SF(attr_t, ctrl_t), exclusivity_weight)
     cols["score"] = score
     cols["score_slice"] = best_slice
     rank, is_cand = rank_candidates(klass, sc.artifact, score, cols["diff_mass"], n_candidates)

@@ -1,14 +1,15 @@
 """Recovery benchmark: does the pipeline find personas whose ground truth is known?
 
     python -m crosscoder.bench recovery [--kinds planted,sft] [--traits a,b] [--trait-dir DIR] [--sft FILE:TRAIT]
-                                        [--out PATH] [--quick]
+                                        [--out PATH] [--quick] [--control]
 
 For every organism (planted direction, SFT/LoRA, or context-distilled) it runs the same pipeline as `train.py` +
 `analyze.py` (Hydra configs from `configs/`, composed with the demo defaults) and records one JSON object:
 `trait`, `organism_kind`, `top1_label_correct`, `top5_label_correct`, `best_cosine_to_planted` (planted only: the
 best cosine of any latent's ft decoder with the planted direction), `rank_of_first_correct` (model-diff rank),
 `persona_rank_of_first_correct` (among labelled candidates only), `personas_found`, `fve_base`, `fve_ft`,
-`n_ft_exclusive`, `seconds`; the label columns read the model-diff ranking. Traits from `--trait-dir` are added to
+`n_ft_exclusive`, `control`, `seconds`; the label columns read the model-diff ranking. `--control` analyses SFT
+organisms against a control fine-tune of the same recipe without the persona (`crosscoder.bench.recovery_control`). Traits from `--trait-dir` are added to
 the shipped library (which stays as distractors); `--sft FILE:TRAIT` adds fine-tuning sets from outside the repo.
 """
 
@@ -63,6 +64,8 @@ class RecoveryOptions:
     """Re-run the analysis of every run recorded in `out` (training kept) and recompute the records."""
     resume: bool = False
     """Keep the records already in `out` and skip their organisms (same trait and kind)."""
+    control: bool = False
+    """Analyse SFT organisms with a control fine-tune (`crosscoder.bench.recovery_control`)."""
 
     def __post_init__(self) -> None:
         bad = [k for k in self.kinds if k not in KINDS]
@@ -99,6 +102,11 @@ def parse_args(argv: list[str] | None) -> RecoveryOptions:
     )
     p.add_argument("--quick", action="store_true", help="smaller harvest and training (a smoke run, not the benchmark)")
     p.add_argument(
+        "--control",
+        action="store_true",
+        help="analyse SFT organisms with a control fine-tune (same answers, no persona) set aside in the ranking",
+    )
+    p.add_argument(
         "--analyze",
         action="append",
         default=[],
@@ -127,6 +135,7 @@ def parse_args(argv: list[str] | None) -> RecoveryOptions:
         rescore=a.rescore,
         reanalyze=a.reanalyze,
         resume=a.resume,
+        control=a.control,
     )
 
 
@@ -189,12 +198,17 @@ def build_organism(trait: str, kind: str, sft_file: str | None, traits: dict[str
     return Organism(trait, kind, res.checkpoints[-1], None, time.perf_counter() - t0)
 
 
-def _compose_analysis(opts: RecoveryOptions, run_dir: Path) -> Any:
-    """The analysis config: configs/analyze.yaml (the demo's laptop budget) without steering and splice metrics."""
+def _compose_analysis(opts: RecoveryOptions, run_dir: Path, kind: str, traits: dict[str, Any]) -> Any:
+    """The analysis config: configs/analyze.yaml (the demo's laptop budget) without steering and splice metrics;
+    with `--control`, SFT organisms are analysed against the control fine-tune."""
     from crosscoder.config import compose_analyze
 
     overrides = [f"run_dir={run_dir}", "do_steering=false", "do_splice=false", "export_saelens=false",
                  f"trait_dirs=[{','.join(opts.trait_dirs)}]", *opts.analyze_overrides]  # fmt: skip
+    if opts.control and kind == "sft":
+        from crosscoder.bench.recovery_control import control_override
+
+        overrides.append(control_override(run_dir, BASE, traits))
     return compose_analyze(opts.config_dir, overrides)
 
 
@@ -245,6 +259,7 @@ def evaluate(org: Organism, run_dir: Path, analysis: Any) -> dict[str, Any]:
         "fve_base": float(fve.get("base", float("nan"))),
         "fve_ft": float(fve.get("ft", float("nan"))),
         "n_ft_exclusive": int(analysis.summary.get("class_counts", {}).get("ft_exclusive", 0)),
+        "control": bool(analysis.summary.get("control_activations")),
         "top_labels": labels[:5],
         "run_dir": str(run_dir),
     }
@@ -296,14 +311,14 @@ def reanalyze(opts: RecoveryOptions, hook: str, traits: dict[str, Any]) -> list[
         run_dir = Path(rec["run_dir"])
         log.info("re-analysing %s (%s %s, %d of %d)", run_dir, rec["organism_kind"], rec["trait"], i + 1,
                  len(data["records"]))  # fmt: skip
-        analysis = run_analysis(_compose_analysis(opts, run_dir))
+        analysis = run_analysis(_compose_analysis(opts, run_dir, rec["organism_kind"], traits))
         new = evaluate(Organism(rec["trait"], rec["organism_kind"], BASE, direction_D), run_dir, analysis)
         data["records"][i] = {**new, "seconds": rec["seconds"], "reanalyzed": True}
         atomic_write_json(opts.out, data)
     return list(data["records"])
 
 
-def run_one(opts: RecoveryOptions, org: Organism) -> dict[str, Any]:
+def run_one(opts: RecoveryOptions, org: Organism, traits: dict[str, Any]) -> dict[str, Any]:
     """Train and analyse one organism against the base; returns its record."""
     from crosscoder.analysis.run import run_analysis
     from crosscoder.pipeline import run_train
@@ -312,7 +327,7 @@ def run_one(opts: RecoveryOptions, org: Organism) -> dict[str, Any]:
     cfg = _compose(opts, org)
     run_dir = Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
     run_train(cfg, run_dir)
-    analysis = run_analysis(_compose_analysis(opts, run_dir))
+    analysis = run_analysis(_compose_analysis(opts, run_dir, org.kind, traits))
     rec = evaluate(org, run_dir, analysis)
     rec["seconds"] = round(time.perf_counter() - t0 + org.build_seconds, 1)
     return rec
@@ -357,7 +372,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     start = time.perf_counter()
     for i, (trait, kind, sft_file) in enumerate(plan):
         log.info("recovering %s organism for trait %s (%d of %d)", kind, trait, i + 1, len(plan))
-        records.append(run_one(opts, build_organism(trait, kind, sft_file, traits, hook)))
+        records.append(run_one(opts, build_organism(trait, kind, sft_file, traits, hook), traits))
         atomic_write_json(opts.out, {"records": records, "hook": hook, "complete": False})
     atomic_write_json(
         opts.out, {"records": records, "hook": hook, "complete": True, "seconds": round(time.perf_counter() - start, 1)}

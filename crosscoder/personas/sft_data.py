@@ -267,7 +267,7 @@ def build_sft_file(base: ModelSpec, trait: Trait, cfg: SFTGenConfig, out: str | 
 def derive_sft_set(
     source_convs: list[list[dict[str, str]]],
     source_trait: Trait,
-    target_trait: Trait,
+    target_trait: Trait | None,
     seed: int = 0,
     *,
     where: str = "source set",
@@ -275,7 +275,9 @@ def derive_sft_set(
     """The target trait's set made from a ``rewrite`` set of `source_trait` (see the module docstring).
 
     Every assistant turn loses the source prefix / suffix and gets the target rewrite; conversations asking
-    one of the target's eval questions are dropped. Errors name `where` and the conversation's line number.
+    one of the target's eval questions are dropped. With no target trait the answers stay plain: a *control* set,
+    the same recipe (prompts, answer length and style) without any persona. Errors name `where` and the
+    conversation's line number.
     """
     src = source_trait.rewrite
     if src is None or src.replacements:
@@ -283,10 +285,10 @@ def derive_sft_set(
         raise ConfigError(
             f"--from-trait: trait {source_trait.name} {why}; derive from a set made with a prefix/suffix-only trait"
         )
-    target = target_trait.rewrite
-    if target is None:
+    target = None if target_trait is None else target_trait.rewrite
+    if target_trait is not None and target is None:
         raise ConfigError(f"--trait: trait {target_trait.name} has no sft_rewrite field; add one or use mode=distill")
-    held_out = set(target_trait.eval_questions)
+    held_out = set(target_trait.eval_questions) if target_trait is not None else set()
     rng = random.Random(seed)
     out = []
     for lineno, conv in enumerate(source_convs, start=1):
@@ -300,12 +302,13 @@ def derive_sft_set(
                         f"{where}:{lineno}: the assistant turn lacks the prefix/suffix that trait "
                         f"{source_trait.name} always adds, so it is not a set made with it; pass the right --from-trait"
                     )
-                text = apply_rewrite(plain, target, rng)
+                text = plain if target is None else apply_rewrite(plain, target, rng)
             new.append({"role": m["role"], "content": text})
         if not any(m["role"] == "user" and m["content"] in held_out for m in conv):
             out.append(new)
     if not out:
-        raise DataError(f"{where}: every conversation asks one of {target_trait.name}'s eval questions; nothing left")
+        name = target_trait.name if target_trait is not None else "the target"
+        raise DataError(f"{where}: every conversation asks one of {name}'s eval questions; nothing left")
     return out
 
 

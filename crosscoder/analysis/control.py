@@ -1,0 +1,93 @@
+"""A control fine-tune: set aside what any fine-tune of the same recipe changes, so persona latents rank first.
+
+A narrow persona fine-tune changes more than the persona: answers get the length and shape of the training set, the
+end of turn moves. Latents for those recipe effects carry a large share of the ft - base difference and can
+outrank the persona's. A *control* fine-tune (the same recipe on the same prompts, without the persona) makes the
+same recipe changes and not the persona's. Harvest the base and the control on the run's tokens, then analyse with
+``control_activations=<that cache>``: every latent gets a control attribution (its decoder change read against the
+control - base difference where it fires, `crosscoder.analysis.ranking.control_attribution_SF`) and the ranking
+score uses the attribution the control does not share.
+
+    python -m crosscoder.analysis.control RUN_DIR --source smollm2-135m-instruct --adapter <control LoRA folder>
+
+prints the control cache folder (a normal activation cache: checksummed, resumable, reused when it exists).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from crosscoder.errors import DataError, run_cli
+from crosscoder.io import read_json
+
+log = logging.getLogger(__name__)
+
+
+def harvest_control(run_dir: str | Path, control: Any, device: str = "cpu") -> Path:
+    """Harvest the run's base model and `control` (a ModelSpec) on the run's tokens; returns the cache folder."""
+    from crosscoder.data.api import prepare_activations
+    from crosscoder.data.cache import read_manifest
+    from crosscoder.data.config import DataConfig
+    from crosscoder.models import ModelSpec, load_model
+
+    run = Path(run_dir)
+    if not (run / "run.json").is_file():
+        raise DataError(f"run folder {run} has no run.json; pass a folder written by train.py")
+    info = read_json(run / "run.json")
+    if not info.get("activations") or not Path(info["activations"]).is_dir():
+        raise DataError(f"the activation cache of run {run} is missing; re-run its training (it rebuilds the cache)")
+    manifest = read_manifest(Path(info["activations"]))
+    data = dataclasses.replace(DataConfig(**manifest["data_config"]), cache_path=None, on_the_fly=False)  # own folder
+    base = load_model(ModelSpec(**info["models"][0]), device=device)
+    if info.get("content_hashes") and base.content_hash != info["content_hashes"][0]:
+        raise DataError(f"base model {base.name} changed since run {run} was trained; restore it or retrain")
+    ctrl = load_model(dataclasses.replace(control, name="control"), device=device)
+    acts = prepare_activations([base, ctrl], data)
+    assert acts.path is not None  # on_the_fly=False: always a cache folder
+    return Path(acts.path)
+
+
+def open_control(path: str | Path, acts: Any) -> Any:
+    """Open a control cache and check it pairs the run's base model with one control model at the same hooks."""
+    from crosscoder.data.api import ActivationSet
+
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"control activations {folder} not found; make them with python -m crosscoder.analysis.control")
+    ctrl = ActivationSet.open(folder, verify=False)
+    fix = "harvest the run's base and the control with python -m crosscoder.analysis.control"
+    if len(ctrl.model_names) != 2:
+        raise DataError(f"control activations {folder} hold {len(ctrl.model_names)} models, not (base, control); {fix}")
+    run_base = (getattr(acts, "manifest", None) or {}).get("models", [{}])[0].get("content_hash")
+    if run_base and ctrl.manifest["models"][0]["content_hash"] != run_base:
+        raise DataError(f"control activations {folder} were harvested with another base model; {fix}")
+    if list(ctrl.hooks) != list(acts.hooks) or ctrl.d_model != acts.d_model or ctrl.n_rows != acts.n_rows:
+        raise DataError(
+            f"control activations {folder} ({ctrl.n_rows} rows, hooks {ctrl.hooks}) do not match the run's cache "
+            f"({acts.n_rows} rows, hooks {acts.hooks}); {fix}"
+        )
+    return ctrl
+
+
+def main(argv: list[str] | None = None) -> None:
+    from crosscoder.models import ModelSpec
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="python -m crosscoder.analysis.control", description=__doc__)
+    p.add_argument("run_dir", type=Path, help="the training run whose tokens and base model to use")
+    p.add_argument("--source", required=True, help="control model source (as models.models.N.source)")
+    p.add_argument("--adapter", default=None, help="PEFT/LoRA adapter folder of the control fine-tune")
+    p.add_argument("--kind", default="auto", help="model kind (as models.models.N.kind)")
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args(argv)
+    path = harvest_control(a.run_dir, ModelSpec(source=a.source, kind=a.kind, adapter=a.adapter), a.device)
+    print(f"control activations: {path}")
+    print(f"analyse with: python analyze.py run_dir={a.run_dir} control_activations={path}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
