@@ -97,6 +97,15 @@ def test_missing_optional_files_are_reported(analysis_dir: Path) -> None:
     assert "baseline.json not computed" in html and "splice.json not computed" in html
 
 
+def test_report_notes_a_control_fine_tune_only_when_one_was_used(analysis_dir: Path) -> None:
+    assert "control fine-tune" not in write_report(analysis_dir).read_text(encoding="utf-8")
+    summary = json.loads((analysis_dir / "summary.json").read_text())
+    summary["control_activations"] = "/caches/<ctl>"
+    (analysis_dir / "summary.json").write_text(json.dumps(summary))
+    html = write_report(analysis_dir).read_text(encoding="utf-8")
+    assert "Ranked against a control fine-tune (activations <code>/caches/&lt;ctl&gt;</code>)" in html
+
+
 @pytest.mark.parametrize(
     ("damage", "needle"),
     [

@@ -92,6 +92,18 @@ def _personas(data: AnalysisData) -> str:
     )
 
 
+def _control(data: AnalysisData) -> str:
+    """A note when the ranking set a control fine-tune's shared attribution aside."""
+    path = data.summary.get("control_activations")
+    if not path:
+        return ""
+    return (
+        f'<p class="note">Ranked against a control fine-tune (activations <code>{esc(path)}</code>): each score keeps '
+        "only the attribution the control does not share; the table's <code>score_uncontrolled</code> is the score "
+        "without it.</p>"
+    )
+
+
 def _timings(data: AnalysisData) -> str:
     t = data.summary.get("timings")
     if not isinstance(t, dict) or not t:
@@ -248,7 +260,7 @@ def render_report(data: AnalysisData) -> str:
         "<main>",
         '<h2 id="summary">Summary</h2>',
         _cards(data),
-        _personas(data),
+        _personas(data) + _control(data),
         splice_section(data.splice, data.models),
         _timings(data),
         _distributions(data),
