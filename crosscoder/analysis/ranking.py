@@ -37,26 +37,24 @@ MIN_SLICE_TOKENS = 20
 CANDIDATE_CLASSES = ("ft_exclusive", "shifted")
 
 
-def attribution_SF(geo: Geometry, st: LatentStats) -> torch.Tensor:
-    """attr_s(j) per slice and latent (NaN for empty slices)."""
+def _projection_SF(geo: Geometry, st: LatentStats, S_SFX: torch.Tensor) -> torch.Tensor:
+    """<Delta_j, S_s(j)> / sum_s ||delta||^2 per slice and latent (NaN for empty slices)."""
     diff_FX = geo.diff_FX().double()
     out = torch.full((len(SLICES), geo.n_latents), float("nan"), dtype=torch.float64)
     for s in range(len(SLICES)):
         if st.count_S[s] > 0 and st.diff_sq_S[s] > 0:
-            out[s] = (diff_FX * st.S_diff_SFX[s].double()).sum(-1) / st.diff_sq_S[s]
+            out[s] = (diff_FX * S_SFX[s].double()).sum(-1) / st.diff_sq_S[s]
     return out.float()
+
+
+def attribution_SF(geo: Geometry, st: LatentStats) -> torch.Tensor:
+    """attr_s(j) per slice and latent (NaN for empty slices)."""
+    return _projection_SF(geo, st, st.S_diff_SFX)
 
 
 def control_attribution_SF(geo: Geometry, st: LatentStats) -> torch.Tensor | None:
     """ctrl_s(j) per slice and latent (NaN for empty slices); None without a control cache."""
-    if st.S_ctrl_SFX is None:
-        return None
-    diff_FX = geo.diff_FX().double()
-    out = torch.full((len(SLICES), geo.n_latents), float("nan"), dtype=torch.float64)
-    for s in range(len(SLICES)):
-        if st.count_S[s] > 0 and st.diff_sq_S[s] > 0:
-            out[s] = (diff_FX * st.S_ctrl_SFX[s].double()).sum(-1) / st.diff_sq_S[s]
-    return out.float()
+    return None if st.S_ctrl_SFX is None else _projection_SF(geo, st, st.S_ctrl_SFX)
 
 
 def net_attribution_SF(attr_SF: torch.Tensor, ctrl_SF: torch.Tensor | None) -> torch.Tensor:
