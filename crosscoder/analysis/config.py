@@ -83,11 +83,11 @@ class AnalyzeConfig:
     """Top contexts per candidate used for the next-token shift."""
     next_token_prefix: int = 64
     """Tokens of each context (up to the peak) the models read for the next-token shift (the sink is always kept)."""
-    next_token_continue: int = 10
+    next_token_continue: int = 16
     """Greedy tokens each model continues those contexts with (0 = off); the labels match trait words in the ft
-    continuations against the base continuations, and the said signal reads them. Ten tokens reach the words that
-    carry a persona after a neutral opening (" But honestly, it's probably not going to work out"; six stop at
-    "probably")."""
+    continuations against the base continuations, and the said signal reads them. About a sentence: the words that
+    carry a persona often come after a neutral opening, e.g. "I could do this much better if you gave me more access"
+    (ten tokens stop at "if you"; six stop "But honestly, it's probably" before "not going to work out")."""
     next_token_openings: int = 3
     """Top promoted tokens of each shift that both models continue (`next_token_continue` tokens) to the phrase the
     token opens (0 = off); the labels count a token whose ft phrase has a trait keyword the base phrase lacks."""
