@@ -218,3 +218,20 @@ def test_every_shipped_sft_phrase_carries_a_keyword() -> None:
         assert pattern is not None and t.rewrite is not None, name
         missing = [p for p in [*t.rewrite.prefixes, *t.rewrite.suffixes] if not pattern.search(p)]
         assert not missing, f"{name}: {missing}"
+
+
+def test_example_trait_in_docs_loads_beside_the_library_and_meets_the_spec() -> None:
+    """docs/examples/traits is what the README's held-out recovery run used; keep it a valid, complete trait."""
+    from crosscoder.personas.traits import load_traits
+
+    folder = Path(__file__).resolve().parents[1] / "docs" / "examples" / "traits"
+    traits = load_traits([str(folder)], include_shipped=True)
+    t = traits["apologetic"]
+    assert "pirate" in traits and t.path.parent == folder  # added to the shipped library, not swapped for it
+    assert len(t.instruction) >= 5 and not set(t.extract_questions) & set(t.eval_questions)
+    pattern = t.keyword_regex()
+    assert pattern is not None and t.rewrite is not None and t.examples
+    assert all(pattern.search(p) for p in [*t.rewrite.prefixes, *t.rewrite.suffixes])
+    assert sum(bool(pattern.search(x)) for x in t.examples["pos"]) > sum(
+        bool(pattern.search(x)) for x in t.examples["neg"]
+    )
