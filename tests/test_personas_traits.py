@@ -222,8 +222,6 @@ def test_every_shipped_sft_phrase_carries_a_keyword() -> None:
 
 def test_example_trait_in_docs_loads_beside_the_library_and_meets_the_spec() -> None:
     """docs/examples/traits is what the README's held-out recovery run used; keep it a valid, complete trait."""
-    from crosscoder.personas.traits import load_traits
-
     folder = Path(__file__).resolve().parents[1] / "docs" / "examples" / "traits"
     traits = load_traits([str(folder)], include_shipped=True)
     t = traits["apologetic"]
