@@ -188,3 +188,15 @@ def test_control_cache_is_checked_against_the_run(planted, tmp_path: Path) -> No
     other.manifest = {**acts.manifest, "models": [{**acts.manifest["models"][0], "content_hash": "0" * 64}]}
     with pytest.raises(DataError, match="harvested with another base model"):
         open_control(cache, other)
+
+
+def test_control_harvest_refuses_a_folder_without_a_run_or_its_cache(tmp_path: Path) -> None:
+    from crosscoder.analysis.control import harvest_control
+    from crosscoder.models import ModelSpec
+
+    spec = ModelSpec(source="smollm2-135m-instruct")
+    with pytest.raises(DataError, match="has no run.json; pass a folder written by train.py"):
+        harvest_control(tmp_path, spec)
+    (tmp_path / "run.json").write_text(json.dumps({"models": [], "activations": str(tmp_path / "gone")}))
+    with pytest.raises(DataError, match="activation cache of run .* is missing; re-run its training"):
+        harvest_control(tmp_path, spec)

@@ -276,3 +276,18 @@ def test_control_identical_to_ft_zeroes_the_score_and_other_rows_are_refused() -
         collect_stats(
             cc, acts, max_rows=0, batch_size=200, first_assistant_tokens=3, top_k=6, fast=True, control=shuffled
         )
+
+
+def test_non_finite_activations_are_refused_naming_the_row() -> None:
+    from crosscoder.errors import NumericsError
+
+    acts, _ = synthetic_pair()
+    cc = _cc(arch="l1")
+    kw = dict(max_rows=0, batch_size=200, first_assistant_tokens=3, top_k=6, fast=True)
+    bad = _control_of(acts, torch.zeros(acts.n_rows, 32))
+    bad.x_NMLD[37, 1, 0, 3] = float("nan")  # the control model's row 37: sequence 1, position 5
+    with pytest.raises(NumericsError, match="in the control cache at sequence 1 position 5; rebuild the control cache"):
+        collect_stats(cc, acts, control=bad, **kw)
+    acts.x_NMLD[40, 0, 0, 0] = float("inf")
+    with pytest.raises(NumericsError, match="in the cache at sequence 1 position 8; rebuild the cache"):
+        collect_stats(cc, acts, **kw)

@@ -29,10 +29,11 @@ log = logging.getLogger(__name__)
 
 def harvest_control(run_dir: str | Path, control: Any, device: str = "cpu") -> Path:
     """Harvest the run's base model and `control` (a ModelSpec) on the run's tokens; returns the cache folder."""
+    from crosscoder.analysis.run import load_models
     from crosscoder.data.api import prepare_activations
     from crosscoder.data.cache import read_manifest
     from crosscoder.data.config import DataConfig
-    from crosscoder.models import ModelSpec, load_model
+    from crosscoder.models import load_model
 
     run = Path(run_dir)
     if not (run / "run.json").is_file():
@@ -42,9 +43,7 @@ def harvest_control(run_dir: str | Path, control: Any, device: str = "cpu") -> P
         raise DataError(f"the activation cache of run {run} is missing; re-run its training (it rebuilds the cache)")
     manifest = read_manifest(Path(info["activations"]))
     data = dataclasses.replace(DataConfig(**manifest["data_config"]), cache_path=None, on_the_fly=False)  # own folder
-    base = load_model(ModelSpec(**info["models"][0]), device=device)
-    if info.get("content_hashes") and base.content_hash != info["content_hashes"][0]:
-        raise DataError(f"base model {base.name} changed since run {run} was trained; restore it or retrain")
+    (base,) = load_models({**info, "models": info["models"][:1]}, device)  # refused if its weights changed
     ctrl = load_model(dataclasses.replace(control, name="control"), device=device)
     acts = prepare_activations([base, ctrl], data)
     assert acts.path is not None  # on_the_fly=False: always a cache folder

@@ -192,17 +192,22 @@ def _control_rows(batch, ctrl, row: int) -> Tensor:
     return ctrl.x_BMLD[:, -1]
 
 
+def _finite(x: Tensor, batch, where: str) -> Tensor:
+    """`x` (rows of `batch`) unchanged; a non-finite value is refused, naming the first row's sequence and position."""
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).flatten(1).any(1).nonzero()[0, 0])
+        raise NumericsError(
+            f"non-finite activation in {where} at sequence {int(batch.seq_B[bad])} position {int(batch.pos_B[bad])}; rebuild {where}"
+        )
+    return x
+
+
 def _accumulate(
     st: LatentStats, cc, batch, keep: int, W_dec_MFX: Tensor, b_dec_MX: Tensor, first_n: int, fast: bool, device: str,
     xc_BLD: Tensor | None = None,
 ) -> None:  # fmt: skip
     M = st.n_models
-    x_BMLD = batch.x_BMLD[:keep].to(device)
-    if not bool(torch.isfinite(x_BMLD).all()):
-        bad = int((~torch.isfinite(x_BMLD)).flatten(1).any(1).nonzero()[0, 0])
-        raise NumericsError(
-            f"non-finite activation in the cache at sequence {int(batch.seq_B[bad])} position {int(batch.pos_B[bad])}; rebuild the cache"
-        )
+    x_BMLD = _finite(batch.x_BMLD[:keep].to(device), batch, "the cache")
     masks = {k: v[:keep].to(device) for k, v in slice_masks(batch, first_n).items()}
     valid_B = masks["all"]
     xn_BMX = cc.normalise(x_BMLD).view(keep, M, -1)
@@ -218,11 +223,10 @@ def _accumulate(
 
     # slices: counts, firing, activation sums, and the ft - base (and control - base) attribution sums
     diff_BX = xn_BMX[:, -1] - xn_BMX[:, 0]
-    ctrl_BX = None
-    if xc_BLD is not None and st.S_ctrl_SFX is not None:
-        if not bool(torch.isfinite(xc_BLD).all()):
-            raise NumericsError("non-finite activation in the control cache; rebuild it")
-        ctrl_BX = (xc_BLD.to(device) * cc.scale_ML[-1][:, None]).reshape(keep, -1) - xn_BMX[:, 0]
+    ctrl_BX = None  # the control in the ft's place (normalised with the ft's scale) minus the base
+    if xc_BLD is not None:
+        xc_BLD = _finite(xc_BLD.to(device), batch, "the control cache")
+        ctrl_BX = (xc_BLD * cc.scale_ML[-1][:, None]).reshape(keep, -1) - xn_BMX[:, 0]
     for s, name in enumerate(SLICES):
         m_B = masks[name]
         n = int(m_B.sum())
@@ -230,22 +234,19 @@ def _accumulate(
             continue
         st.count_S[s] += n
         st.diff_sq_S[s] += float(diff_BX[m_B].pow(2).sum())
+        f_s: Tensor | ActivePairs  # the slice's rows of f, in the form the f^T products read
         if fast:
-            sub = pairs_T.select_rows(m_B)
+            f_s = sub = pairs_T.select_rows(m_B)
             st.fired_SF[s] += sub.per_latent().float().cpu()
             st.sum_act_SF[s] += sub.per_latent(sub.vals_N).cpu()
-            if name != "all":
-                st.S_diff_SFX[s] += weighted_sum(sub, diff_BX).cpu()
-            if ctrl_BX is not None and st.S_ctrl_SFX is not None:
-                st.S_ctrl_SFX[s] += weighted_sum(sub, ctrl_BX).cpu()
         else:
-            f_sub = f_BF * m_B[:, None]
+            f_s = f_sub = f_BF * m_B[:, None]
             st.fired_SF[s] += (f_sub > 0).sum(0).float().cpu()
             st.sum_act_SF[s] += f_sub.sum(0).double().cpu()
-            if name != "all":
-                st.S_diff_SFX[s] += weighted_sum(f_sub, diff_BX).cpu()
-            if ctrl_BX is not None and st.S_ctrl_SFX is not None:
-                st.S_ctrl_SFX[s] += weighted_sum(f_sub, ctrl_BX).cpu()
+        if name != "all":
+            st.S_diff_SFX[s] += weighted_sum(f_s, diff_BX).cpu()
+        if ctrl_BX is not None and st.S_ctrl_SFX is not None:
+            st.S_ctrl_SFX[s] += weighted_sum(f_s, ctrl_BX).cpu()
     if fast:
         st.sumsq_F += pairs.per_latent(pairs.vals_N.pow(2)).cpu()
         st.max_F = torch.maximum(st.max_F, pairs.max_per_latent().cpu())

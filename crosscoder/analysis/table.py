@@ -62,8 +62,9 @@ def build_table(
         cols[f"attr_{name}"] = attr[s]
     ctrl_t = control_attribution_SF(geo, st)
     if ctrl_t is not None:  # with a control fine-tune: its attribution, and the score without it for comparison
+        ctrl = ctrl_t.numpy()
         for s, name in enumerate(SLICES):
-            cols[f"attr_control_{name}"] = ctrl_t.numpy()[s]
+            cols[f"attr_control_{name}"] = ctrl[s]
         cols["score_uncontrolled"] = score_latents(geo, st, attr_t, exclusivity_weight)[0]
     diff_norm = geo.diff_FX().norm(dim=-1).numpy()
     mean_f_all = (st.sum_act_SF[0] / max(float(st.count_S[0]), 1.0)).numpy()

@@ -9,8 +9,9 @@ For every organism (planted direction, SFT/LoRA, or context-distilled) it runs t
 best cosine of any latent's ft decoder with the planted direction), `rank_of_first_correct` (model-diff rank),
 `persona_rank_of_first_correct` (among labelled candidates only), `personas_found`, `fve_base`, `fve_ft`,
 `n_ft_exclusive`, `control`, `seconds`; the label columns read the model-diff ranking. `--control` analyses SFT
-organisms against a control fine-tune of the same recipe without the persona (`crosscoder.bench.recovery_control`). Traits from `--trait-dir` are added to
-the shipped library (which stays as distractors); `--sft FILE:TRAIT` adds fine-tuning sets from outside the repo.
+organisms against a control fine-tune of the same recipe without the persona (`crosscoder.bench.recovery_control`).
+Traits from `--trait-dir` are added to the shipped library (which stays as distractors); `--sft FILE:TRAIT` adds
+fine-tuning sets from outside the repo.
 """
 
 from __future__ import annotations
