@@ -15,9 +15,8 @@ nothing), so many steering strengths, latents and plain rows can share one batch
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,84 +24,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from crosscoder.errors import ConfigError, ModelError
+from crosscoder.errors import ModelError
+from crosscoder.models.residual import Edit, edit_residual, steer_vector
 
-_HOOK = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|post)$")
-Edit = Callable[[Tensor], Tensor]
-"""Maps a residual-stream tensor [..., D] to its edited value."""
-
-
-def _parse(hook: str) -> tuple[int, str]:
-    m = _HOOK.match(hook)
-    if m is None:
-        raise ConfigError(
-            f"analyze.lens_hook: steering needs a residual hook (blocks.<l>.hook_resid_post|pre), got {hook!r}"
-        )
-    return int(m.group(1)), m.group(2)
-
-
-def _decoder_layers(hf: Any) -> Any:
-    base = getattr(hf, "base_model", hf)
-    for path in (("layers",), ("model", "layers"), ("h",), ("transformer", "h")):
-        obj = base
-        for attr in path:
-            obj = getattr(obj, attr, None)
-            if obj is None:
-                break
-        if obj is not None:
-            return obj
-    raise ModelError(f"cannot find the decoder layers of {type(hf).__name__} to steer; use a Llama/GPT-style model")
-
-
-def _hf_hook(layer_module: Any, kind: str, edit: Edit) -> Any:
-    if kind == "post":
-
-        def post(_mod: Any, _inp: Any, out: Any) -> Any:
-            if isinstance(out, tuple):
-                return (edit(out[0]), *out[1:])
-            return edit(out)
-
-        return layer_module.register_forward_hook(post)
-
-    def pre(_mod: Any, args: tuple, kwargs: dict) -> Any:
-        if args:
-            return (edit(args[0]), *args[1:]), kwargs
-        kwargs = dict(kwargs)
-        kwargs["hidden_states"] = edit(kwargs["hidden_states"])
-        return args, kwargs
-
-    return layer_module.register_forward_pre_hook(pre, with_kwargs=True)
-
-
-@contextmanager
-def edit_residual(model: Any, hook: str, edit: Edit) -> Iterator[None]:
-    """Apply `edit` to `model`'s residual stream at `hook` inside the block; every hook is removed on exit."""
-    layer, kind = _parse(hook)
-    handles: list[Any] = []
-    with ExitStack() as stack:
-        hf = getattr(model, "hf", None)
-        if hf is not None:
-            layers = _decoder_layers(hf)
-            if layer >= len(layers):
-                raise ConfigError(f"analyze.lens_hook: {hook} is beyond the model's {len(layers)} layers")
-            handles.append(_hf_hook(layers[layer], kind, edit))
-        if hf is None or type(model.tl).__name__ != "TransformerBridge":  # a separate HookedTransformer
-            stack.enter_context(model.tl.hooks(fwd_hooks=[(hook, lambda act, hook=None: edit(act))]))
-        try:
-            yield
-        finally:
-            for h in handles:
-                h.remove()
-
-
-def steer_vector(direction_D: Float[Tensor, " D"], strength: float) -> Edit:
-    """An edit adding ``strength * direction`` at every position."""
-    v = direction_D.detach().float()
-
-    def edit(x: Tensor) -> Tensor:
-        return x + (strength * v).to(x.dtype).to(x.device)
-
-    return edit
+__all__ = ["Edit", "RowEdit", "RowEdits", "ablate_latent", "ablation_edit", "ablation_row", "edit_residual",
+           "edit_residual_rows", "steer_row", "steer_vector"]  # fmt: skip
 
 
 def ablate_latent(w_enc_D: Tensor, enc_offset: float, scale: float, d_dec_raw_D: Tensor) -> Edit:
