@@ -64,7 +64,9 @@ def _register(layer_module: nn.Module, kind: str, edit: Edit) -> RemovableHandle
 
         return layer_module.register_forward_hook(post)
 
-    def pre(_mod: nn.Module, args: tuple[object, ...], kwargs: dict[str, object]) -> object:
+    def pre(
+        _mod: nn.Module, args: tuple[object, ...], kwargs: dict[str, object]
+    ) -> tuple[tuple[object, ...], dict[str, object]]:
         if args:
             assert isinstance(args[0], Tensor)
             return (edit(args[0]), *args[1:]), kwargs
