@@ -17,10 +17,10 @@ def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: py
     if request.node.get_closest_marker("slow") is None:
         monkeypatch.setenv("CROSSCODER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    import crosscoder.pipeline
+    import crosscoder.runs
 
     # runs/LATEST is the user's pointer to their latest run: a test's training run must not move it
-    monkeypatch.setattr(crosscoder.pipeline, "RUNS_ROOT", tmp_path / "runs")
+    monkeypatch.setattr(crosscoder.runs, "RUNS_ROOT", tmp_path / "runs")
 
 
 @pytest.fixture(scope="session")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from crosscoder.analysis.labels import (
-    UNLABELLED,
-    label_latent,
+from crosscoder.analysis.labels.signals import UNLABELLED, label_latent, trait_evidence
+from crosscoder.analysis.labels.words import (
     lexical_contexts,
     lexical_generations,
     lexical_lens,
-    trait_evidence,
     trait_words,
     word_match,
 )
@@ -64,7 +62,7 @@ def test_label_needs_more_than_one_signal_and_reports_runner_up() -> None:
 
 
 def test_next_token_shift_signal_weighs_trait_words_by_probability_mass() -> None:
-    from crosscoder.analysis.labels import lexical_shift
+    from crosscoder.analysis.labels.words import lexical_shift
 
     words = ["cats", "feline"]
     shift = {"promoted": [[" Fun", 0.70], [" Cats", 0.15], [" By", 0.15], [" the", 0.0]], "suppressed": []}
@@ -82,7 +80,7 @@ def test_next_token_shift_signal_weighs_trait_words_by_probability_mass() -> Non
 def test_unique_alignment_separates_nearly_collinear_traits() -> None:
     import torch
 
-    from crosscoder.analysis.candidates import unique_alignment
+    from crosscoder.analysis.labels.candidates import unique_alignment
 
     g = torch.Generator().manual_seed(0)
     base_D, other_D, third_D = torch.randn(3, 64, generator=g)
@@ -106,7 +104,7 @@ def test_trait_words_include_the_content_words_of_keyword_phrases() -> None:
 
 
 def test_trait_words_are_letters_only_and_skip_chat_template_words(tiny_spec) -> None:  # type: ignore[no-untyped-def]
-    from crosscoder.analysis.labels import template_words
+    from crosscoder.analysis.labels.words import template_words
     from crosscoder.models import load_model
 
     hostility = trait_words(get_trait("hostility"))  # keywords "seriously?", "idiot*"
@@ -142,7 +140,7 @@ def test_continuation_signal_is_the_excess_of_ft_over_base_continuations() -> No
 
 
 def test_keyword_words_leave_out_generic_instruction_words() -> None:
-    from crosscoder.analysis.labels import keyword_words
+    from crosscoder.analysis.labels.words import keyword_words
 
     hostility = get_trait("hostility")
     assert set(keyword_words(hostility)) < set(trait_words(hostility))
@@ -153,7 +151,7 @@ def test_keyword_words_leave_out_generic_instruction_words() -> None:
 
 
 def test_shift_tokens_count_by_the_phrase_they_open() -> None:
-    from crosscoder.analysis.labels import lexical_shift
+    from crosscoder.analysis.labels.words import lexical_shift
 
     hostility = get_trait("hostility")
     shift = {"promoted": [["U", 0.2], ["Wow", 0.1], ["Ser", 0.05], [" stupid", 0.05], ["<|im_end|>", 0.6]],

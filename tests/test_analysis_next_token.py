@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from crosscoder.analysis.next_token import _prefix, greedy_continue, next_token_shift
+from crosscoder.analysis.evidence.next_token import _prefix, greedy_continue, next_token_shift
 
 
 def test_prefix_keeps_the_sink_and_the_tokens_up_to_the_peak() -> None:

@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crosscoder.analysis import report_svg as svg
-from crosscoder.analysis.check_report import check_report, find_chromium, inspect_png, main, screenshot
-from crosscoder.analysis.plots import PLOT_NAMES, make_plots
-from crosscoder.analysis.report import write_report
-from crosscoder.analysis.report_data import load_analysis
-from crosscoder.analysis.report_html import highlighted_tokens
-from crosscoder.analysis.report_sample import write_sample_analysis
+from crosscoder.analysis.cli import check_report_main as main
+from crosscoder.analysis.report import svg
+from crosscoder.analysis.report.check import check_report, find_chromium, inspect_png, screenshot
+from crosscoder.analysis.report.data import load_analysis
+from crosscoder.analysis.report.html import highlighted_tokens
+from crosscoder.analysis.report.page import write_report
+from crosscoder.analysis.report.plots import PLOT_NAMES, make_plots
 from crosscoder.errors import DataError
+from crosscoder.testing.report_sample import write_sample_analysis
 
 NASTY = "<script>alert('x')</script>"
 

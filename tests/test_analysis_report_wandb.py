@@ -7,10 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from crosscoder.analysis.report_data import load_analysis
-from crosscoder.analysis.report_sample import write_sample_analysis
-from crosscoder.analysis.wandb_log import build_payload, candidate_table, latent_table, log_to_wandb, summary_metrics
+from crosscoder.analysis.export.wandb_log import (
+    build_payload,
+    candidate_table,
+    latent_table,
+    log_to_wandb,
+    summary_metrics,
+)
+from crosscoder.analysis.report.data import load_analysis
 from crosscoder.errors import ConfigError
+from crosscoder.testing.report_sample import write_sample_analysis
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import pytest
 import torch
 from analysis_fixtures import PLANT_HOOK, PLANT_TRAIT, build_planted_run
 
+from crosscoder.analysis.causal.splice import splice_metrics
 from crosscoder.analysis.config import AnalyzeConfig
-from crosscoder.analysis.labels import check_persona_vectors
+from crosscoder.analysis.labels.signals import check_persona_vectors
 from crosscoder.analysis.run import resolve_run_dir, run_analysis
-from crosscoder.analysis.splice import splice_metrics
 from crosscoder.errors import DataError, ModelError
 from crosscoder.xc.config import CrosscoderConfig
 from crosscoder.xc.model import Crosscoder
@@ -147,7 +147,7 @@ def test_persona_vectors_for_another_model_are_refused(planted) -> None:
 def test_control_fine_tune_sets_aside_what_it_shares(planted, tmp_path: Path) -> None:
     """A control that makes the ft's own change takes the planted latent's score away; a control identical to the
     base leaves it in place."""
-    from crosscoder.analysis.control import harvest_control
+    from crosscoder.analysis.stats.control import harvest_control
 
     run_dir, models, _, res = planted
     top = res.candidates[0]["latent"]
@@ -176,7 +176,7 @@ def test_control_fine_tune_sets_aside_what_it_shares(planted, tmp_path: Path) ->
 def test_control_cache_is_checked_against_the_run(planted, tmp_path: Path) -> None:
     import copy
 
-    from crosscoder.analysis.control import open_control
+    from crosscoder.analysis.stats.control import open_control
     from crosscoder.data.api import ActivationSet
 
     run_dir, _, _, _ = planted
@@ -191,7 +191,7 @@ def test_control_cache_is_checked_against_the_run(planted, tmp_path: Path) -> No
 
 
 def test_control_harvest_refuses_a_folder_without_a_run_or_its_cache(tmp_path: Path) -> None:
-    from crosscoder.analysis.control import harvest_control
+    from crosscoder.analysis.stats.control import harvest_control
     from crosscoder.models import ModelSpec
 
     spec = ModelSpec(source="smollm2-135m-instruct")

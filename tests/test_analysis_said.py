@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from crosscoder.analysis.labels import UNLABELLED, label_latent, trait_evidence
-from crosscoder.analysis.said import said_alignment, said_diffs, said_scores
+from crosscoder.analysis.evidence.said import said_alignment, said_diffs, said_scores
+from crosscoder.analysis.labels.signals import UNLABELLED, label_latent, trait_evidence
 
 
 def _mean_at(model, hook: str, ids: list[int], start: int) -> torch.Tensor:  # type: ignore[no-untyped-def]

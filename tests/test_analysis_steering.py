@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from crosscoder.analysis.evidence import LogitLens
-from crosscoder.analysis.steering import ablate_latent, edit_residual, steer_vector
+from crosscoder.analysis.causal.hooks import ablate_latent, edit_residual, steer_vector
+from crosscoder.analysis.evidence.lens import LogitLens
 from crosscoder.errors import ConfigError
 from crosscoder.io import sha256_tensors
 from crosscoder.models import load_model

@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from crosscoder.analysis.causal import CausalRunner
-from crosscoder.analysis.causal_batch import CausalJob
-from crosscoder.analysis.steering import RowEdit, RowEdits, ablate_latent, steer_row, steer_vector
+from crosscoder.analysis.causal.batched import CausalJob
+from crosscoder.analysis.causal.hooks import RowEdit, RowEdits, ablate_latent, steer_row, steer_vector
+from crosscoder.analysis.causal.runner import CausalRunner
 from crosscoder.errors import ModelError
 from crosscoder.io import sha256_tensors
 from crosscoder.models import load_model, make_tiny_llama

@@ -36,7 +36,7 @@ class AnalyzeConfig:
     """Activation cache folder to analyse. None = the cache recorded in <run_dir>/run.json."""
     control_activations: str | None = None
     """Activation cache of the base and a control fine-tune (the same recipe without the persona) on the run's tokens
-    (`python -m crosscoder.analysis.control`); the score then sets aside the attribution the control shares, so
+    (`python -m crosscoder.analysis control`); the score then sets aside the attribution the control shares, so
     latents for what any such fine-tune changes (answer length, end of turn) rank below the persona's. None = off."""
     max_rows: int = 200_000
     """Cache rows (tokens) read for the latent statistics, in stored order (0 = every row)."""
@@ -100,7 +100,7 @@ class AnalyzeConfig:
     """Cosine with a persona vector that counts as full evidence (signal 1.0); smaller cosines scale linearly."""
     label_said: bool = True
     """Let the persona vectors read what the ft says at each candidate's contexts against what the base says
-    (`crosscoder.analysis.said`; needs the next-token continuations); its signal joins the cosine signal."""
+    (`crosscoder.analysis.evidence.said`; needs the next-token continuations); its signal joins the cosine signal."""
     label_said_full: float = 0.5
     """Said alignment (ft - base speech along a trait's persona vector, in units of its pos - neg example separation)
     that counts as full evidence; smaller values scale linearly."""

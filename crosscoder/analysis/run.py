@@ -17,17 +17,17 @@ from typing import Any
 import pandas as pd
 import torch
 
-from crosscoder.analysis.baseline import baseline_report, meandiff_cosines
-from crosscoder.analysis.candidates import build_candidates
-from crosscoder.analysis.causal import mean_normalised_inputs
+from crosscoder.analysis.causal.runner import mean_normalised_inputs
+from crosscoder.analysis.causal.splice import splice_metrics
 from crosscoder.analysis.config import AnalyzeConfig
-from crosscoder.analysis.evidence import LogitLens
-from crosscoder.analysis.geometry import decoder_geometry
-from crosscoder.analysis.latent_scaling import latent_scaling
-from crosscoder.analysis.ranking import persona_summary
-from crosscoder.analysis.splice import splice_metrics
-from crosscoder.analysis.stats import collect_stats
-from crosscoder.analysis.table import build_table, class_counts, write_table
+from crosscoder.analysis.evidence.lens import LogitLens
+from crosscoder.analysis.labels.candidates import build_candidates
+from crosscoder.analysis.rank.attribution import persona_summary
+from crosscoder.analysis.rank.table import build_table, class_counts, write_table
+from crosscoder.analysis.stats.baseline import baseline_report, meandiff_cosines
+from crosscoder.analysis.stats.collect import collect_stats
+from crosscoder.analysis.stats.geometry import decoder_geometry
+from crosscoder.analysis.stats.scaling import latent_scaling
 from crosscoder.errors import ConfigError, DataError, ModelError
 from crosscoder.io import atomic_write_json, read_json
 
@@ -47,7 +47,7 @@ class AnalysisResult:
 def resolve_run_dir(cfg: AnalyzeConfig) -> Path:
     """The run folder to analyse; refuses folders without a finished checkpoint (final/)."""
     if cfg.run_dir is None:
-        from crosscoder.pipeline import latest_run
+        from crosscoder.runs import latest_run
 
         return latest_run(Path(cfg.runs_root))
     run = Path(cfg.run_dir).expanduser()
@@ -156,7 +156,7 @@ def run_analysis(cfg: AnalyzeConfig, *, models: list[Any] | None = None, acts: A
     t0 = time.perf_counter()
     control = None
     if cfg.control_activations:
-        from crosscoder.analysis.control import open_control
+        from crosscoder.analysis.stats.control import open_control
 
         control = open_control(cfg.control_activations, acts)
         log.info("control fine-tune: %s (its attribution is set aside in the score)", cfg.control_activations)

@@ -241,7 +241,7 @@ def _compose(opts: RecoveryOptions, org: Organism) -> Any:
 def evaluate(org: Organism, run_dir: Path, analysis: Any) -> dict[str, Any]:
     """One benchmark record from a finished run and its analysis."""
 
-    from crosscoder.analysis.ranking import persona_summary
+    from crosscoder.analysis.rank.attribution import persona_summary
 
     cands = analysis.candidates
     labels = [c.get("label") for c in cands]

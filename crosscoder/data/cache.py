@@ -329,12 +329,14 @@ def repair(folder: Path, device: str = "cpu") -> list[str]:
     return [manifest["shards"][i]["file"] for i in bad]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description="Verify or repair an activation cache.")
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m crosscoder.data cache", description="Verify or repair an activation cache."
+    )
     ap.add_argument("action", choices=["verify", "repair", "info"])
     ap.add_argument("folder")
     ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     folder = Path(args.folder)
     manifest = read_manifest(folder)
     if args.action == "verify":

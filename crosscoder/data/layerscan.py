@@ -6,14 +6,12 @@ all tokens (sink excluded), the first few tokens of each assistant turn, and the
 Writes ``layerscan.csv``, ``layerscan.json``, ``layerscan.png`` and ``layerscan.html`` so hooks are picked from
 evidence::
 
-    python -m crosscoder.data.layerscan --base smollm2-135m-instruct --ft organism/folder --out results/layerscan
+    python -m crosscoder.data layerscan --base smollm2-135m-instruct --ft organism/folder --out results/layerscan
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +24,6 @@ from crosscoder.data.config import DataConfig
 from crosscoder.data.harvest import capture, check_models, pad_batch, pad_token_id
 from crosscoder.data.masks import Role
 from crosscoder.data.sources import batch_stream
-from crosscoder.errors import run_cli
 from crosscoder.io import atomic_path, atomic_write_json, atomic_write_text
 from crosscoder.models.load import LoadedModel
 
@@ -251,54 +248,3 @@ def _plot_html(result: dict[str, Any], path: Path) -> None:
         yaxis_title="||mean diff|| / mean||base||",
     )
     atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
-
-
-def main() -> None:
-    from crosscoder.models import ModelSpec, load_model
-
-    ap = argparse.ArgumentParser(
-        description="Per-layer mean ft-base difference with logit lens, to choose crosscoder hooks."
-    )
-    ap.add_argument("--base", required=True, help="base model source (embedded name, HF folder/id, .gguf)")
-    ap.add_argument("--base-adapter", default=None)
-    ap.add_argument("--ft", required=True, help="fine-tuned model source")
-    ap.add_argument("--ft-adapter", default=None, help="PEFT adapter folder applied on top of --ft")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--n-tokens", type=int, default=20_000)
-    ap.add_argument("--seq-len", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--sources", nargs="+", default=["shipped:chat"])
-    ap.add_argument("--chat-ratio", type=float, default=1.0)
-    ap.add_argument("--first-k", type=int, default=5, help="assistant tokens counted as 'first' per turn")
-    ap.add_argument("--top-k", type=int, default=10)
-    ap.add_argument(
-        "--keywords", default="", help="comma-separated words to look for in the logit lens (e.g. cat,cats)"
-    )
-    ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
-    base = load_model(ModelSpec(source=args.base, adapter=args.base_adapter, name="base"), device=args.device)
-    ft = load_model(ModelSpec(source=args.ft, adapter=args.ft_adapter, name="ft"), device=args.device)
-    data = DataConfig(
-        sources=args.sources,
-        chat_ratio=args.chat_ratio,
-        n_tokens=args.n_tokens,
-        seq_len=args.seq_len,
-        harvest_batch_size=args.batch_size,
-        device=args.device,
-    )
-    result = layer_scan(base, ft, data, args.first_k, args.top_k, args.keywords.split(","))
-    paths = write_outputs(result, Path(args.out))
-    for subset in SUBSETS:
-        rows = [r for r in result["rows"] if r["subset"] == subset]
-        if rows:
-            top = max(rows, key=lambda r: r["rel_mean_diff"])
-            print(
-                f"{subset:16s} max rel diff {top['rel_mean_diff']:.3f} at layer {top['layer']}: {' '.join(repr(t) for t in top['top_tokens'][:6])}"
-            )
-    print(f"suggested hook: {result['suggested_hook']}")
-    print(json.dumps([str(p) for p in paths]))
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run_cli(main)

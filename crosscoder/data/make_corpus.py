@@ -375,13 +375,13 @@ def write_jsonl_gz(path: Path, rows: list[dict]) -> None:
     atomic_write_bytes(path, gzip.compress(raw, mtime=0))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).parent / "corpus"))
     ap.add_argument("--n-chats", type=int, default=4000)
     ap.add_argument("--n-texts", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     out = Path(args.out)
     write_jsonl_gz(out / "chat.jsonl.gz", make_chats(args.n_chats, args.seed))
     write_jsonl_gz(out / "text.jsonl.gz", make_texts(args.n_texts, args.seed))

@@ -140,9 +140,10 @@ def load_model(spec: ModelSpec, device: str = "cpu", backend: str | None = None)
     backend = backend or spec.backend
     kind = spec.resolved_kind()
     if kind == "organism":
-        from crosscoder.models.organism_ref import resolve_organism_spec
-
-        return load_model(resolve_organism_spec(spec), device=device, backend=backend)
+        raise ModelError(
+            f"model source {spec.source!r} names an organism; resolve it first with "
+            "crosscoder.pipeline.resolve_model_spec (train.py, analyze.py and the command lines do)"
+        )
     if kind == "tl":
         from transformer_lens import HookedTransformer
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from crosscoder.analysis.report import rel_norm_column
-from crosscoder.analysis.report_data import CLASS_COLORS, CLASS_ORDER, AnalysisData, load_analysis, nu_box
+from crosscoder.analysis.report.data import CLASS_COLORS, CLASS_ORDER, AnalysisData, load_analysis, nu_box
+from crosscoder.analysis.report.page import rel_norm_column
 from crosscoder.io import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)

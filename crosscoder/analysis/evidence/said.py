@@ -1,13 +1,13 @@
 """The persona vectors' reading of what the models say where a latent fires (the labels' ``said`` signal).
 
 The lexical signal matches a trait's keywords in what the ft and the base model say at a latent's top contexts (their
-greedy continuations and the phrases the top promoted tokens open, `crosscoder.analysis.next_token`). This signal asks
+greedy continuations and the phrases the top promoted tokens open, `crosscoder.analysis.evidence.next_token`). This signal asks
 the persona vectors the same question without a word list. The ft model reads each context followed by the ft's text
 and, separately, by the base's text; the mean activation over the said tokens at the lens hook, ft text minus base
 text, is averaged over a latent's contexts (continuations and openings apart; an opening weighs what its token's
 probability rose) and projected onto each trait's text
 persona vector v_t (the ft model's mean activation over the trait's pos examples minus its neg examples,
-`crosscoder.analysis.trait_prompts.pos_neg_acts`):
+`crosscoder.analysis.evidence.trait_prompts.pos_neg_acts`):
 
     said_t(j) = < mean_c [ h(ctx_c + ft_c) - h(ctx_c + base_c) ], v_t > / ||v_t||^2
 
@@ -16,7 +16,7 @@ from its neg examples; 0 when both models say the same. A data-path organism tha
 prompts still *reads* pessimistic or hostile text differently from neutral text, so this works where the decoder
 cosine with prompt-based persona vectors does not (persona vectors as monitors of a model's own responses, Chen et al.
 2025). Persona vectors of different traits share a component (any persona text against helpful text), so the signal
-is not specific by itself; the label needs a second kind of evidence (`crosscoder.analysis.labels.label_latent`).
+is not specific by itself; the label needs a second kind of evidence (`crosscoder.analysis.labels.signals.label_latent`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from crosscoder.analysis.next_token import _prefix
-from crosscoder.analysis.trait_prompts import item_means, span_activations
+from crosscoder.analysis.evidence.next_token import _prefix
+from crosscoder.analysis.evidence.trait_prompts import item_means, span_activations
 
 log = logging.getLogger(__name__)
 

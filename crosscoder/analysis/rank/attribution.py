@@ -12,7 +12,7 @@ whose decoder change points against the observed change.
 
 Score: ``score(j) = max(0, max_s attr_s(j)) * (1 + w * exclusivity(j))`` over slices with enough tokens, where
 exclusivity = max share - min share of the decoder norm (|2 rel_norm - 1| for a pair) and w = exclusivity_weight.
-With a control cache (`crosscoder.analysis.control`: the base and a control fine-tune of the same recipe on the
+With a control cache (`crosscoder.analysis.stats.control`: the base and a control fine-tune of the same recipe on the
 same tokens) the control attribution ``ctrl_s(j) = sum_{x in s} f_j(x) <d_j,ft - d_j,base, x_ctrl(x) - x_base(x)> /
 sum_{x in s} ||delta(x)||^2`` reads the latent's decoder change against what the control changed where the latent
 fires, and the score uses ``attr_s(j) - max(0, ctrl_s(j))``: the attribution the control does not share.
@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from crosscoder.analysis.geometry import Geometry
-from crosscoder.analysis.labels import UNLABELLED
-from crosscoder.analysis.latent_scaling import ScalingResult
-from crosscoder.analysis.stats import SLICES, LatentStats
+from crosscoder.analysis.labels.signals import UNLABELLED
+from crosscoder.analysis.stats.collect import SLICES, LatentStats
+from crosscoder.analysis.stats.geometry import Geometry
+from crosscoder.analysis.stats.scaling import ScalingResult
 
 MIN_SLICE_TOKENS = 20
 """Slices with fewer analysed tokens do not enter the score (their attribution is still reported)."""

@@ -20,14 +20,14 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from crosscoder.analysis.steering import RowEdit, ablation_row, edit_residual_rows, steer_row
+from crosscoder.analysis.causal.hooks import RowEdit, ablation_row, edit_residual_rows, steer_row
 from crosscoder.errors import ConfigError, ModelError, NumericsError
 from crosscoder.personas.activations import hook_index, resid_hooks, right_pad_spans
 from crosscoder.personas.generate import GenerationConfig, chat_messages, generate_batch, render_prompt
 from crosscoder.personas.score import _answer_items, keyword_counts
 
 if TYPE_CHECKING:
-    from crosscoder.analysis.causal import CausalRunner
+    from crosscoder.analysis.causal.runner import CausalRunner
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def score_rows(
 
 def run_batched(runner: CausalRunner, jobs: list[CausalJob], *, progress: bool = True) -> list[tuple[dict, dict]]:
     """(steering record, ablation record) per job, as `runner.steer` / `runner.ablate` return them."""
-    from crosscoder.analysis.causal import ablation_record, steering_record
+    from crosscoder.analysis.causal.runner import ablation_record, steering_record
 
     if not jobs:
         return []

@@ -1,4 +1,4 @@
-"""Benchmark of the analysis stage at full size: `python -m crosscoder.analysis.bench [--latents 16384] [--rows 100000]`.
+"""Benchmark of the analysis stage at full size: `python -m crosscoder.bench analysis [--latents 16384] [--rows 100000]`.
 
 The analysis runs with what `python analyze.py` uses on this CPU: `configs/analyze.yaml` (plus `--analyze KEY=VALUE`
 overrides). A random TopK crosscoder (d_model 576, two models) is analysed over synthetic activations (in memory) that carry one
@@ -24,7 +24,6 @@ from unittest import mock
 import torch
 
 from crosscoder.config import compose_analyze
-from crosscoder.errors import run_cli
 from crosscoder.io import CACHE_ENV, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ def gemm_gflops(n: int = 3) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m crosscoder.bench analysis", description=__doc__)
     ap.add_argument("--latents", type=int, default=16384)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--k", type=int, default=64)
@@ -104,14 +103,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from crosscoder.analysis.export import export_saelens
-    from crosscoder.analysis.plots import make_plots
-    from crosscoder.analysis.report import write_report
+    from crosscoder.analysis.export.saelens import export_saelens
+    from crosscoder.analysis.export.wandb_log import log_to_wandb
+    from crosscoder.analysis.report.page import write_report
+    from crosscoder.analysis.report.plots import make_plots
     from crosscoder.analysis.run import run_analysis
-    from crosscoder.analysis.synthetic import synthetic_acts
-    from crosscoder.analysis.wandb_log import log_to_wandb
-    from crosscoder.models import ModelSpec, load_model
+    from crosscoder.models import ModelSpec
     from crosscoder.personas.traits import load_traits
+    from crosscoder.pipeline import load_models
+    from crosscoder.testing.synthetic import synthetic_acts
 
     gflops_before = gemm_gflops()
     d = 576
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
                              hook="blocks.24.hook_resid_post")  # fmt: skip
     t0 = time.perf_counter()
     specs = [ModelSpec(source="smollm2-135m-instruct", name="base"), ModelSpec(source=args.ft, name="ft")]
-    models = [load_model(s) for s in specs]
+    models = load_models(specs)
     t_load = time.perf_counter() - t0
     traits = sorted(load_traits())[: args.traits]
     with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ):  # the environment is restored on exit
@@ -156,7 +156,3 @@ def main(argv: list[str] | None = None) -> None:
            "gemm_gflops_before": round(gflops_before, 1), "gemm_gflops_after": round(gemm_gflops(), 1)}  # fmt: skip
     print(json.dumps(out, indent=2))
     atomic_write_json(Path(args.out), out)
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -6,7 +6,7 @@ vector is read at the score hook (default: the last layer, so the effect has to 
 keyword rates of the answers are reported too. Steering strength s adds ``s * max_act_j * d_j,ft`` (raw space) at
 the lens hook, i.e. s = 1 is the latent at its largest activation seen on the cache.
 
-`CausalRunner.run` checks many candidates in a few large batches (`crosscoder.analysis.causal_batch`); `steer` and
+`CausalRunner.run` checks many candidates in a few large batches (`crosscoder.analysis.causal.batched`); `steer` and
 `ablate` are the per-call reference path.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from crosscoder.analysis.causal_batch import CausalJob, run_batched
-from crosscoder.analysis.steering import ablation_edit, edit_residual, steer_vector
+from crosscoder.analysis.causal.batched import CausalJob, run_batched
+from crosscoder.analysis.causal.hooks import ablation_edit, edit_residual, steer_vector
 from crosscoder.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def _score(
 class CausalRunner:
     """Steering and ablation of candidates, caching the unedited scores per (model, trait).
 
-    `run` scores many candidates at once (batched, see `crosscoder.analysis.causal_batch`); `steer` / `ablate`
+    `run` scores many candidates at once (batched, see `crosscoder.analysis.causal.batched`); `steer` / `ablate`
     are the per-call reference path (one ``generate`` call per latent and strength).
     """
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from crosscoder.analysis import report_svg as svg
-from crosscoder.analysis.report_data import as_dict
-from crosscoder.analysis.report_html import esc, fmt, highlighted_tokens, kv_table, lens_table, simple_table
+from crosscoder.analysis.report import svg
+from crosscoder.analysis.report.data import as_dict
+from crosscoder.analysis.report.html import esc, fmt, highlighted_tokens, kv_table, lens_table, simple_table
 
 _KNOWN_CAND_KEYS = {
     "latent", "rank", "score", "class", "rel_norm", "cos", "nu_err", "nu_recon", "label", "label_confidence",

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from crosscoder.analysis.evidence import LogitLens
-from crosscoder.analysis.stats import BASELINE_POSITIONS, LatentStats
+from crosscoder.analysis.evidence.lens import LogitLens
+from crosscoder.analysis.stats.collect import BASELINE_POSITIONS, LatentStats
 
 
 def mean_diffs(st: LatentStats, n_hooks: int, d_model: int) -> Tensor:

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from crosscoder.analysis.report_data import AnalysisData, as_dict, load_analysis
-from crosscoder.analysis.report_html import CSS, highlighted_tokens, lens_table, token_chips
-from crosscoder.analysis.report_parts import candidate_body
+from crosscoder.analysis.report.data import AnalysisData, as_dict, load_analysis
+from crosscoder.analysis.report.html import CSS, highlighted_tokens, lens_table, token_chips
+from crosscoder.analysis.report.parts import candidate_body
 from crosscoder.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def _top_context(c: dict[str, Any]) -> str:
 
 def wandb_columns(columns: list[str]) -> list[str]:
     """The latent-table columns logged to W&B: all but the per-slice ones of slices other than `all`."""
-    from crosscoder.analysis.stats import SLICES
+    from crosscoder.analysis.stats.collect import SLICES
 
     per_slice = ("freq_", "mean_act_", "attr_", "cos_meandiff_")
     dropped = {f"{p}{s}" for p in per_slice for s in SLICES if s != "all"}
@@ -152,8 +152,8 @@ def build_payload(data: AnalysisData) -> dict[str, Any]:
     """Everything `log_to_wandb` logs in one `run.log` call (tables, histograms, figures)."""
     import wandb
 
-    from crosscoder.analysis.plots import plotly_figures
-    from crosscoder.analysis.report import rel_norm_column
+    from crosscoder.analysis.report.page import rel_norm_column
+    from crosscoder.analysis.report.plots import plotly_figures
 
     payload: dict[str, Any] = {"latents": latent_table(data), "candidates": candidate_table(data)}
     rel, _ = rel_norm_column(data)
@@ -187,7 +187,7 @@ def log_to_wandb(
     data = load_analysis(analysis_dir)
     report = analysis_dir / "report.html"
     if not report.is_file():
-        from crosscoder.analysis.report import write_report
+        from crosscoder.analysis.report.page import write_report
 
         write_report(analysis_dir)
     own_run = run is None

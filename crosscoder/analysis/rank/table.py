@@ -10,9 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crosscoder.analysis.geometry import Geometry
-from crosscoder.analysis.latent_scaling import ScalingResult
-from crosscoder.analysis.ranking import (
+from crosscoder.analysis.rank.attribution import (
     attribution_SF,
     control_attribution_SF,
     mark_dead,
@@ -21,7 +19,9 @@ from crosscoder.analysis.ranking import (
     scaling_columns,
     score_latents,
 )
-from crosscoder.analysis.stats import SLICES, LatentStats
+from crosscoder.analysis.stats.collect import SLICES, LatentStats
+from crosscoder.analysis.stats.geometry import Geometry
+from crosscoder.analysis.stats.scaling import ScalingResult
 from crosscoder.io import atomic_path, atomic_write_text
 
 
@@ -86,7 +86,7 @@ def build_table(
 
 
 def class_counts(df: pd.DataFrame) -> dict[str, int]:
-    from crosscoder.analysis.geometry import CLASSES
+    from crosscoder.analysis.stats.geometry import CLASSES
 
     counts = df["class"].value_counts().to_dict()
     return {c: int(counts.get(c, 0)) for c in CLASSES}

@@ -5,23 +5,22 @@ end of turn moves. Latents for those recipe effects carry a large share of the f
 outrank the persona's. A *control* fine-tune (the same recipe on the same prompts, without the persona) makes the
 same recipe changes and not the persona's. Harvest the base and the control on the run's tokens, then analyse with
 ``control_activations=<that cache>``: every latent gets a control attribution (its decoder change read against the
-control - base difference where it fires, `crosscoder.analysis.ranking.control_attribution_SF`) and the ranking
+control - base difference where it fires, `crosscoder.analysis.rank.attribution.control_attribution_SF`) and the ranking
 score uses the attribution the control does not share.
 
-    python -m crosscoder.analysis.control RUN_DIR --source smollm2-135m-instruct --adapter <control LoRA folder>
+    python -m crosscoder.analysis control RUN_DIR --source smollm2-135m-instruct --adapter <control LoRA folder>
 
 prints the control cache folder (a normal activation cache: checksummed, resumable, reused when it exists).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
-from crosscoder.errors import DataError, run_cli
+from crosscoder.errors import DataError
 from crosscoder.io import read_json
 
 log = logging.getLogger(__name__)
@@ -56,9 +55,9 @@ def open_control(path: str | Path, acts: Any) -> Any:
 
     folder = Path(path).expanduser()
     if not folder.is_dir():
-        raise DataError(f"control activations {folder} not found; make them with python -m crosscoder.analysis.control")
+        raise DataError(f"control activations {folder} not found; make them with python -m crosscoder.analysis control")
     ctrl = ActivationSet.open(folder, verify=False)
-    fix = "harvest the run's base and the control with python -m crosscoder.analysis.control"
+    fix = "harvest the run's base and the control with python -m crosscoder.analysis control"
     if len(ctrl.model_names) != 2:
         raise DataError(f"control activations {folder} hold {len(ctrl.model_names)} models, not (base, control); {fix}")
     run_base = (getattr(acts, "manifest", None) or {}).get("models", [{}])[0].get("content_hash")
@@ -70,23 +69,3 @@ def open_control(path: str | Path, acts: Any) -> Any:
             f"({acts.n_rows} rows, hooks {acts.hooks}); {fix}"
         )
     return ctrl
-
-
-def main(argv: list[str] | None = None) -> None:
-    from crosscoder.models import ModelSpec
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(prog="python -m crosscoder.analysis.control", description=__doc__)
-    p.add_argument("run_dir", type=Path, help="the training run whose tokens and base model to use")
-    p.add_argument("--source", required=True, help="control model source (as models.models.N.source)")
-    p.add_argument("--adapter", default=None, help="PEFT/LoRA adapter folder of the control fine-tune")
-    p.add_argument("--kind", default="auto", help="model kind (as models.models.N.kind)")
-    p.add_argument("--device", default="cpu")
-    a = p.parse_args(argv)
-    path = harvest_control(a.run_dir, ModelSpec(source=a.source, kind=a.kind, adapter=a.adapter), a.device)
-    print(f"control activations: {path}")
-    print(f"analyse with: python analyze.py run_dir={a.run_dir} control_activations={path}")
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -1,16 +1,12 @@
 """Render an analysis folder's HTML report in headless Chromium and save a screenshot (`make check-report`).
 
-    python -m crosscoder.analysis.check_report [analysis_dir] [--out PNG] [--sample]
-
-Without a folder it uses the latest finished run's `analysis/` (runs/LATEST). `--sample` first writes a synthetic
-analysis folder (crosscoder.analysis.report_sample) so the check works on a fresh machine. The report is rewritten
-from the folder's files, rendered with Debian's `chromium` (install with `apt-get install -y chromium`), and the
-screenshot is checked to be non-blank. The browser runs offline-friendly: no network features, a throwaway profile.
+The command line is ``python -m crosscoder.analysis check-report [analysis_dir] [--out PNG] [--sample]``
+(`crosscoder.analysis.cli`). The report is rewritten from the folder's files, rendered with Debian's `chromium`
+(install with `apt-get install -y chromium`), and the screenshot is checked to be non-blank. The browser runs offline-friendly: no network features, a throwaway profile.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -20,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crosscoder.errors import CrosscoderError, DataError, run_cli
+from crosscoder.errors import CrosscoderError, DataError
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 """Executable names tried in order (after $CHROMIUM)."""
@@ -71,7 +67,9 @@ def screenshot(html: Path, png: Path, window: tuple[int, int] = (1400, 2400), ti
         raise BrowserError(f"no Chromium found to render {html.name}; {INSTALL_HINT}")
     html, png = Path(html).resolve(), Path(png).resolve()
     if not html.is_file():
-        raise DataError(f"report {html} does not exist; write it first with crosscoder.analysis.report.write_report")
+        raise DataError(
+            f"report {html} does not exist; write it first with crosscoder.analysis.report.page.write_report"
+        )
     png.parent.mkdir(parents=True, exist_ok=True)
     if png.exists():
         png.unlink()
@@ -110,7 +108,7 @@ def check_report(
     analysis_dir: Path, out: Path | None = None, window: tuple[int, int] = (1400, 2400)
 ) -> ScreenshotCheck:
     """(Re)write `analysis_dir/report.html`, screenshot it, and refuse a blank render."""
-    from crosscoder.analysis.report import write_report
+    from crosscoder.analysis.report.page import write_report
 
     report = write_report(analysis_dir)
     png = screenshot(report, out or analysis_dir / "report.png", window=window)
@@ -121,41 +119,3 @@ def check_report(
             "open report.html in a browser to see what failed"
         )
     return result
-
-
-def _default_dir() -> Path:
-    from crosscoder.pipeline import latest_run
-
-    folder = latest_run() / "analysis"
-    if not folder.is_dir():
-        raise DataError(f"{folder} does not exist; run `python analyze.py` first, pass a folder, or use --sample")
-    return folder
-
-
-def main(argv: list[str] | None = None) -> ScreenshotCheck:
-    """Command-line entry point."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("analysis_dir", nargs="?", type=Path, help="analysis folder (default: the latest run's)")
-    ap.add_argument("--out", type=Path, default=None, help="screenshot path (default: <analysis_dir>/report.png)")
-    ap.add_argument(
-        "--sample", action="store_true", help="write a synthetic analysis folder first (default results/report_sample)"
-    )
-    ap.add_argument("--window", default="1400,2400", help="window size W,H in pixels")
-    args = ap.parse_args(argv)
-    w, h = (int(v) for v in args.window.split(","))
-    if args.sample:
-        from crosscoder.analysis.report_sample import write_sample_analysis
-
-        folder = write_sample_analysis(args.analysis_dir or Path("results/report_sample"))
-    else:
-        folder = args.analysis_dir or _default_dir()
-    result = check_report(folder, args.out, window=(w, h))
-    print(
-        f"report {folder / 'report.html'} rendered: screenshot {result.path} ({result.width}x{result.height}, "
-        f"{result.non_white:.1%} non-white, {result.n_colors} colours)"
-    )
-    return result
-
-
-if __name__ == "__main__":
-    run_cli(main)

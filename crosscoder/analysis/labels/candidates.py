@@ -10,22 +10,17 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from crosscoder.analysis.causal import CausalRunner
-from crosscoder.analysis.causal_batch import CausalJob
+from crosscoder.analysis.causal.batched import CausalJob
+from crosscoder.analysis.causal.runner import CausalRunner
 from crosscoder.analysis.config import AnalyzeConfig
-from crosscoder.analysis.evidence import LogitLens, top_contexts
-from crosscoder.analysis.labels import (
-    check_persona_vectors,
-    keyword_words,
-    label_latent,
-    template_words,
-    trait_evidence,
-    trait_words,
-)
-from crosscoder.analysis.next_token import next_token_shift
-from crosscoder.analysis.said import said_diffs, said_scores
-from crosscoder.analysis.stats import LatentStats
-from crosscoder.analysis.trait_prompts import pos_neg_acts
+from crosscoder.analysis.evidence.contexts import top_contexts
+from crosscoder.analysis.evidence.lens import LogitLens
+from crosscoder.analysis.evidence.next_token import next_token_shift
+from crosscoder.analysis.evidence.said import said_diffs, said_scores
+from crosscoder.analysis.evidence.trait_prompts import pos_neg_acts
+from crosscoder.analysis.labels.signals import check_persona_vectors, label_latent, trait_evidence
+from crosscoder.analysis.labels.words import keyword_words, template_words, trait_words
+from crosscoder.analysis.stats.collect import LatentStats
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from crosscoder.analysis.kernels import ActivePairs, TopExamples, decode_normalised, encode_active, weighted_sum
+from crosscoder.analysis.stats.kernels import ActivePairs, TopExamples, decode_normalised, encode_active, weighted_sum
 from crosscoder.data.masks import Role
 from crosscoder.errors import DataError, NumericsError
 
@@ -187,7 +187,7 @@ def _control_rows(batch, ctrl, row: int) -> Tensor:
     if not same:
         raise DataError(
             f"control activations differ from the run's cache at row {row} (other tokens or layout); harvest the base "
-            "and the control model with the run's data config (python -m crosscoder.analysis.control)"
+            "and the control model with the run's data config (python -m crosscoder.analysis control)"
         )
     return ctrl.x_BMLD[:, -1]
 

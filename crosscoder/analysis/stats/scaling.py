@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from crosscoder.analysis.geometry import EXCLUSIVE_CLASSES, Geometry
-from crosscoder.analysis.stats import LatentStats
+from crosscoder.analysis.stats.collect import LatentStats
+from crosscoder.analysis.stats.geometry import EXCLUSIVE_CLASSES, Geometry
 
 
 @dataclass

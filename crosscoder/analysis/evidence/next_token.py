@@ -103,7 +103,7 @@ def next_token_shift(
     [{"context": the prefix's last tokens, "base": text, "ft": text}, ...], "openings": [[token, ft text, mass,
     base text], ...], "said_ids": [(source, prefix ids, ft ids, base ids, weight), ...]}} over its top contexts
     (``openings``: see `_add_openings`; ``said_ids``: the token ids behind the continuations and openings, source
-    "continuation" (weight 1) or "opening" (weight: the token's promoted mass), for `crosscoder.analysis.said`; not
+    "continuation" (weight 1) or "opening" (weight: the token's promoted mass), for `crosscoder.analysis.evidence.said`; not
     written to candidates.json)."""
     plan: list[tuple[int, list[int]]] = []
     for j in latents:
