@@ -121,26 +121,3 @@ def run_train(cfg: TrainConfig, run_dir: Path) -> Any:
         atomic_write_json(run_dir / "run.json", info)
         update_latest(run_dir)
     return result
-
-
-def run_analyze(cfg: Any) -> Any:
-    """Analyse a run (crosscoder.analysis), then write the report, plots, SAELens export and W&B logs; print a summary."""
-    from crosscoder.analysis.export.saelens import export_saelens
-    from crosscoder.analysis.export.wandb_log import log_to_wandb
-    from crosscoder.analysis.report.page import write_report
-    from crosscoder.analysis.report.plots import make_plots
-    from crosscoder.analysis.run import run_analysis
-
-    result = run_analysis(cfg)
-    out = Path(result.out_dir)
-    plots = make_plots(out)
-    report = write_report(out)
-    exported = export_saelens(Path(result.summary["run_dir"]), out / "saelens") if cfg.export_saelens else []
-    log_to_wandb(out, None, cfg.wandb_mode, project=cfg.wandb_project)
-    print(f"report:  {report}")
-    print(f"plots:   {len(plots)} files in {out / 'plots'}")
-    print(f"SAELens: {len(exported)} SAE folders in {out / 'saelens'}")
-    fve = result.summary.get("fve", {})
-    print("FVE:     " + ", ".join(f"{k} {v:.3f}" for k, v in fve.items()))
-    print(f"classes: {result.summary.get('class_counts')}")
-    return result

@@ -3,6 +3,7 @@ and refusal of bad input. Crosscoders are trained with the real pipeline (`run_t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,7 +12,16 @@ import torch
 from analysis_fixtures import PLANT_HOOK, PLANT_TRAIT, build_planted_run
 
 from crosscoder.analysis.causal.splice import splice_metrics
-from crosscoder.analysis.config import AnalyzeConfig
+from crosscoder.analysis.config import (
+    AnalyzeConfig,
+    EvidenceConfig,
+    ExportConfig,
+    LabelConfig,
+    RankConfig,
+    ReportConfig,
+    SpliceConfig,
+    SteeringConfig,
+)
 from crosscoder.analysis.labels.signals import check_persona_vectors
 from crosscoder.analysis.run import resolve_run_dir, run_analysis
 from crosscoder.errors import DataError, ModelError
@@ -27,8 +37,9 @@ def planted(tmp_path_factory: pytest.TempPathFactory):
     mp = pytest.MonkeyPatch()
     mp.setenv("CROSSCODER_CACHE", str(root / "cache"))
     run_dir, models, direction = build_planted_run(root)
-    cfg = AnalyzeConfig(run_dir=str(run_dir), traits=TRAITS, n_candidates=8, n_steer=1, steer_questions=3, steer_max_new_tokens=10,
-                        steer_strengths=[2.0, 4.0], label_questions=3, persona_questions=6, splice_tokens=512)  # fmt: skip
+    cfg = AnalyzeConfig(run_dir=str(run_dir), labels=LabelConfig(traits=TRAITS, questions=3, persona_questions=6),
+                        rank=RankConfig(n_candidates=8), splice=SpliceConfig(tokens=512),
+                        steering=SteeringConfig(n_candidates=1, questions=3, max_new_tokens=10, strengths=[2.0, 4.0]))  # fmt: skip
     result = run_analysis(cfg, models=models)
     yield run_dir, models, direction, result
     mp.undo()
@@ -37,15 +48,16 @@ def planted(tmp_path_factory: pytest.TempPathFactory):
 def test_planted_direction_is_found_labelled_and_causal(planted) -> None:
     run_dir, models, direction, res = planted
     top = res.candidates[0]
-    assert top["class"] == "ft_exclusive" and top["rank"] == 1
+    assert top.klass == "ft_exclusive" and top.rank == 1
     cc = Crosscoder.load(run_dir / "final")
-    d_ft = cc.W_dec_FMLD.detach()[top["latent"], 1, 0]
+    d_ft = cc.W_dec_FMLD.detach()[top.latent, 1, 0]
     assert torch.nn.functional.cosine_similarity(d_ft, direction, dim=0) >= 0.9
-    assert top["label"] == PLANT_TRAIT, top["label_evidence"]
-    scores = top["steering"]["trait_score"]
-    assert top["steering"]["trait"] == PLANT_TRAIT and top["steering"]["strengths"][0] == 0.0
+    assert top.label == PLANT_TRAIT, top.label_evidence
+    assert top.steering is not None and top.ablation is not None
+    scores = top.steering.trait_score
+    assert top.steering.trait == PLANT_TRAIT and top.steering.strengths[0] == 0.0
     assert scores[-1] > scores[0] and scores[1] > scores[0]
-    assert top["ablation"]["drop"] > 0
+    assert top.ablation.drop > 0
 
 
 def test_output_files_follow_the_format(planted) -> None:
@@ -62,9 +74,7 @@ def test_output_files_follow_the_format(planted) -> None:
     ):
         assert (out / name).is_file(), name
     rows = json.loads((out / "latents.json").read_text())
-    assert len(rows) == res.summary["n_latents"] and {"rel_norm", "nu_err", "class", "label", "runner_up"} <= set(
-        rows[0]
-    )
+    assert len(rows) == res.summary.n_latents and {"rel_norm", "nu_err", "class", "label", "runner_up"} <= set(rows[0])
     cand = json.loads((out / "candidates.json").read_text())[0]
     ex = cand["top_examples"][0]
     assert len(ex["tokens"]) == len(ex["acts"]) and ex["acts"][ex["max_pos"]] == pytest.approx(
@@ -90,11 +100,17 @@ def test_output_files_follow_the_format(planted) -> None:
 def test_model_paired_with_itself_has_no_exclusive_latents(tmp_path: Path) -> None:
     run_dir, models, _ = build_planted_run(tmp_path, same_model=True, n_tokens=6000, steps=400)
     res = run_analysis(
-        AnalyzeConfig(run_dir=str(run_dir), do_labels=False, do_splice=False, do_baseline=False), models=models
+        AnalyzeConfig(
+            run_dir=str(run_dir),
+            labels=LabelConfig(enabled=False),
+            splice=SpliceConfig(enabled=False),
+            evidence=EvidenceConfig(baseline=False),
+        ),
+        models=models,
     )
-    counts = res.summary["class_counts"]
+    counts = res.summary.class_counts
     assert counts["ft_exclusive"] == 0 and counts["base_exclusive"] == 0, counts
-    assert res.candidates == [] or all(c["class"] != "ft_exclusive" for c in res.candidates)
+    assert res.candidates == [] or all(c.klass != "ft_exclusive" for c in res.candidates)
 
 
 def test_exact_reconstruction_splices_losslessly(planted) -> None:
@@ -150,9 +166,10 @@ def test_control_fine_tune_sets_aside_what_it_shares(planted, tmp_path: Path) ->
     from crosscoder.analysis.stats.control import harvest_control
 
     run_dir, models, _, res = planted
-    top = res.candidates[0]["latent"]
-    quick = dict(traits=TRAITS, do_labels=False, do_steering=False, do_splice=False, do_baseline=False,
-                 export_saelens=False, wandb_mode="disabled")  # fmt: skip
+    top = res.candidates[0].latent
+    quick = dict(labels=LabelConfig(traits=TRAITS, enabled=False), steering=SteeringConfig(enabled=False),
+                 splice=SpliceConfig(enabled=False), evidence=EvidenceConfig(baseline=False),
+                 report=ReportConfig(enabled=False), export=ExportConfig(saelens=False, wandb_mode="disabled"))  # fmt: skip
     same_as_ft = harvest_control(run_dir, models[1].spec)
     with_ft = run_analysis(
         AnalyzeConfig(run_dir=str(run_dir), out_dir=str(tmp_path / "a"), control_activations=str(same_as_ft), **quick),
@@ -160,7 +177,7 @@ def test_control_fine_tune_sets_aside_what_it_shares(planted, tmp_path: Path) ->
     )
     row = with_ft.table.loc[top]
     assert row["score_uncontrolled"] > 0 and row["score"] <= 0.05 * row["score_uncontrolled"]
-    assert row["rank"] != 1 and with_ft.summary["control_activations"] == str(same_as_ft)
+    assert row["rank"] != 1 and with_ft.summary.control_activations == str(same_as_ft)
     same_as_base = harvest_control(run_dir, models[0].spec)
     with_base = run_analysis(
         AnalyzeConfig(
@@ -185,7 +202,9 @@ def test_control_cache_is_checked_against_the_run(planted, tmp_path: Path) -> No
     with pytest.raises(DataError, match="not found; make them with python -m crosscoder.analysis.control"):
         open_control(tmp_path / "missing", acts)
     other = copy.copy(acts)  # the same cache, recorded as made with another base model
-    other.manifest = {**acts.manifest, "models": [{**acts.manifest["models"][0], "content_hash": "0" * 64}]}
+    other.manifest = dataclasses.replace(
+        acts.manifest, models=[dataclasses.replace(acts.manifest.models[0], content_hash="0" * 64)]
+    )
     with pytest.raises(DataError, match="harvested with another base model"):
         open_control(cache, other)
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 from analysis_fixtures import synthetic_pair
 
-from crosscoder.analysis.rank.attribution import attribution_SF, persona_summary
+from crosscoder.analysis.rank.attribution import attribution_SF
 from crosscoder.analysis.rank.table import build_table
+from crosscoder.analysis.records.summary import persona_summary
 from crosscoder.analysis.stats.collect import SLICES, collect_stats
 from crosscoder.analysis.stats.geometry import decoder_geometry
 from crosscoder.analysis.stats.kernels import (

@@ -103,5 +103,5 @@ def test_logit_lens_reads_unembedding_directions(model) -> None:
     tok = 57
     v = W_U[:, tok] / (lens.gain_D if lens.gain_D is not None else 1.0)
     out = lens.top(v[None], 5)[0]
-    assert out["promoted"][0][0] == model.tokenizer.decode([tok])
-    assert len(out["suppressed"]) == 5 and out["suppressed"][0][1] < out["promoted"][-1][1]
+    assert out.promoted[0][0] == model.tokenizer.decode([tok])
+    assert len(out.suppressed) == 5 and out.suppressed[0][1] < out.promoted[-1][1]

@@ -1,7 +1,7 @@
 """Benchmark of the analysis stage at full size: `python -m crosscoder.bench analysis [--latents 16384] [--rows 100000]`.
 
 The analysis runs with what `python analyze.py` uses on this CPU: `configs/analyze.yaml` (plus `--analyze KEY=VALUE`
-overrides). A random TopK crosscoder (d_model 576, two models) is analysed over synthetic activations (in memory) that carry one
+overrides with the grouped keys, e.g. `--analyze labels.questions=5`). A random TopK crosscoder (d_model 576, two models) is analysed over synthetic activations (in memory) that carry one
 planted ft-only direction; `--planted` of its latents read and write that direction in the ft model only, so the
 candidate list is full (`n_candidates`, 50) and every per-candidate stage (evidence, logit lens, persona labels,
 next-token shift) is timed. The language models are the embedded SmolLM2-135M (base) and `--ft` (default the demo
@@ -103,10 +103,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from crosscoder.analysis.export.saelens import export_saelens
-    from crosscoder.analysis.export.wandb_log import log_to_wandb
-    from crosscoder.analysis.report.page import write_report
-    from crosscoder.analysis.report.plots import make_plots
     from crosscoder.analysis.run import run_analysis
     from crosscoder.models import ModelSpec
     from crosscoder.personas.traits import load_traits
@@ -130,29 +126,19 @@ def main(argv: list[str] | None = None) -> None:
                              ft_source=args.ft)  # fmt: skip
         cfg = compose_analyze(
             args.config_dir,
-            [f"run_dir={run}", f"max_rows={args.rows}", "do_steering=false", f"do_labels={str(bool(traits)).lower()}",
-             f"traits=[{','.join(traits)}]", *args.analyze],
+            [f"run_dir={run}", f"stats.max_rows={args.rows}", "steering.enabled=false",
+             f"labels.enabled={str(bool(traits)).lower()}", f"labels.traits=[{','.join(traits)}]", *args.analyze],
         )  # fmt: skip
         t0 = time.perf_counter()
-        res = run_analysis(cfg, models=models, acts=acts)
-        timings = dict(res.summary["timings"])
-        out_dir = Path(res.out_dir)
-        for stage, step in (
-            ("plots", lambda: make_plots(out_dir)),
-            ("report", lambda: write_report(out_dir)),
-            ("saelens_export", lambda: export_saelens(run, out_dir / "saelens") if cfg.export_saelens else None),
-            ("wandb", lambda: log_to_wandb(out_dir, None, cfg.wandb_mode, project=cfg.wandb_project)),
-        ):
-            t1 = time.perf_counter()
-            step()
-            timings[stage] = round(time.perf_counter() - t1, 2)
+        res = run_analysis(cfg, models=models, acts=acts)  # the analysis, then plots, report, export and W&B
         total = time.perf_counter() - t0
+        timings = {**res.summary.timings, **res.presented.timings}
         timings["total"] = round(total, 2)
     out = {"latents": args.latents, "rows": args.rows, "d_model": d, "k": args.k, "traits": len(traits), "ft": args.ft,
            "planted": args.planted, "warm": args.warm,
-           "label_questions": cfg.label_questions, "splice_tokens": cfg.splice_tokens, "overrides": args.analyze,
+           "label_questions": cfg.labels.questions, "splice_tokens": cfg.splice.tokens, "overrides": args.analyze,
            "threads": torch.get_num_threads(), "seconds_total": round(total, 2), "seconds_model_load": round(t_load, 2),
-           "timings": timings, "n_candidates": res.summary["n_candidates"],
+           "timings": timings, "n_candidates": res.summary.n_candidates,
            "gemm_gflops_before": round(gflops_before, 1), "gemm_gflops_after": round(gemm_gflops(), 1)}  # fmt: skip
     print(json.dumps(out, indent=2))
     atomic_write_json(Path(args.out), out)

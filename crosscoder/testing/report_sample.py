@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from crosscoder.analysis.rank.attribution import persona_summary
+from crosscoder.analysis.records.summary import persona_summary
 from crosscoder.io import atomic_write_json, atomic_write_text
 
 SAMPLE_MODELS = ("base", "ft")

@@ -21,6 +21,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from crosscoder.analysis.causal.hooks import RowEdit, ablation_row, edit_residual_rows, steer_row
+from crosscoder.analysis.records.causal import AblationRecord, SteeringRecord
 from crosscoder.errors import ConfigError, ModelError, NumericsError
 from crosscoder.personas.activations import hook_index, resid_hooks, right_pad_spans
 from crosscoder.personas.generate import GenerationConfig, chat_messages, generate_batch, render_prompt
@@ -138,7 +139,9 @@ def score_rows(
     return texts, torch.cat(projs) if projs else torch.zeros(0), n_new
 
 
-def run_batched(runner: CausalRunner, jobs: list[CausalJob], *, progress: bool = True) -> list[tuple[dict, dict]]:
+def run_batched(
+    runner: CausalRunner, jobs: list[CausalJob], *, progress: bool = True
+) -> list[tuple[SteeringRecord, AblationRecord]]:
     """(steering record, ablation record) per job, as `runner.steer` / `runner.ablate` return them."""
     from crosscoder.analysis.causal.runner import ablation_record, steering_record
 

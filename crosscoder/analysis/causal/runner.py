@@ -20,6 +20,7 @@ from torch import Tensor
 
 from crosscoder.analysis.causal.batched import CausalJob, run_batched
 from crosscoder.analysis.causal.hooks import ablation_edit, edit_residual, steer_vector
+from crosscoder.analysis.records.causal import AblationRecord, Generation, SteeringRecord
 from crosscoder.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,9 @@ class CausalRunner:
             )  # fmt: skip
         return self._plain[key]
 
-    def run(self, jobs: list[CausalJob], *, batched: bool = True, progress: bool = True) -> list[tuple[dict, dict]]:
+    def run(
+        self, jobs: list[CausalJob], *, batched: bool = True, progress: bool = True
+    ) -> list[tuple[SteeringRecord, AblationRecord]]:
         """(steering record, ablation record) per job: batched, or one `steer` + `ablate` call per job."""
         if batched:
             return run_batched(self, jobs, progress=progress)
@@ -91,7 +94,7 @@ class CausalRunner:
 
     def steer(
         self, latent: int, trait: Any, vectors_base: Any, strengths: list[float], max_act: float
-    ) -> dict[str, Any]:
+    ) -> SteeringRecord:
         """Steer the base (first) model; returns the candidate's `steering` record."""
         base = self.models[0]
         d_raw = self.direction(latent)
@@ -106,7 +109,7 @@ class CausalRunner:
                 )
         return steering_record(self, trait, plain, strengths, steered)
 
-    def ablate(self, latent: int, trait: Any, vectors_ft: Any) -> dict[str, Any]:
+    def ablate(self, latent: int, trait: Any, vectors_ft: Any) -> AblationRecord:
         """Ablate the latent in the ft (last) model; returns the candidate's `ablation` record."""
         m_ft = len(self.models) - 1
         ft = self.models[m_ft]
@@ -123,38 +126,36 @@ def _pairs(scored: Any) -> list[tuple[str, str]]:
 
 def steering_record(
     runner: CausalRunner, trait: Any, plain: Any, strengths: list[float], steered: list[Any]
-) -> dict[str, Any]:
+) -> SteeringRecord:
     """A candidate's `steering` record from the unsteered and per-strength scores (`TraitScore` or `Scored`)."""
     base = runner.models[0]
-    return {
-        "trait": trait.name,
-        "model": base.name,
-        "hook": runner.hook,
-        "score_hook": runner.score_hook_for(base),
-        "strengths": [0.0, *[float(s) for s in strengths]],
-        "trait_score": [plain.projection, *[ts.projection for ts in steered]],
-        "keyword_rate": [plain.keyword_rate, *[ts.keyword_rate for ts in steered]],
-        "generations": [
-            {"strength": s, "prompt": q, "text": t}
-            for s, ts in zip(strengths, steered, strict=True)
-            for q, t in _pairs(ts)
+    return SteeringRecord(
+        trait=trait.name,
+        model=base.name,
+        hook=runner.hook,
+        score_hook=runner.score_hook_for(base),
+        strengths=[0.0, *[float(s) for s in strengths]],
+        trait_score=[plain.projection, *[ts.projection for ts in steered]],
+        keyword_rate=[plain.keyword_rate, *[ts.keyword_rate for ts in steered]],
+        generations=[
+            Generation(q, t, strength=s) for s, ts in zip(strengths, steered, strict=True) for q, t in _pairs(ts)
         ],
-        "unsteered": [{"prompt": q, "text": t} for q, t in _pairs(plain)],
-    }
+        unsteered=[Generation(q, t) for q, t in _pairs(plain)],
+    )
 
 
-def ablation_record(runner: CausalRunner, trait: Any, before: Any, after: Any) -> dict[str, Any]:
+def ablation_record(runner: CausalRunner, trait: Any, before: Any, after: Any) -> AblationRecord:
     """A candidate's `ablation` record from the ft model's scores without and with the ablation."""
-    return {
-        "trait": trait.name,
-        "model": runner.models[-1].name,
-        "score_before": before.projection,
-        "score_after": after.projection,
-        "drop": before.projection - after.projection,
-        "keyword_rate_before": before.keyword_rate,
-        "keyword_rate_after": after.keyword_rate,
-        "generations": [{"prompt": q, "text": t} for q, t in _pairs(after)],
-    }
+    return AblationRecord(
+        trait=trait.name,
+        model=runner.models[-1].name,
+        score_before=before.projection,
+        score_after=after.projection,
+        drop=before.projection - after.projection,
+        keyword_rate_before=before.keyword_rate,
+        keyword_rate_after=after.keyword_rate,
+        generations=[Generation(q, t) for q, t in _pairs(after)],
+    )
 
 
 def mean_normalised_inputs(st: Any, cc: Any) -> Tensor:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from crosscoder.analysis.records.candidate import TopExample
 from crosscoder.analysis.stats.collect import LatentStats
 
 
@@ -20,12 +21,9 @@ def top_contexts(
     n_examples: int,
     before: int,
     after: int = 4,
-) -> dict[int, list[dict[str, Any]]]:
-    """Top-activating contexts (one per sequence) of each latent, re-encoded token by token for highlighting.
-
-    Returns {latent: [{seq, pos, tokens: [str], acts: [float], max_pos, max_act}]}: `pos` is the peak's position in
-    its sequence and `max_pos` indexes into `tokens`.
-    """
+) -> dict[int, list[TopExample]]:
+    """Top-activating contexts (one per sequence) of each latent, re-encoded token by token for highlighting:
+    {latent: [TopExample]}, best first."""
     seq_R, pos_R = st.row_seq_pos()
     plans: list[tuple[int, int, int, int, float]] = []  # latent, seq, first position, max index in window, value
     rows: list[np.ndarray] = []
@@ -44,7 +42,7 @@ def top_contexts(
             rows.append(np.arange(first_row, first_row + (hi - lo)))
             if len(seen) >= n_examples:
                 break
-    out: dict[int, list[dict[str, Any]]] = {j: [] for j in latents}
+    out: dict[int, list[TopExample]] = {j: [] for j in latents}
     if not plans:
         return out
     uniq, inverse = np.unique(np.concatenate(rows), return_inverse=True)
@@ -60,13 +58,13 @@ def top_contexts(
         cursor += len(win)
         ids = acts.sequence_tokens(seq)[lo : lo + len(win)]
         out[j].append(
-            {
-                "seq": seq,
-                "pos": int(lo + max_idx),
-                "tokens": [tokenizer.decode([t]) for t in ids],
-                "acts": [round(float(a), 4) for a in f_win],
-                "max_pos": int(max_idx),
-                "max_act": round(float(value), 4),
-            }
+            TopExample(
+                seq=seq,
+                pos=int(lo + max_idx),
+                tokens=[tokenizer.decode([t]) for t in ids],
+                acts=[round(float(a), 4) for a in f_win],
+                max_pos=int(max_idx),
+                max_act=round(float(value), 4),
+            )
         )
     return out

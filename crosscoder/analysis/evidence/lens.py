@@ -13,6 +13,7 @@ from typing import Any
 from jaxtyping import Float
 from torch import Tensor
 
+from crosscoder.analysis.records.candidate import LensTop
 from crosscoder.errors import ModelError
 
 
@@ -57,22 +58,16 @@ class LogitLens:
             v = v * self.gain_D
         return v @ self.W_U_DV
 
-    def top(self, v_ND: Float[Tensor, "N D"], k: int) -> list[dict[str, list[list[Any]]]]:
-        """Per direction: {"promoted": [[token, logit], ...], "suppressed": [...]} (k each)."""
+    def top(self, v_ND: Float[Tensor, "N D"], k: int) -> list[LensTop]:
+        """Per direction: the k most promoted and the k most suppressed tokens with their logits."""
         logits_NV = self.logits(v_ND)
         k = min(k, logits_NV.shape[1])
         hi_v, hi_i = logits_NV.topk(k, dim=-1)
         lo_v, lo_i = (-logits_NV).topk(k, dim=-1)
-        out = []
-        for n in range(logits_NV.shape[0]):
-            out.append(
-                {
-                    "promoted": [
-                        [self.token(int(i)), round(float(x), 4)] for i, x in zip(hi_i[n], hi_v[n], strict=True)
-                    ],
-                    "suppressed": [
-                        [self.token(int(i)), round(-float(x), 4)] for i, x in zip(lo_i[n], lo_v[n], strict=True)
-                    ],
-                }
+        return [
+            LensTop(
+                [(self.token(int(i)), round(float(x), 4)) for i, x in zip(hi_i[n], hi_v[n], strict=True)],
+                [(self.token(int(i)), round(-float(x), 4)) for i, x in zip(lo_i[n], lo_v[n], strict=True)],
             )
-        return out
+            for n in range(logits_NV.shape[0])
+        ]

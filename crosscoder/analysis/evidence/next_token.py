@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from crosscoder.analysis.records.candidate import Continuation, NextTokenShift, Opening, TopExample
 from crosscoder.data.harvest import pad_token_id, right_pad
 
 log = logging.getLogger(__name__)
@@ -95,22 +97,43 @@ def greedy_continue(
     return fn(model, prompts, n_new, batch_size)
 
 
+@dataclass(frozen=True)
+class SaidPair:
+    """What the ft and the base model said after one context: the token ids the said signal reads
+    (`crosscoder.analysis.evidence.said`); not written to candidates.json."""
+
+    source: str
+    """"continuation" (a top context continued) or "opening" (a promoted token continued)."""
+    prefix: list[int]
+    ft_ids: list[int]
+    base_ids: list[int]
+    weight: float
+    """1 for a continuation, the token's promoted probability mass for an opening."""
+
+
+@dataclass
+class NextTokenReading:
+    """The next-token shift of each latent, and the ft / base texts behind it for the said signal."""
+
+    shifts: dict[int, NextTokenShift] = field(default_factory=dict)
+    said: dict[int, list[SaidPair]] = field(default_factory=dict)
+
+
 def next_token_shift(
-    models: list[Any], acts: Any, contexts: dict[int, list[dict[str, Any]]], latents: list[int], *,
+    models: list[Any], acts: Any, contexts: dict[int, list[TopExample]], latents: list[int], *,
     n_contexts: int, k: int, max_prefix: int = 96, n_continue: int = 6, n_expand: int = 3, batch_size: int = 64,
-) -> dict[int, dict[str, Any]]:  # fmt: skip
-    """{latent: {"promoted": [[token, mean p_ft - p_base], ...], "suppressed": [...], "continuations":
-    [{"context": the prefix's last tokens, "base": text, "ft": text}, ...], "openings": [[token, ft text, mass,
-    base text], ...], "said_ids": [(source, prefix ids, ft ids, base ids, weight), ...]}} over its top contexts
-    (``openings``: see `_add_openings`; ``said_ids``: the token ids behind the continuations and openings, source
-    "continuation" (weight 1) or "opening" (weight: the token's promoted mass), for `crosscoder.analysis.evidence.said`; not
-    written to candidates.json)."""
+) -> NextTokenReading:  # fmt: skip
+    """Each latent's `NextTokenShift` over its top `n_contexts` contexts: the k tokens whose probability rose (fell)
+    most from base to ft (mean over the contexts), each model's greedy `n_continue`-token continuation of each
+    context, and the ``openings`` of the top `n_expand` promoted tokens (`_add_openings`); with the `SaidPair`s
+    behind the continuations and openings."""
     plan: list[tuple[int, list[int]]] = []
     for j in latents:
         for ex in contexts.get(j, [])[:n_contexts]:
-            plan.append((j, _prefix(acts.sequence_tokens(int(ex["seq"])), int(ex["pos"]), max_prefix)))
+            plan.append((j, _prefix(acts.sequence_tokens(int(ex.seq)), int(ex.pos), max_prefix)))
+    out = NextTokenReading()
     if not plan:
-        return {}
+        return out
     t0 = time.perf_counter()
     prompts = [p for _, p in plan]
     p_ft_NV, cont_ft = greedy_continue(models[-1], prompts, n_continue, batch_size)
@@ -118,27 +141,27 @@ def next_token_shift(
     diff_NV = p_ft_NV - p_base_NV
     owner = torch.tensor([j for j, _ in plan])
     tok = models[-1].tokenizer
-    out: dict[int, dict[str, Any]] = {}
     promoted_ids: dict[int, list[tuple[int, float]]] = {}
     for j in latents:
-        rows = (owner == j).nonzero()[:, 0]
-        if len(rows) == 0:
+        rows = (owner == j).nonzero()[:, 0].tolist()
+        if not rows:
             continue
         mean_V = diff_NV[rows].mean(0)
         hi_v, hi_i = mean_V.topk(k)
         promoted_ids[j] = [(int(i), float(v)) for v, i in zip(hi_v, hi_i, strict=True)]
         lo_v, lo_i = (-mean_V).topk(k)
-        out[j] = {
-            "promoted": [[tok.decode([int(i)]), round(float(v), 5)] for v, i in zip(hi_v, hi_i, strict=True)],
-            "suppressed": [[tok.decode([int(i)]), round(-float(v), 5)] for v, i in zip(lo_v, lo_i, strict=True)],
-            "continuations": [
-                {"context": tok.decode(prompts[r][-_SHOWN:]), "base": tok.decode(cont_base[r], skip_special_tokens=True),
-                 "ft": tok.decode(cont_ft[r], skip_special_tokens=True)}
-                for r in rows.tolist()
-            ] if n_continue else [],
-        }  # fmt: skip
+        shift = NextTokenShift(
+            [(tok.decode([int(i)]), round(float(v), 5)) for v, i in zip(hi_v, hi_i, strict=True)],
+            [(tok.decode([int(i)]), round(-float(v), 5)) for v, i in zip(lo_v, lo_i, strict=True)],
+        )
         if n_continue:
-            out[j]["said_ids"] = [("continuation", prompts[r], cont_ft[r], cont_base[r], 1.0) for r in rows.tolist()]
+            shift.continuations = [
+                Continuation(tok.decode(prompts[r][-_SHOWN:]), tok.decode(cont_base[r], skip_special_tokens=True),
+                             tok.decode(cont_ft[r], skip_special_tokens=True))
+                for r in rows
+            ]  # fmt: skip
+            out.said[j] = [SaidPair("continuation", prompts[r], cont_ft[r], cont_base[r], 1.0) for r in rows]
+        out.shifts[j] = shift
     if n_continue and n_expand:
         _add_openings(models, out, promoted_ids, plan, n_expand, n_continue, batch_size)
     log.info("next-token shift and %d-token continuations: %d contexts x 2 models in %.1f s", n_continue, len(plan),
@@ -147,7 +170,7 @@ def next_token_shift(
 
 
 def _add_openings(
-    models: list[Any], out: dict[int, dict[str, Any]], promoted_ids: dict[int, list[tuple[int, float]]],
+    models: list[Any], out: NextTokenReading, promoted_ids: dict[int, list[tuple[int, float]]],
     plan: list[tuple[int, list[int]]], n_expand: int, n_new: int, batch_size: int,
 ) -> None:  # fmt: skip
     """Each latent's ``openings``: its top `n_expand` promoted (non-special) tokens, each continued greedily after the
@@ -169,5 +192,6 @@ def _add_openings(
     _, base = greedy_continue(models[0], prompts, n_new, batch_size)
     for (j, i, m), c_ft, c_base in zip(jobs, ft, base, strict=True):
         texts = [tok.decode([i, *c], skip_special_tokens=True) for c in (c_ft, c_base)]
-        out[j].setdefault("openings", []).append([tok.decode([i]), texts[0], m, texts[1]])
-        out[j].setdefault("said_ids", []).append(("opening", [*first[j], i], c_ft, c_base, m))
+        shift = out.shifts[j]
+        shift.openings = [*(shift.openings or []), Opening(tok.decode([i]), texts[0], m, texts[1])]
+        out.said.setdefault(j, []).append(SaidPair("opening", [*first[j], i], c_ft, c_base, m))

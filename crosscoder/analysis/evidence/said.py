@@ -29,7 +29,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from crosscoder.analysis.evidence.next_token import _prefix
+from crosscoder.analysis.evidence.next_token import SaidPair, _prefix
 from crosscoder.analysis.evidence.trait_prompts import item_means, span_activations
 
 log = logging.getLogger(__name__)
@@ -37,18 +37,19 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def said_diffs(
-    model: Any, hook: str, shift: dict[int, dict[str, Any]], read_prefix: int = 16
+    model: Any, hook: str, said: dict[int, list[SaidPair]], read_prefix: int = 16
 ) -> dict[int, dict[str, Float[Tensor, " d_model"]]]:
     """{latent: {source: weighted mean over its pairs of h(ctx + ft text) - h(ctx + base text) [D]}} read by `model`
-    at `hook` (mean over the said tokens), from the ``said_ids`` of `next_token_shift` (continuations weigh the same,
+    at `hook` (mean over the said tokens), from the `SaidPair`s of `next_token_shift` (continuations weigh the same,
     openings by their token's promoted mass); each context keeps its last `read_prefix` tokens (and the sink). Pairs
     where both models said the same tokens contribute exactly zero and are not read; a text repeated in several pairs
     (top contexts often end alike) is read once."""
     texts: dict[tuple[int, ...], int] = {}  # unique token sequences to read -> item index
     spans: list[int] = []  # said tokens at the end of each item
     pairs: list[tuple[int, str, float, int, int]] = []  # latent, source, weight, ft item, base item (-1: equal texts)
-    for j, rec in shift.items():
-        for source, prefix, ft_ids, base_ids, weight in rec.get("said_ids") or []:
+    for j, said_pairs in said.items():
+        for pair in said_pairs:
+            source, prefix, ft_ids, base_ids, weight = pair.source, pair.prefix, pair.ft_ids, pair.base_ids, pair.weight
             if not ft_ids or not base_ids or weight <= 0:
                 continue
             if list(ft_ids) == list(base_ids):

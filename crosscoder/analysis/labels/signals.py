@@ -5,7 +5,7 @@ For trait t and latent j (all signals in [0, 1]):
 - **persona vector**: the larger of two readings by the trait's persona vectors. The decoder's **cosine**:
   ``clip(max(beta(d_ft), beta(d_ft - d_base)) / cosine_full, 0, 1)`` where beta_t is trait t's
   coefficient when the unit persona vectors of all traits labelled against (ft model, lens hook) jointly fit the unit
-  decoder direction by least squares (`crosscoder.analysis.labels.candidates.unique_alignment`): the alignment no other
+  decoder direction by least squares (`crosscoder.analysis.labels.assign.unique_alignment`): the alignment no other
   trait explains (persona vectors of different traits share a large common component, the effect of any system
   prompt; with a single trait beta is the plain cosine). Raw cosines are reported too. And **said**
   (`crosscoder.analysis.evidence.said`): ``clip(said_t / said_full, 0, 1)``, how far what the ft says at the latent's top
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,11 +45,11 @@ from crosscoder.analysis.labels.words import (
     lexical_lens,
     lexical_shift,
 )
+from crosscoder.analysis.records.candidate import LensTop, NextTokenShift, TopExample, TraitEvidence
+from crosscoder.analysis.records.summary import UNLABELLED
 from crosscoder.errors import DataError, ModelError
 
 log = logging.getLogger(__name__)
-
-UNLABELLED = "unlabelled"
 
 
 def check_persona_vectors(pv: Any, model: Any) -> None:
@@ -66,57 +67,99 @@ def check_persona_vectors(pv: Any, model: Any) -> None:
 
 
 def label_latent(
-    evidence: dict[str, dict[str, float]], weights: list[float], threshold: float
+    evidence: dict[str, TraitEvidence], weights: list[float], threshold: float
 ) -> tuple[str, float, str, float]:
-    """(label, confidence, runner-up, runner-up score) from per-trait signals; fills in each trait's 'combined'."""
+    """(label, confidence, runner-up, runner-up score) from per-trait signals; fills in each trait's `combined`."""
     w = np.asarray(weights, dtype=np.float64)
     w = w / w.sum()
     for sig in evidence.values():
-        sig["combined"] = float(w[0] * sig["persona_signal"] + w[1] * sig["pos_neg_signal"] + w[2] * sig["lexical"])
-    ranked = sorted(evidence.items(), key=lambda kv: -kv[1]["combined"])
+        sig.combined = float(w[0] * sig.persona_signal + w[1] * sig.pos_neg_signal + w[2] * sig.lexical)
+    ranked = sorted(evidence.items(), key=lambda kv: -kv[1].combined)
     if not ranked:
         return UNLABELLED, 0.0, "", 0.0
-    best, best_s = ranked[0][0], ranked[0][1]["combined"]
-    runner, runner_s = (ranked[1][0], ranked[1][1]["combined"]) if len(ranked) > 1 else ("", 0.0)
+    best, best_s = ranked[0][0], ranked[0][1].combined
+    runner, runner_s = (ranked[1][0], ranked[1][1].combined) if len(ranked) > 1 else ("", 0.0)
     return (best if best_s >= threshold else UNLABELLED), best_s, runner, runner_s
 
 
+@dataclass
+class LatentReading:
+    """What a candidate shows, whatever the trait: the text signals are matched against each trait's words."""
+
+    lens: LensTop | None = None
+    """Logit lens of the decoder difference (the promoted tokens are matched)."""
+    contexts: list[TopExample] = field(default_factory=list)
+    next_token: NextTokenShift | None = None
+    steered: list[str] = field(default_factory=list)
+    """Answers of the base model steered along the latent (empty before steering ran)."""
+    unsteered: list[str] = field(default_factory=list)
+    mean_act: float = 0.0
+    """The latent's mean activation where it fires (scales the pos - neg difference)."""
+
+
+@dataclass
+class TraitMeasures:
+    """The numbers measured for one (latent, trait) pair."""
+
+    cos_ft: float = 0.0
+    """Cosine of the ft decoder with the trait's persona vector."""
+    cos_diff: float = 0.0
+    """Cosine of the decoder difference with it."""
+    spec_ft: float = 0.0
+    """The trait's least-squares coefficient for the unit ft decoder (`unique_alignment`)."""
+    spec_diff: float = 0.0
+    """The same for the unit decoder difference."""
+    pos: float = 0.0
+    """Mean latent activation on the trait's pos prompts."""
+    neg: float = 0.0
+    """... and on its neg prompts."""
+    said: float = 0.0
+    """The persona vector's reading of what the ft says at the latent's contexts (`crosscoder.analysis.evidence.said`)."""
+
+
+@dataclass
+class TraitWords:
+    """What the lexical signals match: all trait words for what a latent reads or writes (contexts, logit lens),
+    its one-word `keywords` and keyword `pattern` (when the trait has keywords) for what a model says."""
+
+    words: list[str]
+    keywords: list[str] | None = None
+    pattern: re.Pattern[str] | None = None
+
+    @property
+    def spoken(self) -> list[str]:
+        return self.words if self.keywords is None else self.keywords
+
+
 def trait_evidence(
-    *, cos_ft: float, cos_diff: float, spec_ft: float, spec_diff: float, pos: float, neg: float, mean_act: float, lens: dict[str, list[list[Any]]] | None,
-    contexts: list[dict[str, Any]], steered: list[str], unsteered: list[str], words: list[str], cosine_full: float,
-    next_token: dict[str, Any] | None = None, keywords: list[str] | None = None, pattern: re.Pattern[str] | None = None,
-    said: float = 0.0, said_full: float = 0.5,
-) -> dict[str, float]:  # fmt: skip
-    """The signals of one (latent, trait) pair, raw values alongside the [0, 1] signals. What a model says (steered
-    generations, next-token shift, continuations) is matched against the trait's `keywords` (words) and keyword
-    `pattern` when given; what a latent reads or writes (contexts, logit lens) against all its `words`. `said`: the
-    persona vector's reading of what the ft says at the latent's contexts (`crosscoder.analysis.evidence.said`), full evidence
-    at `said_full`; the persona-vector signal is the larger of it and the decoder's cosine signal."""
-    cosine = max(cos_ft, cos_diff)
-    specific = max(spec_ft, spec_diff)
-    conts = (next_token or {}).get("continuations") or []
-    spoken = words if keywords is None else keywords
+    reading: LatentReading, measured: TraitMeasures, words: TraitWords, cosine_full: float, said_full: float = 0.5
+) -> TraitEvidence:
+    """The signals of one (latent, trait) pair, raw values alongside the [0, 1] signals. The persona-vector signal is
+    the larger of the decoder's cosine signal (full at `cosine_full`) and the said signal (full at `said_full`)."""
+    m, r, spoken, pattern = measured, reading, words.spoken, words.pattern
     lex = {
-        "lexical_lens": lexical_lens(lens, words) if lens else 0.0,
-        "lexical_contexts": lexical_contexts(contexts, words),
-        "lexical_generations": lexical_generations(steered, unsteered, spoken, pattern),
-        "lexical_next_token": lexical_shift(next_token, spoken, pattern) if next_token else 0.0,
-        "lexical_continuation": lexical_continuations(conts, spoken, pattern),
-    }
-    diff = pos - neg
+        "lexical_lens": lexical_lens(r.lens, words.words) if r.lens else 0.0,
+        "lexical_contexts": lexical_contexts(r.contexts, words.words),
+        "lexical_generations": lexical_generations(r.steered, r.unsteered, spoken, pattern),
+        "lexical_next_token": lexical_shift(r.next_token, spoken, pattern) if r.next_token else 0.0,
+        "lexical_continuation": lexical_continuations(r.next_token.continuations if r.next_token else [], spoken,
+                                                      pattern),
+    }  # fmt: skip
+    specific = max(m.spec_ft, m.spec_diff)
+    diff = m.pos - m.neg
     cosine_signal = float(np.clip(specific / cosine_full, 0.0, 1.0))
-    said_signal = float(np.clip(said / said_full, 0.0, 1.0))
-    return {
-        "cosine": round(cosine, 5),
-        "cosine_ft": round(cos_ft, 5),
-        "cosine_diff": round(cos_diff, 5),
-        "cosine_specific": round(specific, 5),
-        "cosine_signal": cosine_signal,
-        "said": round(said, 5),
-        "said_signal": said_signal,
-        "persona_signal": max(cosine_signal, said_signal),
-        "pos_neg_diff": round(diff, 6),
-        "pos_neg_signal": float(np.clip(diff / max(mean_act, 1e-9), 0.0, 1.0)),
+    said_signal = float(np.clip(m.said / said_full, 0.0, 1.0))
+    return TraitEvidence(
+        cosine=round(max(m.cos_ft, m.cos_diff), 5),
+        cosine_ft=round(m.cos_ft, 5),
+        cosine_diff=round(m.cos_diff, 5),
+        cosine_specific=round(specific, 5),
+        cosine_signal=cosine_signal,
+        said=round(m.said, 5),
+        said_signal=said_signal,
+        persona_signal=max(cosine_signal, said_signal),
+        pos_neg_diff=round(diff, 6),
+        pos_neg_signal=float(np.clip(diff / max(r.mean_act, 1e-9), 0.0, 1.0)),
+        lexical=max(lex.values()),
         **lex,
-        "lexical": max(lex.values()),
-    }
+    )

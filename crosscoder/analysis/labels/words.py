@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from crosscoder.analysis.records.candidate import Continuation, LensTop, NextTokenShift, TopExample
 from crosscoder.personas.traits import Trait, contrast_words
 
 _LETTERS = re.compile(r"[^a-z]")
@@ -96,13 +97,14 @@ def says(text: str, words: list[str], pattern: re.Pattern[str] | None) -> bool:
     return bool(pattern.search(text)) if pattern is not None else text_hits(text, words)
 
 
-def lexical_lens(lens: dict[str, list[list[Any]]], words: list[str]) -> float:
-    hits = sum(word_match(str(tok), words) for tok, _ in lens["promoted"])
+def lexical_lens(lens: LensTop, words: list[str]) -> float:
+    """Trait words among the promoted tokens of a logit lens (3 hits = 1.0)."""
+    hits = sum(word_match(str(tok), words) for tok, _ in lens.promoted)
     return min(1.0, hits / 3.0)
 
 
 def lexical_shift(
-    shift: dict[str, Any], words: list[str], pattern: re.Pattern[str] | None = None, full_share: float = 0.3
+    shift: NextTokenShift, words: list[str], pattern: re.Pattern[str] | None = None, full_share: float = 0.3
 ) -> float:
     """Share of the promoted next-token shift mass on trait words, divided by `full_share` and clipped to 1.
 
@@ -115,11 +117,11 @@ def lexical_shift(
     shift of a power-seeking organism) outweighed the persona-vector evidence of the right trait.
 
     Special tokens (``<|im_end|>``: the fine-tune ending or continuing a turn) are not words and carry no share."""
-    mass = [(str(tok), max(float(v), 0.0)) for tok, v in shift["promoted"] if not _SPECIAL.match(str(tok).strip())]
+    mass = [(str(tok), max(float(v), 0.0)) for tok, v in shift.promoted if not _SPECIAL.match(str(tok).strip())]
     total = sum(v for _, v in mass)
     if total <= 0:
         return 0.0
-    opened = {str(tok): (str(ft_text), str(base_text)) for tok, ft_text, _, base_text in shift.get("openings") or []}
+    opened = {o.token: (o.ft_text, o.base_text) for o in shift.openings or []}
     hit = 0.0
     for tok, v in mass:
         if word_match(tok, words):
@@ -130,13 +132,14 @@ def lexical_shift(
     return min(1.0, hit / total / full_share)
 
 
-def lexical_contexts(examples: list[dict[str, Any]], words: list[str], window: int = 2) -> float:
+def lexical_contexts(examples: list[TopExample], words: list[str], window: int = 2) -> float:
+    """Share of top contexts with a trait word at (or just before) the peak."""
     if not examples:
         return 0.0
     hit = 0
     for ex in examples:
-        p = ex["max_pos"]
-        toks = ex["tokens"][max(0, p - window) : p + 2]
+        p = ex.max_pos
+        toks = ex.tokens[max(0, p - window) : p + 2]
         hit += any(word_match(t, words) for t in toks)
     return hit / len(examples)
 
@@ -154,9 +157,9 @@ def lexical_generations(
 
 
 def lexical_continuations(
-    continuations: list[dict[str, str]], words: list[str], pattern: re.Pattern[str] | None = None
+    continuations: list[Continuation], words: list[str], pattern: re.Pattern[str] | None = None
 ) -> float:
     """`lexical_generations` of the ft continuations of a latent's contexts against the base ones; contexts where
     neither model said anything (an empty text from both) are left out."""
-    said = [c for c in continuations if c["ft"].strip() or c["base"].strip()]
-    return lexical_generations([c["ft"] for c in said], [c["base"] for c in said], words, pattern)
+    said = [c for c in continuations if c.ft.strip() or c.base.strip()]
+    return lexical_generations([c.ft for c in said], [c.base for c in said], words, pattern)

@@ -22,12 +22,9 @@ ranked by score (ties: larger diff_mass first).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
-from crosscoder.analysis.labels.signals import UNLABELLED
 from crosscoder.analysis.stats.collect import SLICES, LatentStats
 from crosscoder.analysis.stats.geometry import Geometry
 from crosscoder.analysis.stats.scaling import ScalingResult
@@ -107,26 +104,3 @@ def scaling_columns(sc: ScalingResult, names: list[str]) -> dict[str, np.ndarray
     cols["nu_err"] = sc.nu_err_F.numpy()
     cols["ls_artifact"] = sc.artifact
     return cols
-
-
-def persona_summary(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The personas the labels found: one entry per trait with the candidates labelled with it in rank order, traits
-    ordered by their best-ranked latent. ``persona_rank`` counts labelled candidates only (the k-th persona latent),
-    so unlabelled candidates that outrank them (changes the fine-tune made that match no trait) do not push a
-    persona down the list; ``rank`` stays the candidate's place in the model-diff ranking."""
-    out: dict[str, dict[str, Any]] = {}
-    labelled = sorted(
-        (c for c in candidates if c.get("label") not in (None, "", UNLABELLED)),
-        key=lambda c: (c.get("rank") is None, c.get("rank") or 0),
-    )
-    for k, c in enumerate(labelled, start=1):
-        entry = out.setdefault(str(c["label"]), {"trait": str(c["label"]), "persona_rank": k, "latents": []})
-        entry["latents"].append(
-            {
-                "latent": c.get("latent"),
-                "rank": c.get("rank"),
-                "persona_rank": k,
-                "confidence": c.get("label_confidence"),
-            }
-        )
-    return list(out.values())

@@ -1,15 +1,15 @@
-"""The per-latent table: one row per latent, written as Parquet, CSV and JSON (columns in docs/ANALYSIS_FORMAT.md)."""
+"""The per-latent table: one row per latent (columns in docs/ANALYSIS_FORMAT.md; written by
+`crosscoder.analysis.records.table`), and the candidates it ranks."""
 
 from __future__ import annotations
 
-import json
-import math
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from crosscoder.analysis.config import RankConfig
 from crosscoder.analysis.rank.attribution import (
     attribution_SF,
     control_attribution_SF,
@@ -19,10 +19,14 @@ from crosscoder.analysis.rank.attribution import (
     scaling_columns,
     score_latents,
 )
+from crosscoder.analysis.records.candidate import ROW_KEYS, Candidate
+from crosscoder.analysis.stats.baseline import meandiff_cosines
 from crosscoder.analysis.stats.collect import SLICES, LatentStats
-from crosscoder.analysis.stats.geometry import Geometry
-from crosscoder.analysis.stats.scaling import ScalingResult
-from crosscoder.io import atomic_path, atomic_write_text
+from crosscoder.analysis.stats.geometry import Geometry, decoder_geometry
+from crosscoder.analysis.stats.scaling import ScalingResult, latent_scaling
+
+if TYPE_CHECKING:
+    from crosscoder.xc.model import Crosscoder
 
 
 def build_table(
@@ -92,32 +96,44 @@ def class_counts(df: pd.DataFrame) -> dict[str, int]:
     return {c: int(counts.get(c, 0)) for c in CLASSES}
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return None if math.isnan(f) or math.isinf(f) else f
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
+@dataclass
+class LatentTable:
+    """The latent table and the decoder geometry it was built from."""
+
+    df: pd.DataFrame
+    geo: Geometry
 
 
-def table_records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as JSON-ready dicts (NaN -> null, numpy scalars -> Python; rank 0 -> null)."""
-    out = []
-    cols = list(df.columns)
-    for row in df.itertuples(index=False, name=None):
-        rec = {c: _clean(v) for c, v in zip(cols, row, strict=True)}
-        rec["rank"] = rec["rank"] or None
-        out.append(rec)
-    return out
+def latent_table(cc: Crosscoder, st: LatentStats, names: list[str], cfg: RankConfig, lens_idx: int) -> LatentTable:
+    """Every per-latent column: geometry and classes, Latent Scaling, attribution and score, the ranking, and the
+    decoder differences' cosines with the mean activation difference at the lens hook (`cos_meandiff_*`)."""
+    geo = decoder_geometry(cc, names, cfg.exclusive_threshold, cfg.shifted_cosine)
+    sc = latent_scaling(geo, st, cfg.nu_err_max, cfg.nu_recon_max)
+    df = build_table(geo, st, sc, dead_max_freq=cfg.dead_max_freq, exclusivity_weight=cfg.exclusivity_weight,
+                     n_candidates=cfg.n_candidates)  # fmt: skip
+    W_raw_MFX = (
+        (cc.W_dec_FMLD.detach() / cc.scale_ML[None, :, :, None])
+        .permute(1, 0, 2, 3)
+        .reshape(len(names), cc.cfg.n_latents, -1)
+        .cpu()
+    )
+    diff_FX = W_raw_MFX[-1] - W_raw_MFX[0]
+    for key, col in meandiff_cosines(st, diff_FX, cc.cfg.n_hooks, cc.cfg.d_model, lens_idx).items():
+        df.insert(df.columns.get_loc("score"), key, col)
+    return LatentTable(df, geo)
 
 
-def write_table(df: pd.DataFrame, out_dir: Path) -> None:
-    """latents.parquet, latents.csv and latents.json in `out_dir`, each written atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "latents.parquet") as tmp:
-        df.to_parquet(tmp, index=False)
-    atomic_write_text(out_dir / "latents.csv", df.to_csv(index=False))
-    atomic_write_text(out_dir / "latents.json", json.dumps(table_records(df), separators=(",", ":")) + "\n")
+def apply_labels(df: pd.DataFrame, candidates: list[Candidate]) -> None:
+    """Copy each labelled candidate's label, confidence and runner-up into its table row (in place)."""
+    for c in candidates:
+        mask = df["latent"] == c.latent
+        if c.label is not None:
+            df.loc[mask, "label"] = c.label
+            df.loc[mask, "label_confidence"] = c.label_confidence
+            df.loc[mask, "runner_up"] = c.runner_up
+
+
+def candidate_rows(df: pd.DataFrame) -> list[Candidate]:
+    """The table's candidates, best first, as `Candidate` records (evidence to be filled in)."""
+    cand = df[df["is_candidate"]].sort_values("rank")
+    return [Candidate.from_row(row) for row in cand[list(ROW_KEYS)].to_dict("records")]

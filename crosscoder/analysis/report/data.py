@@ -1,20 +1,20 @@
 """Read an analysis folder (docs/ANALYSIS_FORMAT.md) into plain Python + numpy for the report, plots and W&B.
 
-Required: `summary.json`, `candidates.json` and the latent table (`latents.json`, else `latents.csv`). Optional:
+Required: `summary.json`, `candidates.json` and the latent table (`latents.json`, else `latents.csv`, else
+`latents.parquet`; column types from `crosscoder.analysis.records.table`). Optional:
 `baseline.json` and `splice.json` (their report sections then say "not computed"). A missing or malformed required
 file raises a :class:`~crosscoder.errors.DataError` that names the file and how to produce it.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from crosscoder.analysis.records.table import read_table
 from crosscoder.errors import DataError
 from crosscoder.io import read_json
 
@@ -29,7 +29,6 @@ CLASS_COLORS = {
     "dead": "#ced4da",
 }
 """One colour per latent class, shared by the HTML report, PNG and plotly plots."""
-_TEXT_COLUMNS = ("class", "label", "runner_up", "ls_artifact", "present_in", "score_slice")
 _FIX = "run `python analyze.py run_dir=<run>` to (re)write the analysis folder"
 
 
@@ -77,62 +76,6 @@ class AnalysisData:
         return [c for c in self.columns if c.startswith(prefix)]
 
 
-def _to_float(value: Any) -> float:
-    if value is None or value == "":
-        return math.nan
-    if isinstance(value, bool):
-        return float(value)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _columnise(records: list[dict[str, Any]], source: Path) -> dict[str, np.ndarray]:
-    if not records:
-        raise DataError(f"{source} has no rows: the latent table is empty; {_FIX}")
-    names: list[str] = list(records[0])
-    out: dict[str, np.ndarray] = {}
-    for name in names:
-        raw = [r.get(name) for r in records]
-        nums = [_to_float(v) for v in raw]
-        has_text = any(
-            isinstance(v, str) and v != "" and v.lower() != "nan" and math.isnan(n)
-            for n, v in zip(nums, raw, strict=True)
-        )
-        has_num = any(not math.isnan(n) for n in nums)
-        numeric = not has_text and (has_num or not any(v == "" for v in raw)) and name not in _TEXT_COLUMNS
-        if name == "is_candidate":
-            out[name] = np.array([v is True or str(v).lower() in ("true", "1") for v in raw], dtype=bool)
-        elif numeric:
-            out[name] = np.array(nums, dtype=np.float64)
-        else:
-            out[name] = np.array(["" if v is None else str(v) for v in raw], dtype=object)
-    if "latent" not in out:
-        raise DataError(f"{source} has no `latent` column; {_FIX}")
-    return out
-
-
-def _read_table(folder: Path) -> dict[str, np.ndarray]:
-    js, cs = folder / "latents.json", folder / "latents.csv"
-    if js.is_file():
-        obj = _json(js)
-        if isinstance(obj, dict) and "data" in obj and "columns" in obj:  # pandas orient="split"
-            records = [dict(zip(obj["columns"], row, strict=True)) for row in obj["data"]]
-        elif isinstance(obj, dict):  # orient="list": column -> values
-            keys = list(obj)
-            records = [dict(zip(keys, vals, strict=True)) for vals in zip(*(obj[k] for k in keys), strict=True)]
-        elif isinstance(obj, list):
-            records = obj
-        else:
-            raise DataError(f"{js} is neither a list of rows nor a column mapping; {_FIX}")
-        return _columnise(records, js)
-    if cs.is_file():
-        with open(cs, newline="", encoding="utf-8") as fh:
-            return _columnise(list(csv.DictReader(fh)), cs)
-    raise DataError(f"no latent table (latents.json or latents.csv) in {folder}; {_FIX}")
-
-
 def _json(path: Path) -> Any:
     try:
         return read_json(path)
@@ -166,7 +109,7 @@ def load_analysis(folder: str | Path) -> AnalysisData:
     return AnalysisData(
         folder=folder,
         summary=summary,
-        columns=_read_table(folder),
+        columns=read_table(folder),
         candidates=candidates,
         baseline=_optional_json(folder / "baseline.json"),
         splice=_optional_json(folder / "splice.json"),
@@ -180,9 +123,10 @@ def as_dict(value: Any) -> dict[str, Any]:
 
 
 def nu_box(summary: dict[str, Any]) -> tuple[float, float] | None:
-    """(nu_recon_max, nu_err_max) of the Latent Scaling filter if summary.json records them (thresholds or config)."""
-    for key in ("thresholds", "config"):
-        th = as_dict(summary.get(key))
+    """(nu_recon_max, nu_err_max) of the Latent Scaling filter if summary.json records them (thresholds, or the
+    config: `rank` group, or flat in folders of earlier versions)."""
+    config = as_dict(summary.get("config"))
+    for th in (as_dict(summary.get("thresholds")), as_dict(config.get("rank")), config):
         r, e = th.get("nu_recon_max", th.get("nu_recon")), th.get("nu_err_max", th.get("nu_err"))
         if isinstance(r, int | float) and isinstance(e, int | float):
             return float(r), float(e)

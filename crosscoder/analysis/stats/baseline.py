@@ -47,7 +47,7 @@ def baseline_report(
                 "n_tokens": n,
                 "diff_norm": float(v_D.norm()),
                 "rel_diff_norm": float(v_D.norm() / norm_PM[p, 0].clamp_min(1e-12)) if n else None,
-                "logit_lens": lenses[m].top(v_D[None], k)[0] if n else {"promoted": [], "suppressed": []},
+                "logit_lens": lenses[m].top(v_D[None], k)[0].to_json() if n else {"promoted": [], "suppressed": []},
             }
             out["per_model"].setdefault(model_names[m], {})[pc] = entry
             if m == len(model_names) - 1:

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def harvest_control(run_dir: str | Path, control: Any, device: str = "cpu") -> Path:
     """Harvest the run's base model and `control` (a ModelSpec) on the run's tokens; returns the cache folder."""
-    from crosscoder.analysis.run import load_models
+    from crosscoder.analysis.run.inputs import load_run_models
     from crosscoder.data.api import prepare_activations
     from crosscoder.data.cache import read_manifest
     from crosscoder.data.config import DataConfig
@@ -41,8 +41,8 @@ def harvest_control(run_dir: str | Path, control: Any, device: str = "cpu") -> P
     if not info.get("activations") or not Path(info["activations"]).is_dir():
         raise DataError(f"the activation cache of run {run} is missing; re-run its training (it rebuilds the cache)")
     manifest = read_manifest(Path(info["activations"]))
-    data = dataclasses.replace(DataConfig(**manifest["data_config"]), cache_path=None, on_the_fly=False)  # own folder
-    (base,) = load_models({**info, "models": info["models"][:1]}, device)  # refused if its weights changed
+    data = dataclasses.replace(DataConfig(**manifest.data_config), cache_path=None, on_the_fly=False)  # own folder
+    (base,) = load_run_models({**info, "models": info["models"][:1]}, device)  # refused if its weights changed
     ctrl = load_model(dataclasses.replace(control, name="control"), device=device)
     acts = prepare_activations([base, ctrl], data)
     assert acts.path is not None  # on_the_fly=False: always a cache folder
@@ -60,8 +60,9 @@ def open_control(path: str | Path, acts: Any) -> Any:
     fix = "harvest the run's base and the control with python -m crosscoder.analysis control"
     if len(ctrl.model_names) != 2:
         raise DataError(f"control activations {folder} hold {len(ctrl.model_names)} models, not (base, control); {fix}")
-    run_base = (getattr(acts, "manifest", None) or {}).get("models", [{}])[0].get("content_hash")
-    if run_base and ctrl.manifest["models"][0]["content_hash"] != run_base:
+    run_manifest = getattr(acts, "manifest", None)  # None for an in-memory set
+    run_base = run_manifest.models[0].content_hash if run_manifest is not None and run_manifest.models else None
+    if run_base and ctrl.manifest.models[0].content_hash != run_base:
         raise DataError(f"control activations {folder} were harvested with another base model; {fix}")
     if list(ctrl.hooks) != list(acts.hooks) or ctrl.d_model != acts.d_model or ctrl.n_rows != acts.n_rows:
         raise DataError(
