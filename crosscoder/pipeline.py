@@ -47,7 +47,7 @@ def load_models(specs: list[ModelSpec], device: str = "cpu") -> list[LoadedModel
     return [load_model(resolve_model_spec(spec), device=device) for spec in specs]
 
 
-def spec_dict(spec: Any) -> dict[str, Any]:
+def spec_dict(spec: ModelSpec) -> dict[str, Any]:
     """A ModelSpec as a JSON-ready dict."""
     return dataclasses.asdict(spec)
 

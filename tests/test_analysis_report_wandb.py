@@ -87,4 +87,4 @@ def test_offline_run_holds_tables_and_artifact(
     media = runs[0] / "files" / "media"
     tables = {p.name.split("_")[0] for p in (media / "table").glob("*.table.json")}
     assert tables == {"latents", "candidates"}
-    assert len(list((media / "plotly").rglob("*.plotly.json"))) == 4
+    assert len(list((media / "images" / "plots").rglob("*.png"))) == 4  # the report's four charts

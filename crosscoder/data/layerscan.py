@@ -48,7 +48,7 @@ def logit_lens(model: LoadedModel, v_ND: torch.Tensor, top_k: int) -> list[list[
     with torch.inference_mode():
         logits = model.tl.unembed(model.tl.ln_final(v_ND[None].to(torch.float32)))[0]
     top = logits.topk(top_k, dim=-1).indices
-    return [[model.tokenizer.decode([int(t)]) for t in row] for row in top]
+    return [[str(model.tokenizer.decode([int(t)])) for t in row] for row in top]
 
 
 def layer_scan(
@@ -217,34 +217,17 @@ def _plot_png(result: dict[str, Any], path: Path) -> None:
 
 
 def _plot_html(result: dict[str, Any], path: Path) -> None:
-    import plotly.graph_objects as go
+    """The relative mean difference per layer and token set, hover text: hook, tokens and the difference's logit lens."""
+    from crosscoder import charts
 
-    fig = go.Figure()
+    series: dict[str, tuple[list[float], list[float], list[str]]] = {}
     for subset in SUBSETS:
         rows = [r for r in result["rows"] if r["subset"] == subset]
-        if rows:
-            fig.add_trace(
-                go.Scatter(
-                    x=[r["layer"] for r in rows],
-                    y=[r["rel_mean_diff"] for r in rows],
-                    mode="lines+markers",
-                    name=subset,
-                    text=[
-                        "<br>".join(
-                            [
-                                f"{r['hook']}",
-                                f"n={r['n_tokens']}",
-                                "logit lens: " + " ".join(repr(t) for t in r["top_tokens"][:8]),
-                            ]
-                        )
-                        for r in rows
-                    ],
-                    hoverinfo="text+y",
-                )
-            )
-    fig.update_layout(
-        title=f"Layer scan: {result['ft']} - {result['base']} (hover: logit-lens tokens of the mean difference)",
-        xaxis_title="layer (resid_post)",
-        yaxis_title="||mean diff|| / mean||base||",
-    )
-    atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
+        tips = [
+            f"{r['hook']} | n={r['n_tokens']} | logit lens: " + " ".join(repr(t) for t in r["top_tokens"][:8])
+            for r in rows
+        ]
+        series[subset] = ([r["layer"] for r in rows], [r["rel_mean_diff"] for r in rows], tips)
+    title = f"Layer scan: {result['ft']} - {result['base']} (hover: logit-lens tokens of the mean difference)"
+    chart = charts.lines(series, title, "layer (resid_post)", "||mean diff|| / mean||base||")
+    atomic_write_text(path, charts.html_page(title, charts.inline(chart, title)))

@@ -134,10 +134,15 @@ class CacheManifest:
     def from_json(cls, obj: Any) -> CacheManifest:
         """Parse manifest.json content; a DataError names the first missing key."""
         o = _check(obj, cls, "manifest.json")
-        values = {f.name: o.get(f.name) for f in fields(cls)}
-        values["models"] = [ModelRecord.from_json(m) for m in o["models"]]
-        values["shards"] = [ShardEntry.from_json(s) for s in o.get("shards") or []]
-        return cls(**values)
+        return cls(
+            format=str(o["format"]), version=int(o["version"]), key=str(o["key"]), complete=bool(o["complete"]),
+            identity=dict(o["identity"]), models=[ModelRecord.from_json(m) for m in o["models"]],
+            hooks=[str(h) for h in o["hooks"]], d_model=int(o["d_model"]), dtype=str(o["dtype"]),
+            layout=str(o["layout"]), data_config=dict(o["data_config"]), sources=list(o["sources"]),
+            shards=[ShardEntry.from_json(s) for s in o.get("shards") or []], rebuild=o.get("rebuild"),
+            n_rows=o.get("n_rows"), n_seqs=o.get("n_seqs"), role_counts=o.get("role_counts"), norm=o.get("norm"),
+            harvest=o.get("harvest"),
+        )  # fmt: skip
 
 
 def _check(obj: Any, cls: type, where: str) -> JSON:

@@ -29,6 +29,9 @@ from crosscoder.personas.score import _answer_items, keyword_counts
 
 if TYPE_CHECKING:
     from crosscoder.analysis.causal.runner import CausalRunner
+    from crosscoder.models.load import LoadedModel
+    from crosscoder.personas.traits import Trait
+    from crosscoder.personas.vectors import PersonaVectors
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +41,11 @@ class CausalJob:
     """One candidate latent to steer (in the base model) and ablate (in the ft model), scored on one trait."""
 
     latent: int
-    trait: Any
+    trait: Trait
     """The `Trait` whose evaluation questions and persona vectors score the latent."""
-    vectors_base: Any
+    vectors_base: PersonaVectors
     """The base model's `PersonaVectors` of `trait` (steering scores)."""
-    vectors_ft: Any
+    vectors_ft: PersonaVectors
     """The ft model's `PersonaVectors` of `trait` (ablation scores)."""
     strengths: list[float]
     """Steering strengths, in units of the latent's largest activation."""
@@ -72,27 +75,31 @@ class _Stop(Exception):
     """Raised by the capture hook to end a scoring forward pass once the score hook has been read."""
 
 
-def _unit(vectors: Any, idx: int) -> Tensor:
+def _unit(vectors: PersonaVectors, idx: int) -> Tensor:
     v_D = vectors.vectors_LD[idx].float()
     return v_D / v_D.norm().clamp_min(1e-12)
 
 
-def _questions(trait: Any, n_q: int) -> list[str]:
+def _questions(trait: Trait, n_q: int) -> list[str]:
     qs = list(trait.eval_questions[:n_q])
     if not qs:
         raise ConfigError(f"trait_score: trait {trait.name} has no evaluation questions")
     return qs
 
 
-def _generate(model: Any, questions: list[str], gen: GenerationConfig) -> tuple[list[str], int]:
+def _generate(model: LoadedModel, questions: list[str], gen: GenerationConfig) -> tuple[list[str], int]:
     """Answers to `questions` (one left-padded batch, in order) and the number of new non-pad tokens."""
-    tok = model.tokenizer
+    tok, hf = model.tokenizer, getattr(model, "hf", None)
+    if hf is None:
+        raise ModelError(
+            f"steering needs the HF module of {model.name} to generate with; load it with load_model(spec)"
+        )
     enc = [tok(render_prompt(tok, chat_messages(q)), add_special_tokens=False)["input_ids"] for q in questions]
-    return generate_batch(model.hf, tok, enc, gen, seed=gen.seed)
+    return generate_batch(hf, tok, enc, gen, seed=gen.seed)
 
 
 @torch.no_grad()
-def _project(model: Any, questions: list[str], answers: list[str], unit_BD: Tensor, score_hook: str) -> Tensor:
+def _project(model: LoadedModel, questions: list[str], answers: list[str], unit_BD: Tensor, score_hook: str) -> Tensor:
     """Per row, the mean over answer tokens of the activation at `score_hook` projected on the row's unit vector.
 
     One right-padded forward pass (as `personas.activations.span_means`), stopped once `score_hook` is read.
@@ -121,7 +128,13 @@ def _project(model: Any, questions: list[str], answers: list[str], unit_BD: Tens
 
 
 def score_rows(
-    model: Any, lens_hook: str, score_hook: str, rows: list[_Row], gen: GenerationConfig, max_rows: int, bar: Any
+    model: LoadedModel,
+    lens_hook: str,
+    score_hook: str,
+    rows: list[_Row],
+    gen: GenerationConfig,
+    max_rows: int,
+    bar: Any,
 ) -> tuple[list[str], Tensor, int]:
     """Answers, projections ``[n_rows]`` and new-token count of `rows` of `model`, chunk by chunk."""
     texts: list[str] = []
@@ -163,7 +176,9 @@ def run_batched(
     base_segs: dict[Any, tuple[str, int]] = {}
     ft_segs: dict[Any, tuple[str, int]] = {}
 
-    def add(rows: list[_Row], segs: dict, key: Any, tname: str, unit_D: Tensor, edit: RowEdit) -> None:
+    def add(
+        rows: list[_Row], segs: dict[Any, tuple[str, int]], key: Any, tname: str, unit_D: Tensor, edit: RowEdit
+    ) -> None:
         segs[key] = (tname, len(rows))
         rows.extend(_Row(q, unit_D, edit) for q in qs[tname])
 

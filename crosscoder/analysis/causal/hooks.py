@@ -19,13 +19,17 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from crosscoder.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from crosscoder.models.load import LoadedModel
+    from crosscoder.xc.model import Crosscoder
 
 _HOOK = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|post)$")
 Edit = Callable[[Tensor], Tensor]
@@ -64,7 +68,7 @@ def _hf_hook(layer_module: Any, kind: str, edit: Edit) -> Any:
 
         return layer_module.register_forward_hook(post)
 
-    def pre(_mod: Any, args: tuple, kwargs: dict) -> Any:
+    def pre(_mod: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if args:
             return (edit(args[0]), *args[1:]), kwargs
         kwargs = dict(kwargs)
@@ -75,7 +79,7 @@ def _hf_hook(layer_module: Any, kind: str, edit: Edit) -> Any:
 
 
 @contextmanager
-def edit_residual(model: Any, hook: str, edit: Edit) -> Iterator[None]:
+def edit_residual(model: LoadedModel, hook: str, edit: Edit) -> Iterator[None]:
     """Apply `edit` to `model`'s residual stream at `hook` inside the block; every hook is removed on exit."""
     layer, kind = _parse(hook)
     handles: list[Any] = []
@@ -118,7 +122,7 @@ def ablate_latent(w_enc_D: Tensor, enc_offset: float, scale: float, d_dec_raw_D:
 
 
 def _ablation_params(
-    cc: Any, latent: int, model_idx: int, hook_idx: int, mean_xn_MLD: Tensor
+    cc: Crosscoder, latent: int, model_idx: int, hook_idx: int, mean_xn_MLD: Tensor
 ) -> tuple[Tensor, float, float, Tensor]:
     """(w_enc_D, enc_offset, scale, d_dec_raw_D) of the ablation of `latent` (arguments of `ablate_latent`)."""
     W_enc = cc.W_enc_MLDF.detach()[..., latent]  # [M, L, D]
@@ -133,7 +137,7 @@ def _ablation_params(
     return W_enc[model_idx, hook_idx], offset, scale, d_raw
 
 
-def ablation_edit(cc: Any, latent: int, model_idx: int, hook_idx: int, mean_xn_MLD: Tensor) -> Edit:
+def ablation_edit(cc: Crosscoder, latent: int, model_idx: int, hook_idx: int, mean_xn_MLD: Tensor) -> Edit:
     """The ablation edit of `latent` in model `model_idx` at hook `hook_idx` (see the module docstring)."""
     return ablate_latent(*_ablation_params(cc, latent, model_idx, hook_idx, mean_xn_MLD))
 
@@ -157,7 +161,7 @@ def steer_row(direction_D: Float[Tensor, " D"], strength: float) -> RowEdit:
     return RowEdit(add_D=strength * direction_D.detach().float())
 
 
-def ablation_row(cc: Any, latent: int, model_idx: int, hook_idx: int, mean_xn_MLD: Tensor) -> RowEdit:
+def ablation_row(cc: Crosscoder, latent: int, model_idx: int, hook_idx: int, mean_xn_MLD: Tensor) -> RowEdit:
     """The row form of `ablation_edit`."""
     w_enc_D, offset, scale, d_raw_D = _ablation_params(cc, latent, model_idx, hook_idx, mean_xn_MLD)
     return RowEdit(w_D=w_enc_D.detach().float() * scale, offset=offset, d_D=d_raw_D.detach().float())
@@ -197,7 +201,7 @@ class RowEdits:
 
 
 @contextmanager
-def edit_residual_rows(model: Any, hook: str, rows: list[RowEdit]) -> Iterator[None]:
+def edit_residual_rows(model: LoadedModel, hook: str, rows: list[RowEdit]) -> Iterator[None]:
     """`edit_residual` with a per-row edit: inside the block every forward must see exactly ``len(rows)`` rows."""
     with edit_residual(model, hook, RowEdits(rows, int(model.d_model))):
         yield

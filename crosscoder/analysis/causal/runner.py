@@ -13,7 +13,7 @@ the lens hook, i.e. s = 1 is the latent at its largest activation seen on the ca
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -23,11 +23,24 @@ from crosscoder.analysis.causal.hooks import ablation_edit, edit_residual, steer
 from crosscoder.analysis.records.causal import AblationRecord, Generation, SteeringRecord
 from crosscoder.errors import ConfigError
 
+if TYPE_CHECKING:
+    from crosscoder.analysis.stats.collect import LatentStats
+    from crosscoder.models.load import LoadedModel
+    from crosscoder.personas.traits import Trait
+    from crosscoder.personas.vectors import PersonaVectors
+    from crosscoder.xc.model import Crosscoder
+
 log = logging.getLogger(__name__)
 
 
 def _score(
-    model: Any, trait: Any, questions: list[str], max_new_tokens: int, vectors: Any, hook: str, seed: int
+    model: LoadedModel,
+    trait: Trait,
+    questions: list[str],
+    max_new_tokens: int,
+    vectors: PersonaVectors,
+    hook: str,
+    seed: int,
 ) -> Any:
     from crosscoder.personas.score import trait_score
 
@@ -43,7 +56,7 @@ class CausalRunner:
     are the per-call reference path (one ``generate`` call per latent and strength).
     """
 
-    def __init__(self, cc: Any, models: list[Any], lens_hook_idx: int, hooks: list[str], mean_xn_MLD: Tensor, *,
+    def __init__(self, cc: Crosscoder, models: list[LoadedModel], lens_hook_idx: int, hooks: list[str], mean_xn_MLD: Tensor, *,
                  questions: int, max_new_tokens: int, score_hook: str | None, seed: int,
                  max_rows: int = 64) -> None:  # fmt: skip
         if max_rows < 1:
@@ -59,7 +72,7 @@ class CausalRunner:
         """Throughput of the last batched `run` (rows, calls, new_tokens, seconds, tokens_per_s)."""
         self._plain: dict[tuple[int, str], Any] = {}
 
-    def score_hook_for(self, model: Any) -> str:
+    def score_hook_for(self, model: LoadedModel) -> str:
         """The hook whose activations are projected on the persona vector (default: the last layer's output)."""
         return self.score_hook or f"blocks.{model.n_layers - 1}.hook_resid_post"
 
@@ -68,7 +81,7 @@ class CausalRunner:
         m_ft = len(self.models) - 1
         return (self.cc.W_dec_FMLD.detach()[latent, m_ft, self.li] / self.cc.scale_ML[m_ft, self.li]).float()
 
-    def plain_score(self, m: int, trait: Any, vectors: Any) -> Any:
+    def plain_score(self, m: int, trait: Trait, vectors: PersonaVectors) -> Any:
         key = (m, trait.name)
         if key not in self._plain:
             model = self.models[m]
@@ -93,7 +106,7 @@ class CausalRunner:
         ]
 
     def steer(
-        self, latent: int, trait: Any, vectors_base: Any, strengths: list[float], max_act: float
+        self, latent: int, trait: Trait, vectors_base: PersonaVectors, strengths: list[float], max_act: float
     ) -> SteeringRecord:
         """Steer the base (first) model; returns the candidate's `steering` record."""
         base = self.models[0]
@@ -109,7 +122,7 @@ class CausalRunner:
                 )
         return steering_record(self, trait, plain, strengths, steered)
 
-    def ablate(self, latent: int, trait: Any, vectors_ft: Any) -> AblationRecord:
+    def ablate(self, latent: int, trait: Trait, vectors_ft: PersonaVectors) -> AblationRecord:
         """Ablate the latent in the ft (last) model; returns the candidate's `ablation` record."""
         m_ft = len(self.models) - 1
         ft = self.models[m_ft]
@@ -125,7 +138,7 @@ def _pairs(scored: Any) -> list[tuple[str, str]]:
 
 
 def steering_record(
-    runner: CausalRunner, trait: Any, plain: Any, strengths: list[float], steered: list[Any]
+    runner: CausalRunner, trait: Trait, plain: Any, strengths: list[float], steered: list[Any]
 ) -> SteeringRecord:
     """A candidate's `steering` record from the unsteered and per-strength scores (`TraitScore` or `Scored`)."""
     base = runner.models[0]
@@ -144,7 +157,7 @@ def steering_record(
     )
 
 
-def ablation_record(runner: CausalRunner, trait: Any, before: Any, after: Any) -> AblationRecord:
+def ablation_record(runner: CausalRunner, trait: Trait, before: Any, after: Any) -> AblationRecord:
     """A candidate's `ablation` record from the ft model's scores without and with the ablation."""
     return AblationRecord(
         trait=trait.name,
@@ -158,7 +171,7 @@ def ablation_record(runner: CausalRunner, trait: Any, before: Any, after: Any) -
     )
 
 
-def mean_normalised_inputs(st: Any, cc: Any) -> Tensor:
+def mean_normalised_inputs(st: LatentStats, cc: Crosscoder) -> Tensor:
     """Mean normalised activation ``[M, L, D]`` over the analysed tokens (for the ablation's encoder estimate)."""
     cfg = cc.cfg
     n = float(st.count_S[0]) if float(st.count_S[0]) > 0 else 1.0

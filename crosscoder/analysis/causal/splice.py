@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -23,10 +23,15 @@ from tqdm.auto import tqdm
 
 from crosscoder.data.harvest import pad_token_id, recording_hooks, right_pad
 
+if TYPE_CHECKING:
+    from crosscoder.data.protocols import Activations
+    from crosscoder.models.load import LoadedModel
+    from crosscoder.xc.model import Crosscoder
+
 log = logging.getLogger(__name__)
 
 
-def _batches(acts: Any, n_tokens: int, batch_size: int) -> list[list[list[int]]]:
+def _batches(acts: Activations, n_tokens: int, batch_size: int) -> list[list[list[int]]]:
     seqs, total = [], 0
     for s in range(acts.n_seqs):
         ids = acts.sequence_tokens(s)
@@ -51,14 +56,16 @@ def _replace_hook(edit_BS: Tensor, new_ND: Tensor | None) -> Any:
     return hook
 
 
-def _clean_logits_and_acts(model: Any, hooks: list[str], tokens_BS: Tensor, valid_BS: Tensor) -> tuple[Tensor, Tensor]:
+def _clean_logits_and_acts(
+    model: LoadedModel, hooks: list[str], tokens_BS: Tensor, valid_BS: Tensor
+) -> tuple[Tensor, Tensor]:
     """One unedited forward pass: the logits and the activations ``[B, S, L, D]`` at `hooks`."""
     B, S = tokens_BS.shape
     x_BSLD = torch.empty((B, S, len(hooks), model.d_model), dtype=torch.float32)
     return _logits(model, tokens_BS, valid_BS, recording_hooks(hooks, x_BSLD)), x_BSLD
 
 
-def _logits(model: Any, tokens_BS: Tensor, valid_BS: Tensor, fwd_hooks: list) -> Tensor:
+def _logits(model: LoadedModel, tokens_BS: Tensor, valid_BS: Tensor, fwd_hooks: list[Any]) -> Tensor:
     with torch.no_grad(), model.tl.hooks(fwd_hooks=fwd_hooks):
         return model.tl(tokens_BS, attention_mask=valid_BS.long()).float()
 
@@ -78,7 +85,7 @@ def _ce_kl(logits_BSV: Tensor, ref_BSV: Tensor | None, tokens_BS: Tensor, loss_B
 
 @torch.no_grad()
 def splice_metrics(
-    cc: Any, models: list[Any], hooks: list[str], acts: Any, n_tokens: int, batch_size: int
+    cc: Crosscoder, models: list[LoadedModel], hooks: list[str], acts: Activations, n_tokens: int, batch_size: int
 ) -> dict[str, dict[str, float | None]]:
     """splice.json content: {model name: {ce_clean, ce_spliced, ce_zero_ablation, kl, frac_recovered, n_tokens}}."""
     pad = pad_token_id(models[0].tokenizer)

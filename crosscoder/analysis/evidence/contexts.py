@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -10,13 +10,19 @@ import torch
 from crosscoder.analysis.records.candidate import TopExample
 from crosscoder.analysis.stats.collect import LatentStats
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+    from crosscoder.data.protocols import Activations
+    from crosscoder.xc.model import Crosscoder
+
 
 def top_contexts(
-    cc: Any,
-    acts: Any,
+    cc: Crosscoder,
+    acts: Activations,
     st: LatentStats,
     latents: list[int],
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     *,
     n_examples: int,
     before: int,
@@ -61,7 +67,7 @@ def top_contexts(
             TopExample(
                 seq=seq,
                 pos=int(lo + max_idx),
-                tokens=[tokenizer.decode([t]) for t in ids],
+                tokens=[str(tokenizer.decode([t])) for t in ids],
                 acts=[round(float(a), 4) for a in f_win],
                 max_pos=int(max_idx),
                 max_act=round(float(value), 4),

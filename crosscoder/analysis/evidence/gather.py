@@ -15,7 +15,7 @@ from crosscoder.analysis.records.candidate import Candidate
 from crosscoder.analysis.stats.collect import LatentStats
 
 if TYPE_CHECKING:
-    from crosscoder.data.api import Activations
+    from crosscoder.data.protocols import Activations
     from crosscoder.models.load import LoadedModel
     from crosscoder.xc.model import Crosscoder
 

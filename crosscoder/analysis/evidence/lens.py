@@ -8,7 +8,7 @@ those with the smallest "suppressed".
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from jaxtyping import Float
 from torch import Tensor
@@ -16,8 +16,11 @@ from torch import Tensor
 from crosscoder.analysis.records.candidate import LensTop
 from crosscoder.errors import ModelError
 
+if TYPE_CHECKING:
+    from crosscoder.models.load import LoadedModel
 
-def unembed_parts(model: Any) -> tuple[Tensor | None, bool, Tensor]:
+
+def unembed_parts(model: LoadedModel) -> tuple[Tensor | None, bool, Tensor]:
     """(final-norm gain or None, centre first?, W_U [D, V]) of a `LoadedModel` (HF weights when present, else TL)."""
     hf = getattr(model, "hf", None)
     if hf is not None and hasattr(hf, "get_output_embeddings") and hf.get_output_embeddings() is not None:
@@ -39,7 +42,7 @@ def unembed_parts(model: Any) -> tuple[Tensor | None, bool, Tensor]:
 class LogitLens:
     """Logit lens of many directions through one model, with decoded token strings cached."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: LoadedModel) -> None:
         self.gain_D, self.centre, self.W_U_DV = unembed_parts(model)
         self.tokenizer = model.tokenizer
         self.name = model.name
@@ -47,7 +50,7 @@ class LogitLens:
 
     def token(self, idx: int) -> str:
         if idx not in self._tok:
-            self._tok[idx] = self.tokenizer.decode([idx])
+            self._tok[idx] = str(self.tokenizer.decode([idx]))
         return self._tok[idx]
 
     def logits(self, v_ND: Float[Tensor, "N D"]) -> Float[Tensor, "N V"]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from jaxtyping import Float
@@ -31,7 +31,19 @@ from torch import Tensor
 from crosscoder.analysis.records.candidate import Continuation, NextTokenShift, Opening, TopExample
 from crosscoder.data.harvest import pad_token_id, right_pad
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+    from crosscoder.data.protocols import Activations
+    from crosscoder.models.load import LoadedModel
+
 log = logging.getLogger(__name__)
+
+
+def _text(tok: Tokenizer, ids: list[int], skip_special_tokens: bool = False) -> str:
+    return str(tok.decode(ids, skip_special_tokens=skip_special_tokens))
+
+
 _SHOWN = 12  # prefix tokens shown with each continuation
 _OPENING_PREFIX = 16  # context tokens (the sink included) the models read before a promoted token they continue
 
@@ -43,17 +55,21 @@ def _prefix(ids: list[int], end: int, max_prefix: int) -> list[int]:
 
 
 @torch.no_grad()
-def _greedy_hf(model: Any, prompts: list[list[int]], n_new: int, batch_size: int) -> tuple[Tensor, list[list[int]]]:
+def _greedy_hf(
+    model: LoadedModel, prompts: list[list[int]], n_new: int, batch_size: int
+) -> tuple[Tensor, list[list[int]]]:
     """First-step probabilities ``[n_prompts, vocab]`` and greedy continuations from the HF model (KV cache)."""
     from crosscoder.personas.generate import left_pad
 
+    hf = model.hf
+    assert hf is not None, "greedy_continue picks this path for models with an HF module"
     pad = pad_token_id(model.tokenizer)
     eos = model.tokenizer.eos_token_id
-    device = next(model.hf.parameters()).device
+    device = next(hf.parameters()).device
     probs, conts = [], []
     for a in range(0, len(prompts), batch_size):
         ids_BS, mask_BS = left_pad(prompts[a : a + batch_size], pad)  # left padding: every prompt ends at column S
-        out = model.hf.generate(
+        out = cast(Any, hf).generate(
             input_ids=ids_BS.to(device), attention_mask=mask_BS.to(device), max_new_tokens=max(n_new, 1),
             min_new_tokens=n_new, do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad,
             eos_token_id=eos, output_logits=True, return_dict_in_generate=True,
@@ -64,7 +80,9 @@ def _greedy_hf(model: Any, prompts: list[list[int]], n_new: int, batch_size: int
 
 
 @torch.no_grad()
-def _greedy_tl(model: Any, prompts: list[list[int]], n_new: int, batch_size: int) -> tuple[Tensor, list[list[int]]]:
+def _greedy_tl(
+    model: LoadedModel, prompts: list[list[int]], n_new: int, batch_size: int
+) -> tuple[Tensor, list[list[int]]]:
     """As `_greedy_hf` through the TransformerLens model: one right-padded forward per generated token."""
     pad = pad_token_id(model.tokenizer)
     eos = model.tokenizer.eos_token_id
@@ -88,7 +106,7 @@ def _greedy_tl(model: Any, prompts: list[list[int]], n_new: int, batch_size: int
 
 
 def greedy_continue(
-    model: Any, prompts: list[list[int]], n_new: int, batch_size: int = 16
+    model: LoadedModel, prompts: list[list[int]], n_new: int, batch_size: int = 16
 ) -> tuple[Float[Tensor, "n_prompts vocab"], list[list[int]]]:
     """`model`'s next-token probabilities after each prompt and its greedy continuation of `n_new` tokens with the
     end-of-turn token suppressed: what it says next if it does not stop (stopping shows in the probabilities);
@@ -120,7 +138,7 @@ class NextTokenReading:
 
 
 def next_token_shift(
-    models: list[Any], acts: Any, contexts: dict[int, list[TopExample]], latents: list[int], *,
+    models: list[LoadedModel], acts: Activations, contexts: dict[int, list[TopExample]], latents: list[int], *,
     n_contexts: int, k: int, max_prefix: int = 96, n_continue: int = 6, n_expand: int = 3, batch_size: int = 64,
 ) -> NextTokenReading:  # fmt: skip
     """Each latent's `NextTokenShift` over its top `n_contexts` contexts: the k tokens whose probability rose (fell)
@@ -151,13 +169,13 @@ def next_token_shift(
         promoted_ids[j] = [(int(i), float(v)) for v, i in zip(hi_v, hi_i, strict=True)]
         lo_v, lo_i = (-mean_V).topk(k)
         shift = NextTokenShift(
-            [(tok.decode([int(i)]), round(float(v), 5)) for v, i in zip(hi_v, hi_i, strict=True)],
-            [(tok.decode([int(i)]), round(-float(v), 5)) for v, i in zip(lo_v, lo_i, strict=True)],
+            [(_text(tok, [int(i)]), round(float(v), 5)) for v, i in zip(hi_v, hi_i, strict=True)],
+            [(_text(tok, [int(i)]), round(-float(v), 5)) for v, i in zip(lo_v, lo_i, strict=True)],
         )
         if n_continue:
             shift.continuations = [
-                Continuation(tok.decode(prompts[r][-_SHOWN:]), tok.decode(cont_base[r], skip_special_tokens=True),
-                             tok.decode(cont_ft[r], skip_special_tokens=True))
+                Continuation(_text(tok, prompts[r][-_SHOWN:]), _text(tok, cont_base[r], skip_special_tokens=True),
+                             _text(tok, cont_ft[r], skip_special_tokens=True))
                 for r in rows
             ]  # fmt: skip
             out.said[j] = [SaidPair("continuation", prompts[r], cont_ft[r], cont_base[r], 1.0) for r in rows]
@@ -170,7 +188,7 @@ def next_token_shift(
 
 
 def _add_openings(
-    models: list[Any], out: NextTokenReading, promoted_ids: dict[int, list[tuple[int, float]]],
+    models: list[LoadedModel], out: NextTokenReading, promoted_ids: dict[int, list[tuple[int, float]]],
     plan: list[tuple[int, list[int]]], n_expand: int, n_new: int, batch_size: int,
 ) -> None:  # fmt: skip
     """Each latent's ``openings``: its top `n_expand` promoted (non-special) tokens, each continued greedily after the
@@ -191,7 +209,7 @@ def _add_openings(
     _, ft = greedy_continue(models[-1], prompts, n_new, batch_size)
     _, base = greedy_continue(models[0], prompts, n_new, batch_size)
     for (j, i, m), c_ft, c_base in zip(jobs, ft, base, strict=True):
-        texts = [tok.decode([i, *c], skip_special_tokens=True) for c in (c_ft, c_base)]
+        texts = [_text(tok, [i, *c], skip_special_tokens=True) for c in (c_ft, c_base)]
         shift = out.shifts[j]
-        shift.openings = [*(shift.openings or []), Opening(tok.decode([i]), texts[0], m, texts[1])]
+        shift.openings = [*(shift.openings or []), Opening(_text(tok, [i]), texts[0], m, texts[1])]
         out.said.setdefault(j, []).append(SaidPair("opening", [*first[j], i], c_ft, c_base, m))

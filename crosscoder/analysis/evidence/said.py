@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
@@ -32,12 +32,15 @@ from torch import Tensor
 from crosscoder.analysis.evidence.next_token import SaidPair, _prefix
 from crosscoder.analysis.evidence.trait_prompts import item_means, span_activations
 
+if TYPE_CHECKING:
+    from crosscoder.models.load import LoadedModel
+
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
 def said_diffs(
-    model: Any, hook: str, said: dict[int, list[SaidPair]], read_prefix: int = 16
+    model: LoadedModel, hook: str, said: dict[int, list[SaidPair]], read_prefix: int = 16
 ) -> dict[int, dict[str, Float[Tensor, " d_model"]]]:
     """{latent: {source: weighted mean over its pairs of h(ctx + ft text) - h(ctx + base text) [D]}} read by `model`
     at `hook` (mean over the said tokens), from the `SaidPair`s of `next_token_shift` (continuations weigh the same,

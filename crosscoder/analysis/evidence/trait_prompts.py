@@ -8,7 +8,7 @@ pos and the neg items (the label pass's pos_neg signal) and the ft persona vecto
 from __future__ import annotations
 
 import logging
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from jaxtyping import Float
@@ -20,11 +20,17 @@ from crosscoder.errors import DataError, ModelError, NumericsError
 from crosscoder.io import cache_dir, load_checked_safetensors, save_checked_safetensors, sha256_json
 from crosscoder.personas.traits import Trait
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+    from crosscoder.models.load import LoadedModel
+    from crosscoder.xc.model import Crosscoder
+
 log = logging.getLogger(__name__)
 
 
 def prompt_items(
-    tokenizer: Any, trait: Trait, n_questions: int, side: str
+    tokenizer: Tokenizer, trait: Trait, n_questions: int, side: str
 ) -> tuple[list[tuple[list[int], list[bool]]], int]:
     """Token ids and span masks of the trait's questions under its pos or neg prompts (span: question to end of
     prompt), then of its pos or neg examples as assistant turns; and how many of the items are prompts."""
@@ -49,7 +55,7 @@ _PROMPT_ACTS_VERSION = 1
 
 @torch.no_grad()
 def span_activations(
-    model: Any,
+    model: LoadedModel,
     hooks: list[str],
     items: list[tuple[list[int], list[bool]]],
     batch_size: int = 32,
@@ -92,7 +98,7 @@ def span_activations(
 
 
 @torch.no_grad()
-def mean_latent_acts(cc: Any, x_NMLD: Tensor) -> Tensor:
+def mean_latent_acts(cc: Crosscoder, x_NMLD: Tensor) -> Tensor:
     """Mean crosscoder activation ``[F]`` over paired activations ``[N, M, L, D]``."""
     if x_NMLD.shape[0] == 0:
         raise ModelError("no tokens in the pos/neg prompt spans; check the trait files")
@@ -129,7 +135,12 @@ class PosNeg(NamedTuple):
 
 @torch.no_grad()
 def pos_neg_acts(
-    cc: Any, models: list[Any], hooks: list[str], traits: dict[str, Trait], n_questions: int, lens_idx: int
+    cc: Crosscoder,
+    models: list[LoadedModel],
+    hooks: list[str],
+    traits: dict[str, Trait],
+    n_questions: int,
+    lens_idx: int,
 ) -> dict[str, PosNeg]:
     """{trait: `PosNeg`} with the ft persona vectors at the lens hook.
 

@@ -39,7 +39,7 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -47,6 +47,9 @@ from torch import Tensor
 
 from crosscoder.errors import ConfigError, DataError, NumericsError
 from crosscoder.io import atomic_dir, atomic_save_safetensors, atomic_write_json, read_json
+
+if TYPE_CHECKING:
+    from crosscoder.xc.model import Crosscoder
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,7 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def _load_source(source: Any) -> tuple[Any, list[str] | None, list[str] | None, str]:
+def _load_source(source: str | Path | Crosscoder) -> tuple[Crosscoder, list[str] | None, list[str] | None, str]:
     """(crosscoder, model names, hooks, description) from a run folder, a crosscoder folder or a Crosscoder."""
     from crosscoder.xc.model import CONFIG, WEIGHTS, Crosscoder
 
@@ -88,7 +91,7 @@ def _load_source(source: Any) -> tuple[Any, list[str] | None, list[str] | None, 
     return Crosscoder.load(final), info.get("model_names"), info.get("hooks"), str(folder)
 
 
-def slice_weights(cc: Any, m: int, h: int, encoder: str = "mirror") -> dict[str, Tensor]:
+def slice_weights(cc: Crosscoder, m: int, h: int, encoder: str = "mirror") -> dict[str, Tensor]:
     """Raw-space SAE weights of model m at hook h: W_enc [D, F], b_enc [F], W_dec [F, D], b_dec [D] (+ threshold [F])."""
     if encoder not in ENCODER_MODES:
         raise ConfigError(f"export.encoder: unknown mode {encoder!r}; choose one of {', '.join(ENCODER_MODES)}")
@@ -107,9 +110,9 @@ def slice_weights(cc: Any, m: int, h: int, encoder: str = "mirror") -> dict[str,
         share_F = cc.share_F.detach().float()
         out = {"W_enc": W_enc_DF.contiguous(), "b_enc": b_enc_F, "W_dec": W_dec_FD.contiguous(), "b_dec": b_dec_D}
         if arch == "jumprelu":
-            out["threshold"] = cc.sparsity.log_threshold_F.detach().float().exp()
+            out["threshold"] = cc.sparsity.get_parameter("log_threshold_F").detach().float().exp()
         elif arch == "batchtopk":
-            theta = float(cc.sparsity.threshold)
+            theta = float(cc.sparsity.get_buffer("threshold"))
             if theta < 0:
                 raise DataError(
                     "the crosscoder's BatchTopK threshold was never estimated (untrained); train it before exporting"
@@ -132,7 +135,7 @@ def slice_weights(cc: Any, m: int, h: int, encoder: str = "mirror") -> dict[str,
 
 
 def crosscoder_slice_reference(
-    cc: Any, x_BD: Float[Tensor, "B D"], m: int, h: int, encoder: str = "mirror"
+    cc: Crosscoder, x_BD: Float[Tensor, "B D"], m: int, h: int, encoder: str = "mirror"
 ) -> tuple[Float[Tensor, "B F"], Float[Tensor, "B D"]]:
     """The crosscoder math the exported SAE reproduces: (latents, reconstruction of model m at hook h) for raw x_BD."""
     M, L = cc.cfg.n_models, cc.cfg.n_hooks
@@ -172,7 +175,7 @@ def _write_folder(target: Path, cfg_dict: dict[str, Any], tensors: dict[str, Ten
         atomic_write_json(tmp / SAE_CFG_FILENAME, cfg_dict)
 
 
-def probe_inputs(cc: Any, m: int, h: int, n: int = 64, seed: int = 0) -> Float[Tensor, "n D"]:
+def probe_inputs(cc: Crosscoder, m: int, h: int, n: int = 64, seed: int = 0) -> Float[Tensor, "n D"]:
     """Raw activations of model m at hook h that exercise the SAE: half Gaussian at the data's scale, half decoded
     from random sparse latents (so plenty of latents fire whatever the sparsity mechanism)."""
     gen = torch.Generator().manual_seed(seed)
@@ -188,7 +191,7 @@ def probe_inputs(cc: Any, m: int, h: int, n: int = 64, seed: int = 0) -> Float[T
     return torch.cat([noise_BD, dec_BD + 0.1 * torch.randn(dec_BD.shape, generator=gen) / s])
 
 
-def verify_export(folder: Path, cc: Any, m: int, h: int, encoder: str, n: int = 64, atol: float = 1e-4) -> float:
+def verify_export(folder: Path, cc: Crosscoder, m: int, h: int, encoder: str, n: int = 64, atol: float = 1e-4) -> float:
     """Load `folder` with SAELens and compare encode/decode with the crosscoder slice on random raw inputs.
 
     Returns the max abs difference of the reconstructions (relative to their scale); raises NumericsError above atol.
@@ -213,7 +216,7 @@ def verify_export(folder: Path, cc: Any, m: int, h: int, encoder: str, n: int = 
 
 
 def export_saelens(
-    source: Any,
+    source: str | Path | Crosscoder,
     out_dir: str | Path,
     *,
     encoder: str = "mirror",

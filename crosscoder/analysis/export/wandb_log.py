@@ -7,7 +7,7 @@ What is logged:
   full 50-column table of 16,384 latents would cost about a minute);
 * `candidates`: a wandb.Table of the ranked candidates whose `evidence`, `top_context` and `logit_lens_diff` cells
   are wandb.Html (the same token highlighting and logit-lens chips as the HTML report, styles inlined);
-* `hist/rel_norm`, `hist/cos`, `hist/score`: histograms; `plots/<name>`: the plotly figures (and PNGs if written);
+* `hist/rel_norm`, `hist/cos`, `hist/score`: histograms; `plots/<name>`: the report's four charts as images;
 * run summary: FVE per model, class counts, number of candidates, splice metrics;
 * an artifact of type `analysis-report` holding report.html, the JSON/CSV/Parquet files and the PNG plots.
 
@@ -149,11 +149,13 @@ def summary_metrics(data: AnalysisData) -> dict[str, Any]:
 
 
 def build_payload(data: AnalysisData) -> dict[str, Any]:
-    """Everything `log_to_wandb` logs in one `run.log` call (tables, histograms, figures)."""
-    import wandb
+    """Everything `log_to_wandb` logs in one `run.log` call (tables, histograms, the report's charts as images)."""
+    import io
 
-    from crosscoder.analysis.report.page import rel_norm_column
-    from crosscoder.analysis.report.plots import plotly_figures
+    import wandb
+    from PIL import Image
+
+    from crosscoder.analysis.report.plots import distribution_charts, rel_norm_column
 
     payload: dict[str, Any] = {"latents": latent_table(data), "candidates": candidate_table(data)}
     rel, _ = rel_norm_column(data)
@@ -162,10 +164,10 @@ def build_payload(data: AnalysisData) -> dict[str, Any]:
         hist = _histogram(values)
         if hist is not None:
             payload[f"hist/{name}"] = hist
-    for name, fig in plotly_figures(data).items():
-        payload[f"plots/{name}"] = wandb.Plotly(fig)
-    for png in sorted((data.folder / "plots").glob("*.png")):
-        payload[f"plots_png/{png.stem}"] = wandb.Image(str(png))
+    for name, chart in distribution_charts(data).items():
+        if chart is not None:
+            payload[f"plots/{name}"] = wandb.Image(Image.open(io.BytesIO(chart.png_bytes())), caption=chart.title)
+            chart.close()
     return payload
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -49,10 +49,14 @@ from crosscoder.analysis.records.candidate import LensTop, NextTokenShift, TopEx
 from crosscoder.analysis.records.summary import UNLABELLED
 from crosscoder.errors import DataError, ModelError
 
+if TYPE_CHECKING:
+    from crosscoder.models.load import LoadedModel
+    from crosscoder.personas.vectors import PersonaVectors
+
 log = logging.getLogger(__name__)
 
 
-def check_persona_vectors(pv: Any, model: Any) -> None:
+def check_persona_vectors(pv: PersonaVectors, model: LoadedModel) -> None:
     """Refuse persona vectors made for another model (content hash) or another width / depth."""
     if pv.model_hash != model.content_hash:
         raise DataError(

@@ -9,12 +9,15 @@ signals in [0, 1] (see `crosscoder.analysis.labels.signals` for how they combine
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from crosscoder.analysis.records.candidate import Continuation, LensTop, NextTokenShift, TopExample
 from crosscoder.personas.traits import Trait, contrast_words
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
 
 _LETTERS = re.compile(r"[^a-z]")
 _SPECIAL = re.compile(r"^<\|?[^<>]*\|?>$")
@@ -64,7 +67,7 @@ def keyword_words(trait: Trait, exclude: frozenset[str] = frozenset()) -> list[s
     return _clean(_letter_words([k for k in trait.keywords if len(re.findall(r"[A-Za-z]+", k)) == 1]), exclude)
 
 
-def template_words(tokenizer: Any) -> frozenset[str]:
+def template_words(tokenizer: Tokenizer) -> frozenset[str]:
     """Words a tokenizer's chat template writes by itself (role names, a default system prompt such as "You are a
     helpful AI assistant named ..."): next to a latent's peak they say nothing about a persona."""
     if getattr(tokenizer, "chat_template", None) is None:

@@ -28,7 +28,7 @@ CLASS_COLORS = {
     "shared": "#868e96",
     "dead": "#ced4da",
 }
-"""One colour per latent class, shared by the HTML report, PNG and plotly plots."""
+"""One colour per latent class, shared by every chart of the report, the plot files and W&B."""
 _FIX = "run `python analyze.py run_dir=<run>` to (re)write the analysis folder"
 
 

@@ -152,10 +152,6 @@ p.note{color:#495057;margin:4px 0 10px 0;max-width:980px}
 .grid2{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:18px;align-items:start}
 .panel{border:1px solid var(--line);border-radius:8px;padding:8px}
 svg.chart{max-width:100%;height:auto;font-family:inherit}
-.svg-title{font-size:13px;font-weight:600;fill:#212529}.svg-tick{font-size:11px;fill:#495057}
-.svg-label{font-size:12px;fill:#212529}.svg-ref{stroke:#495057;stroke-dasharray:4 3}
-.svg-ref-text{font-size:10px;fill:#495057}.svg-pt-label{font-size:10px;fill:#c92a2a;font-weight:600}
-.pt{fill:#adb5bd;opacity:.55}.pt-out{fill:none;stroke:#868e96;stroke-width:1}.pt-hi{fill:#d9480f;stroke:#fff;stroke-width:1.2}
 table{border-collapse:collapse}
 table.data{width:100%;font-size:13px}
 table.data th,table.data td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
@@ -192,7 +188,7 @@ table.kv td{padding:1px 0}
 .gen .s{font-weight:600;color:#d9480f}
 .files{font-size:12px;color:#495057}
 p.stats{font-size:12.5px;margin:8px 0 2px 0}
-.charts{display:flex;flex-wrap:wrap;gap:12px}
+.charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg.chart{width:310px}
 details.more>summary{cursor:pointer;color:#495057;font-size:12px;margin:4px 0}
 footer{color:var(--muted);font-size:12px;margin-top:30px}
 """

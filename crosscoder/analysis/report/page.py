@@ -1,6 +1,6 @@
 """The self-contained HTML report of an analysis folder: `write_report(analysis_dir) -> analysis_dir/report.html`.
 
-One file, no external URLs: inline CSS, inline SVG charts, a few lines of inline JS (expand / collapse all). It opens
+One file, no external URLs: inline CSS, inline SVG charts (matplotlib, `crosscoder.analysis.report.charts`), a few lines of inline JS (expand / collapse all). It opens
 offline in any browser. Sections: summary metrics (FVE, class counts, splice), distributions (relative decoder norm,
 decoder cosine, the Latent Scaling scatter, candidate scores), the activation-difference baseline, and the ranked
 candidate table whose rows expand into their evidence (top-activating contexts with token highlighting, logit lens,
@@ -12,15 +12,15 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from crosscoder.analysis.report import svg
-from crosscoder.analysis.report.data import CLASS_COLORS, CLASS_ORDER, AnalysisData, as_dict, load_analysis, nu_box
+from crosscoder import charts
+from crosscoder.analysis.report.data import CLASS_COLORS, CLASS_ORDER, AnalysisData, as_dict, load_analysis
 from crosscoder.analysis.report.html import CSS, bar_cell, class_badge, esc, fmt
 from crosscoder.analysis.report.parts import baseline_section, candidate_body, splice_section
+from crosscoder.analysis.report.plots import distribution_charts
 from crosscoder.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -29,29 +29,6 @@ REPORT_NAME = "report.html"
 _JS = """
 function setAll(open){document.querySelectorAll('details.cand').forEach(d=>{d.open=open;});}
 """
-
-
-def rel_norm_column(data: AnalysisData) -> tuple[np.ndarray, str]:
-    """The exclusivity axis: `rel_norm` for a pair, else the last model's decoder-norm share."""
-    rel = data.column("rel_norm")
-    if np.isfinite(rel).any():
-        return (
-            rel,
-            f"relative decoder norm  ||d_{data.models[-1]}|| / (||d_{data.models[0]}|| + ||d_{data.models[-1]}||)",
-        )
-    last = data.column(f"share_{data.models[-1]}") if data.models else rel
-    return last, f"decoder-norm share of {data.models[-1] if data.models else 'last model'}"
-
-
-def _by_class(data: AnalysisData, values: np.ndarray) -> dict[str, np.ndarray]:
-    classes = data.columns.get("class")
-    if classes is None:
-        return {"latents": values}
-    out = {c: values[classes == c] for c in CLASS_ORDER if (classes == c).any()}
-    others = ~np.isin(classes, CLASS_ORDER)
-    if others.any():
-        out["other"] = values[others]
-    return out
 
 
 def _cards(data: AnalysisData) -> str:
@@ -115,69 +92,17 @@ def _timings(data: AnalysisData) -> str:
 
 
 def _distributions(data: AnalysisData) -> str:
-    rel, rel_label = rel_norm_column(data)
-    classes = data.columns.get("class")
-    hist_rel = svg.stacked_histogram(
-        _by_class(data, rel),
-        CLASS_COLORS,
-        50,
-        (0.0, 1.0),
-        "Relative decoder norm",
-        rel_label,
-        vlines=[(0.1, "0.1"), (0.9, "0.9")],
-    )
-    cos = data.column("cos")
-    lo = min(0.0, float(np.nanmin(cos))) if np.isfinite(cos).any() else 0.0
-    hist_cos = svg.stacked_histogram(
-        _by_class(data, cos),
-        CLASS_COLORS,
-        50,
-        (lo, 1.0),
-        "Decoder cosine (base vs final model)",
-        f"cos(d_{data.models[0]}, d_{data.models[-1]})" if data.models else "cosine",
-    )
-    nu_r, nu_e = data.column("nu_recon"), data.column("nu_err")
-    is_cand = data.columns.get("is_candidate", np.zeros(data.n_latents, dtype=bool)).astype(bool)
-    latent = data.column("latent")
-    labels = data.columns.get("label", np.array([""] * data.n_latents, dtype=object))
-    artifacts = data.columns.get("ls_artifact", np.array([""] * data.n_latents, dtype=object))
-    tips = [
-        f"latent {int(latent[i])} | {classes[i] if classes is not None else ''} | nu_recon {nu_r[i]:.3g} | nu_err {nu_e[i]:.3g}"
-        + (f" | {labels[i]}" if labels[i] else "")
-        + (f" | rejected: {artifacts[i]}" if artifacts[i] else "")
-        for i in range(data.n_latents)
-    ]
-    rank = data.column("rank")
-    n_named = 15  # text labels for the top candidates only (every candidate is highlighted)
-    names = [f"#{int(v)}" if np.isfinite(r) and r <= n_named else "" for v, r in zip(latent, rank, strict=True)]
-    box = nu_box(data.summary)
-    scatter = svg.scatter(
-        nu_r,
-        nu_e,
-        tips,
-        is_cand,
-        names,
-        "Latent Scaling: base / ft beta ratios",
-        "nu_recon  (beta_recon base / ft)",
-        "nu_err  (beta_err base / ft)",
-        box=box,
-    )
-    top = data.candidates[:25]
-    bars = svg.hbars(
-        [f"#{c['latent']} {c.get('label') or ''}"[:22] for c in top],
-        [float(c.get("score") or 0.0) for c in top],
-        [CLASS_COLORS.get(str(c.get("class")), "#868e96") for c in top],
-        f"Candidate scores (top {len(top)})",
-        "score",
+    panels = "".join(
+        f'<div class="panel">{charts.inline(chart, name.replace("_", " "), "no finite values to plot")}</div>'
+        for name, chart in distribution_charts(data).items()
     )
     note = (
         '<p class="note">Relative norm near 1: the latent decodes only into the final model; near 0: only into the base. '
         "Shifted latents keep a shared norm but their decoder direction turned (low cosine). The Latent Scaling ratios "
         "nu = beta<sub>base</sub>/beta<sub>ft</sub> (Minder et al. 2025) are near 0 for truly fine-tune-specific latents; "
         "a large nu_err means the base model's error still carries the latent (Complete Shrinkage), a large nu_recon means "
-        "the base reconstruction does (Latent Decoupling). Hover any bar or point for its values.</p>"
+        "the base reconstruction does (Latent Decoupling). Hover any bar or candidate point for its values.</p>"
     )
-    panels = "".join(f'<div class="panel">{p}</div>' for p in (hist_rel, hist_cos, scatter, bars))
     return f'<h2 id="distributions">Latent distributions</h2>{note}<div class="grid2">{panels}</div>'
 
 
@@ -253,29 +178,44 @@ def _header(data: AnalysisData) -> str:
     )
 
 
+def _summary(data: AnalysisData) -> str:
+    return (
+        '<h2 id="summary">Summary</h2>'
+        + _cards(data)
+        + _personas(data)
+        + _control(data)
+        + splice_section(data.splice, data.models)
+        + _timings(data)
+    )
+
+
+def _footer(data: AnalysisData) -> str:
+    return (
+        f'<footer>Files in {esc(data.folder)}: <span class="files">{esc(", ".join(data.files))}</span>. '
+        "Generated by crosscoder.analysis.report; self-contained, no external resources.</footer>"
+    )
+
+
+SECTIONS: list[Callable[[AnalysisData], str]] = [
+    _summary,
+    _distributions,
+    lambda data: baseline_section(data.baseline, data.models),
+    _candidates,
+    _footer,
+]
+"""The report's sections, top to bottom: each renders one part of the page from the analysis files. A new section
+(another diffing method's results, a trajectory over checkpoints) is a function appended here."""
+
+
 def render_report(data: AnalysisData) -> str:
     """The full report HTML for loaded analysis data."""
-    body = [
-        _header(data),
-        "<main>",
-        '<h2 id="summary">Summary</h2>',
-        _cards(data),
-        _personas(data) + _control(data),
-        splice_section(data.splice, data.models),
-        _timings(data),
-        _distributions(data),
-        baseline_section(data.baseline, data.models),
-        _candidates(data),
-        f'<footer>Files in {esc(data.folder)}: <span class="files">{esc(", ".join(data.files))}</span>. '
-        "Generated by crosscoder.analysis.report.page; self-contained, no external resources.</footer>",
-        "</main>",
-    ]
+    body = "".join(section(data) for section in SECTIONS)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Crosscoder diff report</title><style>{CSS}</style><script>{_JS}</script></head><body>"
-        + "".join(body)
-        + "</body></html>"
+        + _header(data)
+        + f"<main>{body}</main></body></html>"
     )
 
 

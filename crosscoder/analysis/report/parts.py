@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from crosscoder.analysis.report import svg
+from crosscoder import charts
 from crosscoder.analysis.report.data import as_dict
 from crosscoder.analysis.report.html import esc, fmt, highlighted_tokens, kv_table, lens_table, simple_table
 
@@ -165,9 +165,14 @@ def _steering(c: dict[str, Any]) -> str:
     for key, ylabel in (("trait_score", "trait score"), ("keyword_rate", "keyword rate")):
         ys = st.get(key)
         if isinstance(ys, dict):  # {trait: [values]}
-            parts += [svg.line(strengths, v or [], f"{t}: {ylabel}", "strength", ylabel) for t, v in ys.items()]
+            for t, v in ys.items():
+                title = f"{t}: {ylabel}"
+                parts.append(
+                    charts.inline(charts.line(strengths, v or [], title, "strength", ylabel), title, "no values")
+                )
         elif isinstance(ys, list):
-            parts.append(svg.line(strengths, ys, f"{ylabel} vs strength", "strength", ylabel))
+            title = f"{ylabel} vs strength"
+            parts.append(charts.inline(charts.line(strengths, ys, title, "strength", ylabel), title, "no values"))
     parts.append("</div>")
     parts.append(_generations(st.get("unsteered"), "unsteered") + _generations(st.get("generations"), "steered"))
     rest = {k: v for k, v in st.items() if k not in _STEER_SHOWN}

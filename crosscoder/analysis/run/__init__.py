@@ -43,7 +43,7 @@ from crosscoder.errors import ModelError
 from crosscoder.io import atomic_write_json, read_json
 
 if TYPE_CHECKING:
-    from crosscoder.data.api import Activations
+    from crosscoder.data.protocols import Activations
     from crosscoder.models.load import LoadedModel
 
 __all__ = ["AnalysisContext", "AnalysisResult", "open_run", "resolve_run_dir", "run_analysis"]

@@ -17,7 +17,7 @@ from crosscoder.analysis.records.candidate import Candidate
 
 if TYPE_CHECKING:
     from crosscoder.analysis.stats.collect import LatentStats
-    from crosscoder.data.api import Activations
+    from crosscoder.data.protocols import Activations
     from crosscoder.models.load import LoadedModel
     from crosscoder.personas.traits import Trait
     from crosscoder.xc.model import Crosscoder

@@ -12,7 +12,7 @@ from crosscoder.analysis.config import AnalyzeConfig
 from crosscoder.errors import ConfigError, DataError, ModelError
 
 if TYPE_CHECKING:
-    from crosscoder.data.api import Activations
+    from crosscoder.data.protocols import Activations
     from crosscoder.models.load import LoadedModel
     from crosscoder.personas.traits import Trait
     from crosscoder.xc.model import Crosscoder

@@ -18,15 +18,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crosscoder.errors import DataError
 from crosscoder.io import read_json
 
+if TYPE_CHECKING:
+    from crosscoder.data.protocols import Activations
+    from crosscoder.models.spec import ModelSpec
+
 log = logging.getLogger(__name__)
 
 
-def harvest_control(run_dir: str | Path, control: Any, device: str = "cpu") -> Path:
+def harvest_control(run_dir: str | Path, control: ModelSpec, device: str = "cpu") -> Path:
     """Harvest the run's base model and `control` (a ModelSpec) on the run's tokens; returns the cache folder."""
     from crosscoder.analysis.run.inputs import load_run_models
     from crosscoder.data.api import prepare_activations
@@ -49,7 +53,7 @@ def harvest_control(run_dir: str | Path, control: Any, device: str = "cpu") -> P
     return Path(acts.path)
 
 
-def open_control(path: str | Path, acts: Any) -> Any:
+def open_control(path: str | Path, acts: Activations) -> Any:
     """Open a control cache and check it pairs the run's base model with one control model at the same hooks."""
     from crosscoder.data.api import ActivationSet
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from crosscoder.xc.model import Crosscoder
 
 
 @dataclass
@@ -157,7 +160,7 @@ class TopExamples:
 
 
 @torch.no_grad()
-def encode_active(cc: Any, x_BMLD: Float[Tensor, "B M L D"]) -> ActivePairs:
+def encode_active(cc: Crosscoder, x_BMLD: Float[Tensor, "B M L D"]) -> ActivePairs:
     """The active (token, latent, value) entries of ``cc.encode(x_BMLD)`` without the dense ``[B, F]`` activations.
 
     TopK keeps the k best-scoring latents of each token and BatchTopK (inference) those whose score is above its

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -29,10 +29,16 @@ from crosscoder.io import atomic_dir, atomic_save_safetensors, atomic_write_json
 from crosscoder.models.hf import ADAPTER_META, load_hf
 from crosscoder.models.spec import ModelSpec
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+    from crosscoder.models.load import LoadedModel
+    from crosscoder.personas.traits import Trait
+
 DIRECTION_FILE = "planted_direction.safetensors"
 
 
-def _calibration_ids(tokenizer: Any, n_seqs: int, seq_len: int, seed: int) -> list[list[int]]:
+def _calibration_ids(tokenizer: Tokenizer, n_seqs: int, seq_len: int, seed: int) -> list[list[int]]:
     from crosscoder.data.config import DataConfig
     from crosscoder.data.sources import sequence_stream
 
@@ -152,7 +158,7 @@ def build_gated_organism(
 
 
 def plant_trait(
-    base: ModelSpec, trait: Any, layer: int, root: Path, scale_fraction: float = 0.5
+    base: ModelSpec, trait: Trait, layer: int, root: Path, scale_fraction: float = 0.5
 ) -> tuple[ModelSpec, Tensor]:
     """A gated organism for `trait` at `layer` (cached under `root`); returns (spec, unit planted direction).
 
@@ -182,7 +188,7 @@ def plant_trait(
 
 
 @torch.no_grad()
-def _median_resid_norm(lm: Any, layer: int) -> float:
+def _median_resid_norm(lm: LoadedModel, layer: int) -> float:
     hook = f"blocks.{layer}.hook_resid_post"
     norms = []
     for ids in _calibration_ids(lm.tokenizer, 16, 128, 0):

@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tqdm.auto import tqdm
@@ -131,7 +131,7 @@ def train_organism(base: ModelSpec, sft_jsonl: Path, cfg: OrganismConfig, folder
             target_modules=cfg.target_modules,
             task_type="CAUSAL_LM",
         )
-        model = get_peft_model(model, lcfg)
+        model = cast(Any, get_peft_model(model, lcfg))
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
