@@ -51,26 +51,18 @@ def logit_lens(model: LoadedModel, v_ND: torch.Tensor, top_k: int) -> list[list[
     return [[str(model.tokenizer.decode([int(t)])) for t in row] for row in top]
 
 
-def layer_scan(
-    base: LoadedModel,
-    ft: LoadedModel,
-    data: DataConfig,
-    first_k: int = 5,
-    top_k: int = 10,
-    keywords: list[str] | None = None,
-) -> dict[str, Any]:
-    """Scan every layer's resid_post of `base` vs `ft` over `data.n_tokens` tokens; returns table rows + summary."""
-    L = base.n_layers
-    hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(L)]
-    check_models([base, ft], hooks)
-    D = base.d_model
+def _accumulate(
+    base: LoadedModel, ft: LoadedModel, data: DataConfig, hooks: list[str], first_k: int
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int]:
+    """Per token set: the summed ft - base difference ``[L, D]`` and the sums (count, |base|, |ft|, |ft - base|)
+    ``[4, L]`` over `data.n_tokens` tokens; and the number of tokens read."""
+    L, D = len(hooks), base.d_model
     sums = {s: torch.zeros(L, D, dtype=torch.float64) for s in SUBSETS}
-    stats = {s: torch.zeros(4, L, dtype=torch.float64) for s in SUBSETS}  # count, |base|, |ft|, |ft-base| sums
+    stats = {s: torch.zeros(4, L, dtype=torch.float64) for s in SUBSETS}
     pad = pad_token_id(base.tokenizer)
-    cfg = replace(data, hooks=hooks)
     seen = 0
     bar = tqdm(total=data.n_tokens, unit="tok", desc="layer scan", mininterval=2.0)
-    for seqs in batch_stream(base.tokenizer, cfg):
+    for seqs in batch_stream(base.tokenizer, replace(data, hooks=hooks)):
         if seen >= data.n_tokens:
             break
         tokens_BS, valid_BS = pad_batch(seqs, pad)
@@ -84,49 +76,67 @@ def layer_scan(
             if mask.any():
                 b, f = xb[mask], xf[mask]
                 sums[name] += (f - b).sum(0)
-                stats[name] += torch.stack(
-                    [
-                        torch.full((L,), float(mask.sum())),
-                        b.norm(dim=-1).sum(0),
-                        f.norm(dim=-1).sum(0),
-                        (f - b).norm(dim=-1).sum(0),
-                    ]
-                )
+                count = torch.full((L,), float(mask.sum()))
+                norms = [b.norm(dim=-1).sum(0), f.norm(dim=-1).sum(0), (f - b).norm(dim=-1).sum(0)]
+                stats[name] += torch.stack([count, *norms])
         seen += int(valid_BS.sum())
         bar.update(int(valid_BS.sum()))
     bar.close()
+    return sums, stats, seen
+
+
+def _keyword_hits(tokens: list[str], kw: list[str]) -> int:
+    return sum(any(k == t.strip().lower() or k in t.strip().lower() for k in kw) for t in tokens) if kw else 0
+
+
+def _rows(
+    ft: LoadedModel, hooks: list[str], name: str, sums: torch.Tensor, stats: torch.Tensor, top_k: int, kw: list[str]
+) -> list[dict[str, Any]]:
+    """The table rows of one token set, one per layer."""
+    n = stats[0]
+    mean_diff = sums / n[:, None]
+    lens = logit_lens(ft, mean_diff.to(torch.float32), top_k)
+    rows = []
+    for layer, hook in enumerate(hooks):
+        base_norm = float(stats[1, layer] / n[layer])
+        diff_norm = float(mean_diff[layer].norm())
+        rows.append(
+            {
+                "layer": layer,
+                "hook": hook,
+                "subset": name,
+                "n_tokens": int(n[layer]),
+                "base_norm": round(base_norm, 4),
+                "ft_norm": round(float(stats[2, layer] / n[layer]), 4),
+                "mean_diff_norm": round(diff_norm, 4),
+                "rel_mean_diff": round(diff_norm / max(base_norm, 1e-12), 6),
+                "rel_token_diff": round(float(stats[3, layer] / n[layer]) / max(base_norm, 1e-12), 6),
+                "top_tokens": lens[layer],
+                "keyword_hits": _keyword_hits(lens[layer], kw),
+            }
+        )
+    return rows
+
+
+def layer_scan(
+    base: LoadedModel,
+    ft: LoadedModel,
+    data: DataConfig,
+    first_k: int = 5,
+    top_k: int = 10,
+    keywords: list[str] | None = None,
+) -> dict[str, Any]:
+    """Scan every layer's resid_post of `base` vs `ft` over `data.n_tokens` tokens; returns table rows + summary."""
+    hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(base.n_layers)]
+    check_models([base, ft], hooks)
+    sums, stats, seen = _accumulate(base, ft, data, hooks, first_k)
     rows: list[dict[str, Any]] = []
     kw = [k.strip().lower() for k in (keywords or []) if k.strip()]
     for name in SUBSETS:
-        n = stats[name][0]
-        if n[0] == 0:
+        if stats[name][0][0] == 0:
             log.warning("no tokens in subset %s (no chat data?)", name)
             continue
-        mean_diff = sums[name] / n[:, None]
-        lens = logit_lens(ft, mean_diff.to(torch.float32), top_k)
-        for layer in range(L):
-            base_norm = float(stats[name][1, layer] / n[layer])
-            diff_norm = float(mean_diff[layer].norm())
-            tokens = lens[layer]
-            rows.append(
-                {
-                    "layer": layer,
-                    "hook": hooks[layer],
-                    "subset": name,
-                    "n_tokens": int(n[layer]),
-                    "base_norm": round(base_norm, 4),
-                    "ft_norm": round(float(stats[name][2, layer] / n[layer]), 4),
-                    "mean_diff_norm": round(diff_norm, 4),
-                    "rel_mean_diff": round(diff_norm / max(base_norm, 1e-12), 6),
-                    "rel_token_diff": round(float(stats[name][3, layer] / n[layer]) / max(base_norm, 1e-12), 6),
-                    "top_tokens": tokens,
-                    "keyword_hits": sum(
-                        any(k == t.strip().lower() or k in t.strip().lower() for k in kw) for t in tokens
-                    )
-                    if kw
-                    else 0,
-                }
-            )
+        rows += _rows(ft, hooks, name, sums[name], stats[name], top_k, kw)
     return {
         "base": base.name,
         "ft": ft.name,
