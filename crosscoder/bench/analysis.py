@@ -3,7 +3,7 @@
 The analysis runs with what `python analyze.py` uses on this CPU: `configs/analyze.yaml` (plus `--analyze KEY=VALUE`
 overrides with the grouped keys, e.g. `--analyze labels.questions=5`). A random TopK crosscoder (d_model 576, two models) is analysed over synthetic activations (in memory) that carry one
 planted ft-only direction; `--planted` of its latents read and write that direction in the ft model only, so the
-candidate list is full (`n_candidates`, 50) and every per-candidate stage (evidence, logit lens, persona labels,
+candidate list is full (`rank.n_candidates`, 50) and every per-candidate stage (evidence, logit lens, persona labels,
 next-token shift) is timed. The language models are the embedded SmolLM2-135M (base) and `--ft` (default the demo
 organism, built on first use and cached; its build is not part of the timing). Steering generations are off (the
 issue's time target excludes them). Caches the analysis would reuse (trait-prompt activations, persona vectors) are

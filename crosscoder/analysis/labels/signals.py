@@ -25,7 +25,7 @@ For trait t and latent j (all signals in [0, 1]):
   keywords or by phrases with a keyword they open in the ft but not the base model (30% of the top-k shift mass =
   1.0), and the excess keyword rate of the ft model's greedy continuations of those contexts over the base model's.
 
-combined = weighted mean (``label_weights``). Label = the best trait if combined >= ``label_threshold`` else
+combined = weighted mean (``labels.weights``). Label = the best trait if combined >= ``labels.threshold`` else
 "unlabelled"; the confidence is the best combined score and the runner-up the second-best trait.
 """
 

@@ -2,7 +2,7 @@
 
 Everything here uses the decoder as trained (normalised activation space, each latent's decoder flattened over hooks).
 For N models the first is the base and the last the final fine-tune; a latent is *present* in model m when its decoder
-norm there is at least ``(1 - t) / t`` of its largest one (t = ``exclusive_threshold``), which for a pair reproduces
+norm there is at least ``(1 - t) / t`` of its largest one (t = ``analyze.rank.exclusive_threshold``), which for a pair reproduces
 the published relative-norm cut: rel_norm > t is ft-exclusive, rel_norm < 1 - t base-exclusive.
 """
 
