@@ -182,3 +182,14 @@ def test_check_report_cli_sample(tmp_path: Path, capsys: pytest.CaptureFixture[s
     result = main([str(tmp_path / "sample"), "--sample", "--window", "1000,900"])
     assert result.path == tmp_path / "sample" / "report.png" and result.path.is_file()
     assert "rendered" in capsys.readouterr().out
+
+
+def test_report_command_rewrites_report_and_plots(analysis_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from crosscoder.analysis.cli import main as analysis_cli
+
+    report = analysis_cli(["report", str(analysis_dir)])
+    assert report == analysis_dir / "report.html" and report.is_file()
+    assert sorted(p.name for p in (analysis_dir / "plots").iterdir()) == sorted(
+        [f"{n}.png" for n in PLOT_NAMES] + [f"{n}.html" for n in PLOT_NAMES]
+    )
+    assert "report:" in capsys.readouterr().out

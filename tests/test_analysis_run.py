@@ -219,3 +219,28 @@ def test_control_harvest_refuses_a_folder_without_a_run_or_its_cache(tmp_path: P
     (tmp_path / "run.json").write_text(json.dumps({"models": [], "activations": str(tmp_path / "gone")}))
     with pytest.raises(DataError, match="activation cache of run .* is missing; re-run its training"):
         harvest_control(tmp_path, spec)
+
+
+def test_files_round_trip_through_their_records(planted) -> None:
+    """candidates.json, summary.json and the latent table read back through the typed records unchanged."""
+    import pyarrow.parquet as pq
+
+    from crosscoder.analysis.records.candidate import Candidate
+    from crosscoder.analysis.records.summary import AnalysisSummary
+    from crosscoder.analysis.records.table import latent_schema, read_table
+
+    run_dir, _, _, res = planted
+    out = run_dir / "analysis"
+    cands = json.loads((out / "candidates.json").read_text())
+    assert [Candidate.from_json(c).to_json() for c in cands] == cands
+    assert [c.to_json() for c in res.candidates] == cands
+    summary = json.loads((out / "summary.json").read_text())
+    assert AnalysisSummary.from_json(summary).to_json() == summary
+    assert summary["config"]["rank"]["n_candidates"] == 8 and summary["config"]["steering"]["n_candidates"] == 1
+    table = pq.read_table(out / "latents.parquet")
+    assert table.schema.remove_metadata() == latent_schema(table.column_names)
+    cols = read_table(out)
+    assert cols["is_candidate"].dtype == bool and cols["class"].dtype == object
+    assert cols["rank"].dtype == float and int(cols["is_candidate"].sum()) == len(cands)
+    with pytest.raises(DataError, match="missing key 'top_examples'"):
+        Candidate.from_json({k: v for k, v in cands[0].items() if k != "top_examples"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -245,3 +246,17 @@ def test_exclusion_options_change_training_rows_not_cache(pair, tmp_path: Path) 
     assert acts.n_train_rows == acts.n_rows - counts[Role.SINK]
     assert no_template.n_train_rows == acts.n_train_rows - counts[Role.TEMPLATE]
     assert with_sink.n_train_rows == acts.n_rows
+
+
+def test_manifest_reads_back_through_its_record(pair, tmp_path: Path) -> None:
+    from crosscoder.data.manifest import CacheManifest
+
+    acts = prepare_activations(pair, cfg_for(tmp_path, n_tokens=800))
+    raw = json.loads((acts.path / C.MANIFEST).read_text())
+    assert CacheManifest.from_json(raw).to_json() == raw and acts.manifest.to_json() == raw
+    assert list(raw)[:5] == ["format", "version", "key", "complete", "identity"]  # the documented layout
+    broken = {k: v for k, v in raw.items() if k != "hooks"}
+    (acts.path / C.MANIFEST).write_text(json.dumps(broken))
+    with pytest.raises(DataError, match="missing key 'hooks'") as err:
+        ActivationSet.open(acts.path)
+    assert "\n" not in str(err.value)
