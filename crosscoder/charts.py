@@ -141,7 +141,7 @@ def stacked_histogram(
         bottom = bottom + counts
     for x, name in vlines:
         ax.axvline(x, color="#495057", ls="--", lw=0.8)
-        ax.annotate(name, (x, 1), xycoords=("data", "axes fraction"), xytext=(3, -10), textcoords="offset points",
+        ax.annotate(name, (x, 0), xycoords=("data", "axes fraction"), xytext=(3, 3), textcoords="offset points",
                     fontsize=8, color="#495057")  # fmt: skip
     if log_y and bottom.max() > 0:
         ax.set_ylim(0.7, bottom.max() * 12)  # head room for the legend
