@@ -11,6 +11,17 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_runs_root(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """runs/LATEST stays the user's even for module-scoped fixtures that train (they start before `_isolated_cache`)."""
+    import crosscoder.runs
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(crosscoder.runs, "RUNS_ROOT", tmp_path_factory.mktemp("runs"))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     """Every fast test gets its own cache; slow tests share the user's cache (the converted SmolLM2 lives there)."""
