@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -34,7 +34,7 @@ from crosscoder.data.normalize import NormStats, sample_for_norm
 from crosscoder.data.sources import resolve_sources
 from crosscoder.errors import DataError, run_cli
 from crosscoder.io import atomic_save_safetensors, atomic_write_json, read_json, sha256_file, sha256_json
-from crosscoder.models.load import LoadedModel
+from crosscoder.models.fingerprint import ModelIdentity
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def repair_command(path: Path) -> str:
     return f"python -m crosscoder.data.cache repair {path}"
 
 
-def identity(models: list[LoadedModel], cfg: DataConfig) -> dict[str, Any]:
+def identity(models: Sequence[ModelIdentity], cfg: DataConfig) -> dict[str, Any]:
     """Everything that determines a cache's content; a cache whose identity differs is never reused."""
     tok = models[0].tokenizer
     return {
@@ -94,7 +94,7 @@ def cache_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def new_manifest(models: list[LoadedModel], cfg: DataConfig, ident: dict[str, Any], path: Path) -> dict[str, Any]:
+def new_manifest(models: Sequence[ModelIdentity], cfg: DataConfig, ident: dict[str, Any], path: Path) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "version": VERSION,

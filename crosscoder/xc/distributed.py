@@ -1,15 +1,22 @@
-"""Data-parallel training across processes started by ``torchrun`` (gloo on CPU, nccl on GPU).
+"""Data-parallel training across processes started by ``torchrun`` or Slurm's ``srun`` (gloo on CPU, nccl on GPU).
 
 ``torchrun --nproc_per_node=N train.py ...`` sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT;
-:func:`init_distributed` reads them and joins the process group. Without them (or with WORLD_SIZE=1) everything
-here is a no-op, so single-process code needs no special case. The trainer wraps its step in
+:func:`init_distributed` reads them and joins the process group. Where they are absent, a Slurm job step with
+several tasks (``srun --ntasks=N``, or submitit with ``tasks_per_node > 1``) supplies them: :func:`slurm_dist_env`
+maps SLURM_PROCID / SLURM_STEP_NUM_TASKS / SLURM_LOCALID to the same variables, with the step's first node as
+the rendezvous address and a port derived from the job and step ids. Without either (or with one process)
+everything here is a no-op, so single-process code needs no special case. The trainer wraps its step in
 ``DistributedDataParallel`` (gradient all-reduce), all-reduces the dead-latent counters and the BatchTopK
 threshold estimate, and logs / checkpoints on rank 0 only.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +24,10 @@ import torch.distributed as tdist
 from torch import Tensor
 
 from crosscoder.errors import ConfigError
+
+log = logging.getLogger(__name__)
+TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+PORT_BASE, PORT_SPAN = 20000, 20000
 
 
 @dataclass
@@ -39,8 +50,54 @@ class DistInfo:
         return self.rank == 0
 
 
+def first_host(nodelist: str) -> str:
+    """The first host of a Slurm node list ("gpu[03-05,07],cpu1" -> "gpu03"), via scontrol when it is installed."""
+    try:
+        out = subprocess.run(
+            ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.split()
+        if out:
+            return out[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    m = re.match(r"^([^,\[]+)(?:\[(\d+))?", nodelist)
+    if not m:
+        raise ConfigError(f"SLURM_JOB_NODELIST={nodelist!r} is not a Slurm node list; run under srun or torchrun")
+    return m.group(1) + (m.group(2) or "")
+
+
+def slurm_dist_env(env: Mapping[str, str]) -> dict[str, str]:
+    """torch.distributed variables for a Slurm job step with several tasks; {} when there is nothing to map.
+
+    Only a job *step* started by ``srun`` runs one process per task (SLURM_STEP_NUM_TASKS is set there); the batch
+    script itself runs once, so a plain ``python train.py`` in an ``--ntasks=N`` allocation stays a single process.
+    torchrun's own variables, when present, always win.
+    """
+    if "WORLD_SIZE" in env or "RANK" in env:
+        return {}
+    world = int(env.get("SLURM_STEP_NUM_TASKS", "1"))
+    if world <= 1:
+        if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
+            log.warning(
+                "Slurm allocated %s tasks but this process runs outside an srun step: training on one process; "
+                "start it with `srun python train.py ...` for DDP",
+                env["SLURM_NTASKS"],
+            )
+        return {}
+    nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or "localhost"
+    job, step = int(env.get("SLURM_JOB_ID", "0")), int(env.get("SLURM_STEP_ID", "0") or 0)
+    return {
+        "RANK": env["SLURM_PROCID"],
+        "WORLD_SIZE": str(world),
+        "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
+        "MASTER_ADDR": env.get("MASTER_ADDR") or first_host(nodelist),
+        "MASTER_PORT": env.get("MASTER_PORT") or str(PORT_BASE + (job * 17 + step) % PORT_SPAN),
+    }
+
+
 def init_distributed(device: str = "cpu") -> DistInfo:
-    """Join the torchrun process group if there is one; pick this rank's device (cuda:LOCAL_RANK on GPU)."""
+    """Join the torchrun / srun process group if there is one; pick this rank's device (cuda:LOCAL_RANK on GPU)."""
+    os.environ.update(slurm_dist_env(os.environ))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     on_gpu = device.startswith("cuda")
@@ -58,6 +115,20 @@ def init_distributed(device: str = "cpu") -> DistInfo:
     return DistInfo(
         rank=tdist.get_rank(), world_size=tdist.get_world_size(), local_rank=local_rank, device=dev, owns_group=owns
     )
+
+
+def world_size_from_env() -> int:
+    """The number of processes torchrun or an srun step started (1 outside them), without joining a group."""
+    return int({**os.environ, **slurm_dist_env(os.environ)}.get("WORLD_SIZE", "1"))
+
+
+def broadcast_flag(flag: bool, dist: DistInfo, src: int = 0) -> bool:
+    """``src``'s value of a boolean on every rank (so a decision one rank takes is taken by all)."""
+    if not dist.enabled:
+        return flag
+    t = torch.tensor([int(flag)], dtype=torch.int64, device=dist.device)
+    tdist.broadcast(t, src=src)
+    return bool(t.item())
 
 
 def all_reduce_sum_(t: Tensor, dist: DistInfo) -> Tensor:
