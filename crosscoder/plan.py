@@ -232,7 +232,7 @@ def plan_run(cfg: TrainConfig, hw: Hardware, world_size: int = 1) -> RunPlan:
         bw = hw.allreduce_gbps * 1e9 or 1e9
         allreduce_s = steps * 2 * (world_size - 1) / world_size * 4 * xc_params / bw
     weights = [s.weight_bytes(dtype) for s in shapes]
-    root = Path(data.cache_path or data.cache_root or cache_dir("activations")).expanduser()
+    root = Path(data.cache_path or data.cache_root or cache_dir("activations", create=False)).expanduser()
     while not root.exists():
         root = root.parent
     n_split = torch.cuda.device_count() if cfg.models.device_map and torch.cuda.is_available() else 1

@@ -61,10 +61,12 @@ node=$(sed -E 's/^NodeName=([^ ]+).*/\1/' <<<"$node_line")
 # keep ~10% of the memory for the system, so a job asking for it all is refused instead of killing the machine
 mem=$(sed -nE 's/.*RealMemory=([0-9]+).*/\1/p' <<<"$node_line")
 node_line=$(sed -E "s/RealMemory=[0-9]+/RealMemory=$(( mem * 9 / 10 ))/" <<<"$node_line")
+# talk over the loopback: the host name need not resolve (fresh CI machines, containers)
+node_line="$node_line NodeAddr=127.0.0.1 NodeHostname=$node"
 cat > "$CONF_DIR/slurm.conf" <<CONF
 # Written by crosscoder scripts/slurm_local.sh: one node, no cgroups, no accounting.
 ClusterName=crosscoder-local
-SlurmctldHost=$node
+SlurmctldHost=$node(127.0.0.1)
 AuthType=auth/munge
 CredType=cred/munge
 SlurmUser=root
@@ -93,8 +95,12 @@ $node_line State=UNKNOWN
 PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
 CONF
 
-pgrep -x slurmctld >/dev/null || slurmctld || die "slurmctld did not start (see $LOG_DIR/slurmctld.log)"
-pgrep -x slurmd >/dev/null || slurmd || die "slurmd did not start (see $LOG_DIR/slurmd.log)"
+if pgrep -x slurmctld >/dev/null && pgrep -x slurmd >/dev/null; then
+  scontrol reconfigure || die "slurmctld is running but did not take the new slurm.conf; run $0 --stop, then $0"
+else
+  pgrep -x slurmctld >/dev/null || slurmctld || die "slurmctld did not start (see $LOG_DIR/slurmctld.log)"
+  pgrep -x slurmd >/dev/null || slurmd || die "slurmd did not start (see $LOG_DIR/slurmd.log)"
+fi
 
 for _ in $(seq "$WAIT_S"); do
   state=$(sinfo -h -N -n "$node" -o %T 2>/dev/null || true)

@@ -56,12 +56,18 @@ def identity(models: Sequence[ModelIdentity], cfg: DataConfig) -> dict[str, Any]
     tok = models[0].tokenizer
     return {
         "format": [FORMAT, VERSION],
-        "models": [[m.name, m.content_hash, getattr(m.spec, "backend", "")] for m in models],
+        "models": [_model_identity(m) for m in models],
         "hooks": list(cfg.hooks),
         "data": cfg.identity(),
         "sources": [s.describe() for s in resolve_sources(cfg.sources)],
         "tokenizer": sha256_json([sorted(tok.get_vocab().items()), getattr(tok, "chat_template", None)]),
     }
+
+
+def _model_identity(m: ModelIdentity) -> list[str]:
+    """Name, content hash and backend; the weights' dtype too when it is not float32 (bf16 activations differ)."""
+    out = [m.name, m.content_hash, getattr(m.spec, "backend", "")]
+    return out if m.dtype == "float32" else [*out, m.dtype]
 
 
 def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -106,6 +112,7 @@ def new_manifest(models: Sequence[ModelIdentity], cfg: DataConfig, ident: dict[s
                 "name": m.name,
                 "spec": asdict(m.spec),
                 "content_hash": m.content_hash,
+                "dtype": m.dtype,
                 "d_model": m.d_model,
                 "n_layers": m.n_layers,
             }

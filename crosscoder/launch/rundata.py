@@ -62,10 +62,13 @@ def prepare_run_data(cfg: TrainConfig, dist: DistInfo) -> tuple[ActivationSet, l
             f"data.on_the_fly: every one of the {dist.world_size} DDP processes would harvest all tokens into memory; "
             "set data.on_the_fly=false so the ranks share one disk cache"
         )
+    placement = resolve_placement(
+        harvest_device(cfg), cfg.models.dtype, cfg.models.device_map, dist.local_rank, dist.world_size
+    )
     if not dist.is_main:
         barrier(dist)  # rank 0 resolves first (organisms built, GGUFs converted, hashes cached once)
     specs = [concrete_spec(s) for s in cfg.models.models]
-    prints = None if data.on_the_fly else fingerprints(specs)
+    prints = None if data.on_the_fly else fingerprints(specs, placement.dtype_name)
     cached = open_complete_cache(prints, data) if prints is not None and dist.is_main else None
     if dist.is_main:
         barrier(dist)
@@ -74,9 +77,6 @@ def prepare_run_data(cfg: TrainConfig, dist: DistInfo) -> tuple[ActivationSet, l
         acts = cached or open_complete_cache(prints, data, verify=False)
         assert acts is not None, "rank 0 found the activation cache but this rank does not see it"
         return acts, model_records(prints)
-    placement = resolve_placement(
-        harvest_device(cfg), cfg.models.dtype, cfg.models.device_map, dist.local_rank, dist.world_size
-    )
     check_model_memory(specs, placement)
     t0 = time.perf_counter()
     models = [load_model(spec, placement=placement) for spec in specs]

@@ -24,6 +24,7 @@ class ModelIdentity(Protocol):
     tokenizer: Any
     d_model: int
     n_layers: int
+    dtype: str
 
 
 @dataclass
@@ -37,6 +38,8 @@ class ModelFingerprint:
     tokenizer: Any
     d_model: int
     n_layers: int
+    dtype: str = "float32"
+    """The dtype the models would be loaded in (crosscoder.models.placement)."""
 
 
 def concrete_spec(spec: ModelSpec) -> ModelSpec:
@@ -48,7 +51,7 @@ def concrete_spec(spec: ModelSpec) -> ModelSpec:
     return resolve_organism_spec(spec)
 
 
-def fingerprint(spec: ModelSpec) -> ModelFingerprint | None:
+def fingerprint(spec: ModelSpec, dtype: str = "float32") -> ModelFingerprint | None:
     """The cache identity of `spec` without loading weights; None where only loading can tell (TransformerLens
     official names, hub ids not in the local Hugging Face cache)."""
     from transformers import AutoConfig, AutoTokenizer
@@ -69,14 +72,16 @@ def fingerprint(spec: ModelSpec) -> ModelFingerprint | None:
     content_hash = source_hash(spec, where, local)
     if spec.adapter:
         content_hash = adapter_hash(content_hash, spec.adapter)
-    return ModelFingerprint(spec, spec.label, content_hash, tok, int(text.hidden_size), int(text.num_hidden_layers))
+    return ModelFingerprint(
+        spec, spec.label, content_hash, tok, int(text.hidden_size), int(text.num_hidden_layers), dtype
+    )
 
 
-def fingerprints(specs: list[ModelSpec]) -> list[ModelFingerprint] | None:
+def fingerprints(specs: list[ModelSpec], dtype: str = "float32") -> list[ModelFingerprint] | None:
     """Fingerprints of every spec, or None when any one of them needs loading."""
     out = []
     for spec in specs:
-        fp = fingerprint(spec)
+        fp = fingerprint(spec, dtype)
         if fp is None:
             return None
         out.append(fp)

@@ -43,6 +43,8 @@ class LoadedModel:
     d_model: int
     n_layers: int
     hf: Any | None = None
+    dtype: str = "float32"
+    """The weights' dtype (float32 | bfloat16 | float16); part of the activation cache's identity when not float32."""
 
     def hook_names(self) -> list[str]:
         """Every hook point name the TL model exposes."""
@@ -167,7 +169,14 @@ def load_model(
                 f"cannot download TransformerLens model {spec.source!r} (no network?); use a local folder or .gguf"
             ) from err
         return LoadedModel(
-            spec, spec.label, tl, tl.tokenizer, sha256_json(["tl", spec.source]), tl.cfg.d_model, tl.cfg.n_layers
+            spec,
+            spec.label,
+            tl,
+            tl.tokenizer,
+            sha256_json(["tl", spec.source]),
+            tl.cfg.d_model,
+            tl.cfg.n_layers,
+            dtype=placement.dtype_name,
         )
     if backend == "hooked":
         hf = load_hf(spec)  # HookedTransformer converts from CPU fp32 weights, then moves to the device
@@ -185,4 +194,5 @@ def load_model(
         d_model=int(tl.cfg.d_model),
         n_layers=int(tl.cfg.n_layers),
         hf=hf.model,
+        dtype=placement.dtype_name,
     )

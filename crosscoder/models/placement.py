@@ -43,6 +43,10 @@ class Placement:
     """accelerate device map spreading each model over several GPUs, or None."""
 
     @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    @property
     def on_gpu(self) -> bool:
         return self.device.startswith("cuda")
 
@@ -56,7 +60,7 @@ class Placement:
 
     def describe(self) -> str:
         where = f"device_map={self.device_map}" if self.device_map else self.device
-        return f"{where}, {str(self.dtype).removeprefix('torch.')}"
+        return f"{where}, {self.dtype_name}"
 
 
 def check_config(device: str, dtype: str, device_map: str | None, where: str = "models") -> None:

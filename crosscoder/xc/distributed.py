@@ -7,7 +7,8 @@ maps SLURM_PROCID / SLURM_STEP_NUM_TASKS / SLURM_LOCALID to the same variables, 
 the rendezvous address and a port derived from the job and step ids. Without either (or with one process)
 everything here is a no-op, so single-process code needs no special case. The trainer wraps its step in
 ``DistributedDataParallel`` (gradient all-reduce), all-reduces the dead-latent counters and the BatchTopK
-threshold estimate, and logs / checkpoints on rank 0 only.
+threshold estimate, and logs / checkpoints on rank 0 only. BatchTopK selects over the global batch
+(:func:`global_batch_selection`), so every architecture trains as one process would on the same global batch.
 """
 
 from __future__ import annotations
@@ -16,14 +17,21 @@ import logging
 import os
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as tdist
 from torch import Tensor
 
 from crosscoder.errors import ConfigError
+from crosscoder.xc.architectures import BatchTopK
+from crosscoder.xc.fast import SparsePattern, batchtopk_select
+
+if TYPE_CHECKING:
+    from crosscoder.xc.model import Crosscoder
 
 log = logging.getLogger(__name__)
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -164,6 +172,49 @@ def local_batch(x: Tensor, batch_size: int, dist: DistInfo) -> Tensor:
     if dist.enabled and x.shape[0] == batch_size:
         return x[dist.rank * local : (dist.rank + 1) * local]
     return x
+
+
+def _global_batchtopk_select(sparsity: BatchTopK, dist: DistInfo) -> Callable[..., SparsePattern]:
+    """BatchTopK.select over the global batch: keep the top k * B_global scores of all ranks, as one process would.
+
+    Each rank's top k * B_global scores (an exact candidate set: the global top entries are among them) are
+    gathered; their k * B_global-th largest is the global threshold, and each rank keeps its entries at or above it.
+    The smallest kept positive score (the inference threshold's update) is the global minimum on every rank.
+    """
+
+    def select(pre_BF: Tensor, dec_norm_F: Tensor, share_F: Tensor, k: int) -> SparsePattern:
+        score_BF = sparsity.score(pre_BF, dec_norm_F, share_F)
+        B, n_lat = score_BF.shape
+        n_keep = k * B * dist.world_size
+        cand, cand_vals = batchtopk_select(score_BF, n_keep)
+        gathered = [torch.empty_like(cand_vals) for _ in range(dist.world_size)]
+        tdist.all_gather(gathered, cand_vals.contiguous())
+        threshold = torch.cat(gathered).topk(min(n_keep, B * n_lat * dist.world_size), sorted=False).values.min()
+        vals_N = cand.gather(score_BF)
+        keep = vals_N >= threshold
+        pattern = SparsePattern.from_flat((cand.rows_N * n_lat + cand.cols_N)[keep], B, n_lat)
+        positive = vals_N[keep & (vals_N > 0)]
+        low = positive.min() if positive.numel() else score_BF.new_tensor(float("inf"))
+        tdist.all_reduce(low, op=tdist.ReduceOp.MIN)
+        sparsity.stats["min_score"] = torch.where(torch.isinf(low), torch.zeros_like(low), low)
+        return pattern
+
+    return select
+
+
+@contextmanager
+def global_batch_selection(cc: Crosscoder, dist: DistInfo) -> Iterator[None]:
+    """Under DDP, make a BatchTopK crosscoder's training selection (sparse path) span the global batch, so DDP
+    trains the weights one process would on the same global batch; restored on exit. A no-op otherwise."""
+    sparsity = cc.sparsity
+    if not (dist.enabled and isinstance(sparsity, BatchTopK) and cc.fast):
+        yield
+        return
+    sparsity.select = _global_batchtopk_select(sparsity, dist)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del sparsity.select
 
 
 def cleanup(dist: DistInfo) -> None:
