@@ -134,6 +134,10 @@ class RunPlan:
         return self.harvest_hours + self.train_hours + self.allreduce_hours
 
     @property
+    def disk_fits(self) -> bool:
+        return self.cache_gib <= self.disk_free_gib
+
+    @property
     def fits(self) -> bool:
         return max(self.harvest_mem_gib, self.train_mem_gib) <= 0.95 * self.device_mem_gib
 
@@ -151,7 +155,8 @@ class RunPlan:
             f"harvest           {self.tokens:,} tokens through {self.blocks_run} of {self.n_layers} blocks: "
             f"{self.harvest_gflop_per_token:.2f} GFLOP/token for all models",
             f"activation cache  {self.tokens:,} rows x {self.row_bytes:,} B = {self.cache_gib:,.1f} GiB on disk "
-            f"({self.disk_free_gib:,.0f} GiB free in {self.cache_root})",
+            f"({self.disk_free_gib:,.0f} GiB free in {self.cache_root}"
+            + ("; TOO LITTLE: set data.cache_root on a larger file system)" if not self.disk_fits else ")"),
             f"crosscoder        {self.n_latents:,} latents x {self.d_in:,} inputs = {self.xc_params / 1e6:,.0f} M "
             f"params; {self.train_path}: {self.train_gflop_per_token:.3f} GFLOP/token",
             f"training          {self.steps:,} steps x {self.batch_size:,} tokens = {self.steps * self.batch_size:,} tokens",
@@ -294,7 +299,9 @@ def main(argv: list[str] | None = None) -> RunPlan:
     if args.json:
         from crosscoder.io import atomic_write_json
 
-        atomic_write_json(args.json, {**asdict(plan), "total_hours": plan.total_hours, "fits": plan.fits})
+        atomic_write_json(
+            args.json, {**asdict(plan), "total_hours": plan.total_hours, "fits": plan.fits, "disk_fits": plan.disk_fits}
+        )
     return plan
 
 

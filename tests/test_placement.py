@@ -88,8 +88,12 @@ def test_tiny_models_load_in_bf16_close_to_fp32(arch: str, gemma, tiny_spec) -> 
     assert 0 < rel < 0.03, rel  # bf16 differs, but only by rounding
 
 
-def test_gemma2_harvest_equals_hf_hidden_states(gemma, tmp_path: Path) -> None:
-    """Sliding-window and global layers, soft-capping, pre/post norms: the bridge's residual stream is HF's."""
+@pytest.mark.parametrize("arch", ["gemma2", "llama"])
+def test_harvest_equals_hf_hidden_states(arch: str, gemma, tmp_path: Path) -> None:
+    """Gemma-2 (sliding-window and global layers, soft-capping, pre/post norms) and Llama (GQA, RoPE): the bridge's
+    residual stream, harvested in padded batches, is HF's own (eager attention)."""
+    if arch == "llama":
+        gemma = (make_tiny_llama(tmp_path / "la", seed=0, name="base"), make_tiny_llama(tmp_path / "lb", seed=1))
     models = [load_model(s) for s in gemma]
     hooks = [f"blocks.{i}.hook_resid_post" for i in range(3)]
     data = DataConfig(hooks=hooks, n_tokens=700, seq_len=48, harvest_batch_size=4, shard_tokens=300,
