@@ -90,6 +90,7 @@ def test_two_processes_train_the_single_process_weights(runs: Runs, ddp: str) ->
         records = [json.loads(line) for line in (root / run / "metrics.jsonl").read_text().splitlines()]
         last = [r for r in records if "tokens" in r][-1]
         assert last["step"] == STEPS and last["tokens"] == STEPS * BATCH
+        assert last["l0"] == 8.0  # exactly k * B kept over the global batch, ties at the threshold included
 
 
 def test_ranks_harvest_the_single_process_cache(runs: Runs) -> None:

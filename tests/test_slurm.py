@@ -1,5 +1,5 @@
-"""Slurm for real (issue 18): a 2-job `python train.py -m hydra/launcher=slurm` sweep through submitit, and a 2-task
-DDP job through Slurm's own environment (`srun --ntasks=2`), on a single-node cluster started by
+"""Slurm for real (issue 18): a 2-job `python train.py -m hydra/launcher=slurm` sweep through submitit, and 2-task
+DDP jobs through Slurm's own environment (`srun --ntasks=2`, and a sweep job with tasks_per_node=2), on a single-node cluster started by
 scripts/slurm_local.sh (CI starts it in .ci/run). Skipped, saying how to start one, where no Slurm node is idle.
 The launcher checks at the end need no Slurm."""
 
@@ -114,6 +114,23 @@ def test_two_task_srun_job_is_ddp_equal_to_one_process(cluster: Path, sweep: Pat
     assert log.count("(no model loaded)") == 2  # two ranks, both reusing the sweep's cache without loading a model
     one = load_safetensors(sweep / "0" / "final" / "crosscoder.safetensors")  # job 0 is crosscoder=topk
     two = load_safetensors(out / "final" / "crosscoder.safetensors")
+    for name, t in one.items():
+        torch.testing.assert_close(two[name], t, rtol=0, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.slurm
+def test_sweep_job_with_two_tasks_is_ddp(cluster: Path, sweep: Path) -> None:
+    """hydra.launcher.tasks_per_node=2: submitit starts two tasks of one job, which train as two DDP ranks."""
+    args = ["-m", "hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.launcher.tasks_per_node=2",
+            "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.timeout_min=10",
+            "crosscoder=topk", "hydra.sweep.dir=tasks2"]  # fmt: skip
+    proc = subprocess.run([sys.executable, str(REPO / "train.py"), *args, *tiny_overrides(cluster)], cwd=cluster,
+                          env=job_env(cluster), capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    logs = sorted((cluster / "tasks2" / ".submitit").glob("*/*_log.out"))
+    assert len(logs) == 2 and all("(no model loaded)" in p.read_text() for p in logs)  # two ranks, one per task
+    one = load_safetensors(sweep / "0" / "final" / "crosscoder.safetensors")
+    two = load_safetensors(cluster / "tasks2" / "0" / "final" / "crosscoder.safetensors")
     for name, t in one.items():
         torch.testing.assert_close(two[name], t, rtol=0, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
 

@@ -318,6 +318,7 @@ def repair(folder: Path, device: str = "cpu") -> list[str]:
     """Re-harvest the corrupt or missing shards of a cache (loads the models its manifest records)."""
     from crosscoder.data.api import reharvest_shards
     from crosscoder.models import ModelSpec, load_model
+    from crosscoder.models.placement import Placement
 
     manifest = read_manifest(folder)
     bad = [i for i, e in enumerate(manifest["shards"]) if verify_shard(folder, e)]
@@ -326,7 +327,8 @@ def repair(folder: Path, device: str = "cpu") -> list[str]:
     cfg = DataConfig(**manifest["data_config"])
     models = []
     for rec in manifest["models"]:
-        m = load_model(ModelSpec(**rec["spec"]), device=device)
+        dtype = TORCH_DTYPES[rec.get("dtype", "float32")]  # re-harvest in the precision the cache was made in
+        m = load_model(ModelSpec(**rec["spec"]), placement=Placement(device, dtype))
         if m.content_hash != rec["content_hash"]:
             raise DataError(
                 f"model {rec['name']} no longer matches the cache {folder} (weights changed); delete the cache and harvest again"

@@ -174,24 +174,40 @@ def local_batch(x: Tensor, batch_size: int, dist: DistInfo) -> Tensor:
     return x
 
 
+def _keep_top(vals_N: Tensor, threshold: Tensor, n_keep: int, dist: DistInfo) -> Tensor:
+    """Mask of this rank's entries among exactly `n_keep` global ones: every score above the threshold, and as many
+    scores equal to it as are still needed, taken rank by rank in entry order (exact ties come from duplicate rows)."""
+    above, tied = vals_N > threshold, vals_N == threshold
+    counts = torch.stack([above.sum(), tied.sum()])
+    every = [torch.empty_like(counts) for _ in range(dist.world_size)]
+    tdist.all_gather(every, counts)
+    counts_W2 = torch.stack(every)
+    need = n_keep - int(counts_W2[:, 0].sum()) - int(counts_W2[: dist.rank, 1].sum())
+    take = max(0, min(need, int(counts_W2[dist.rank, 1])))
+    keep = above.clone()
+    keep[tied.nonzero().squeeze(1)[:take]] = True
+    return keep
+
+
 def _global_batchtopk_select(sparsity: BatchTopK, dist: DistInfo) -> Callable[..., SparsePattern]:
     """BatchTopK.select over the global batch: keep the top k * B_global scores of all ranks, as one process would.
 
     Each rank's top k * B_global scores (an exact candidate set: the global top entries are among them) are
-    gathered; their k * B_global-th largest is the global threshold, and each rank keeps its entries at or above it.
-    The smallest kept positive score (the inference threshold's update) is the global minimum on every rank.
+    gathered; their k * B_global-th largest is the global threshold, and each rank keeps its entries above it (and
+    its share of the entries equal to it). The smallest kept positive score (the inference threshold's update) is
+    the global minimum on every rank.
     """
 
     def select(pre_BF: Tensor, dec_norm_F: Tensor, share_F: Tensor, k: int) -> SparsePattern:
         score_BF = sparsity.score(pre_BF, dec_norm_F, share_F)
         B, n_lat = score_BF.shape
-        n_keep = k * B * dist.world_size
+        n_keep = min(k * B, B * n_lat) * dist.world_size
         cand, cand_vals = batchtopk_select(score_BF, n_keep)
         gathered = [torch.empty_like(cand_vals) for _ in range(dist.world_size)]
         tdist.all_gather(gathered, cand_vals.contiguous())
-        threshold = torch.cat(gathered).topk(min(n_keep, B * n_lat * dist.world_size), sorted=False).values.min()
+        threshold = torch.cat(gathered).topk(n_keep, sorted=False).values.min()
         vals_N = cand.gather(score_BF)
-        keep = vals_N >= threshold
+        keep = _keep_top(vals_N, threshold, n_keep, dist)
         pattern = SparsePattern.from_flat((cand.rows_N * n_lat + cand.cols_N)[keep], B, n_lat)
         positive = vals_N[keep & (vals_N > 0)]
         low = positive.min() if positive.numel() else score_BF.new_tensor(float("inf"))
