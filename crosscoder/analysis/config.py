@@ -159,6 +159,27 @@ class LabelConfig:
     said_full: float = 0.5
     """Said alignment (ft - base speech along a trait's persona vector, in units of its pos - neg example separation)
     that counts as full evidence; smaller values scale linearly."""
+    hints: bool = True
+    """Also use the trait files' optional hand-written `keywords` and `examples`; false = a trait is read from its
+    instructions and questions only (how a plain persona-vectors file is labelled)."""
+    generated: bool = True
+    """Derive each trait's evidence from the base model's answers under its pos and neg instructions
+    (`crosscoder.analysis.labels.profile`): spoken words and example texts, weighted by the model's pos/neg
+    separation; cached per model hash and trait file."""
+    response_questions: int = 4
+    """Extraction questions each trait's answers are generated for."""
+    response_pairs: int = 2
+    """Instruction pairs each of those questions is asked under (one pos and one neg answer per pair)."""
+    response_tokens: int = 24
+    """Tokens per generated answer."""
+    spoken_words: int = 30
+    """Spoken words kept per trait (the most trait-specific tokens of its lexicon)."""
+    min_separation: float = 0.1
+    """A trait whose generated pos and neg answers separate less than this (cross-fitted 2 AUC - 1) gets a warning
+    in the summary: its labels are unreliable."""
+    calibration: str = "shipped"
+    """Null-pair calibration of the label threshold and the false-label rates (`crosscoder.analysis.labels.calibration`):
+    'shipped', a calibration JSON path, or 'none' (the fixed `threshold` only, no false-label rate)."""
 
     def __post_init__(self) -> None:
         _at_least("labels", self, ("questions",), 1)
@@ -174,6 +195,11 @@ class LabelConfig:
             raise ConfigError(f"analyze.labels.cosine_full: {self.cosine_full} must be in (0, 1]")
         if not self.said_full > 0:
             raise ConfigError(f"analyze.labels.said_full: {self.said_full} must be > 0, e.g. 0.5")
+        _at_least("labels", self, ("response_questions", "response_pairs", "response_tokens", "spoken_words"), 1)
+        if not 0 <= self.min_separation <= 1:
+            raise ConfigError(f"analyze.labels.min_separation: {self.min_separation} must be in [0, 1]")
+        if not self.calibration:
+            raise ConfigError("analyze.labels.calibration: empty; use 'shipped', a calibration JSON path or 'none'")
 
 
 def _default_strengths() -> list[float]:

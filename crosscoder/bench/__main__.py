@@ -1,4 +1,4 @@
-"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,analysis}`: the project's benchmarks.
+"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,analysis,calibrate-labels}`: the project's benchmarks.
 
 `all` (what `make bench` runs) collects the throughput benchmarks of the other stages — paired harvest and loader
 (crosscoder.bench.harvest) and the crosscoder training step (crosscoder.bench.xc_step) — into one JSON file and
@@ -60,7 +60,7 @@ def run_all(out: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m crosscoder.bench", description=__doc__)
-    parser.add_argument("which", choices=["all", "harvest", "xc-step", "recovery", "analysis"])
+    parser.add_argument("which", choices=["all", "harvest", "xc-step", "recovery", "analysis", "calibrate-labels"])
     args, rest = parser.parse_known_args(argv)
     if args.which == "all":
         sub = argparse.ArgumentParser(prog="python -m crosscoder.bench all")
@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> None:
         from crosscoder.bench.recovery import main as recovery_main
 
         recovery_main(rest)
+    elif args.which == "calibrate-labels":
+        from crosscoder.bench.calibrate_labels import main as calibrate_main
+
+        calibrate_main(rest)
     elif args.which == "analysis":
         from crosscoder.bench.analysis import main as analysis_main
 

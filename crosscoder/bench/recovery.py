@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from crosscoder.bench.recovery_metrics import KINDS, format_table, planted_cosines
+from crosscoder.bench.recovery_metrics import KINDS, NULL_PAIRS, format_table, planted_cosines
 from crosscoder.errors import ConfigError, DataError
 from crosscoder.io import atomic_write_json, cache_dir, read_json
 from crosscoder.models.spec import ModelSpec
@@ -170,6 +170,8 @@ def organism_plan(opts: RecoveryOptions, traits: dict[str, Any]) -> list[tuple[s
             plan.append((trait, "sft", path))
     if "distilled" in opts.kinds:
         plan += [(name, "distilled", None) for name in chosen]
+    if "null" in opts.kinds:
+        plan += [(name, "null", None) for name in NULL_PAIRS]
     return plan
 
 
@@ -178,6 +180,11 @@ def build_organism(trait: str, kind: str, sft_file: str | None, traits: dict[str
     from crosscoder.personas.organisms.config import OrganismConfig
 
     t0 = time.perf_counter()
+    if kind == "null":
+        from crosscoder.bench.recovery_control import control_organism
+
+        spec = BASE if trait == "self" else control_organism(BASE, traits)
+        return Organism(trait, kind, spec, None, time.perf_counter() - t0)
     if kind == "planted":
         from crosscoder.personas.organisms.gated import plant_trait
 
@@ -244,6 +251,11 @@ def _as_json(result: Any) -> SimpleNamespace:
     return SimpleNamespace(candidates=[c.to_json() for c in result.candidates], summary=result.summary.to_json())
 
 
+def _wrong_before_right(found: list[str], trait: str) -> int:
+    """How many wrong personas the labels list before the right one (all of them when it is missing)."""
+    return found.index(trait) if trait in found else len(found)
+
+
 def evaluate(org: Organism, run_dir: Path, analysis: Any) -> dict[str, Any]:
     """One benchmark record from a finished run and its analysis (candidates.json and summary.json content)."""
 
@@ -263,6 +275,9 @@ def evaluate(org: Organism, run_dir: Path, analysis: Any) -> dict[str, Any]:
         "rank_of_first_correct": first,
         "persona_rank_of_first_correct": next((p["persona_rank"] for p in personas if p["trait"] == org.trait), None),
         "personas_found": [p["trait"] for p in personas],
+        "wrong_personas": [p["trait"] for p in personas if p["trait"] != org.trait],
+        "wrong_before_right": _wrong_before_right([p["trait"] for p in personas], org.trait),
+        "descriptions": [c.get("description", "") for c in cands[:5]],
         "fve_base": float(fve.get("base", float("nan"))),
         "fve_ft": float(fve.get("ft", float("nan"))),
         "n_ft_exclusive": int(analysis.summary.get("class_counts", {}).get("ft_exclusive", 0)),

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from crosscoder.errors import DataError
 from crosscoder.io import atomic_path, atomic_write_text, read_json
 
-TEXT_COLUMNS = ("present_in", "ls_artifact", "class", "score_slice", "label", "runner_up")
+TEXT_COLUMNS = ("present_in", "ls_artifact", "class", "score_slice", "label", "runner_up", "description")
 """Text columns ("" when empty)."""
 INT_COLUMNS = ("latent", "rank")
 """Integer columns (`rank` 0 = not eligible; null in latents.json)."""

@@ -52,6 +52,12 @@ class AnalysisContext:
     candidates: list[Candidate] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per step (summary.json `timings`)."""
+    label_threshold: float | None = None
+    """The label threshold used (step "labels")."""
+    label_warnings: list[str] = field(default_factory=list)
+    """Traits whose labels are unreliable (step "labels")."""
+    trait_profiles: list[dict[str, Any]] = field(default_factory=list)
+    """The traits' generated profiles (step "labels")."""
 
     @contextmanager
     def timed(self, step: str) -> Iterator[None]:
