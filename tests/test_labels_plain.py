@@ -143,3 +143,24 @@ def test_candidate_json_round_trips_description_and_false_rate() -> None:
     c = _cand(description="ft says x", label_false_rate=0.02)
     back = Candidate.from_json(c.to_json())
     assert back.description == "ft says x" and back.label_false_rate == pytest.approx(0.02)
+
+
+def test_trait_evidence_from_a_model_is_cached(tiny_spec, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import crosscoder.personas.responses as responses
+    from crosscoder.models.load import load_model
+
+    model = load_model(tiny_spec)
+    assert model.hf is not None
+    trait = parse_trait(json.dumps({**_PLAIN, "questions": ["a?", "b?", "c?", "d?"]}), path="p.json", name="plain")
+    cfg = responses.ResponseConfig(n_questions=2, n_pairs=1, max_new_tokens=4, batch_size=3)
+    got = responses.trait_evidence(model.hf, model.tokenizer, model.content_hash, {"plain": trait}, cfg)["plain"]
+    assert len(got.pos) == len(got.neg) == 2 and all(got.pos) and 0.0 <= got.separation <= 1.0
+    assert got.lexicon_V.shape == (model.hf.get_output_embeddings().weight.shape[0],)
+    assert torch.isfinite(got.lexicon_V).all()
+
+    def boom(*args: object, **kw: object) -> None:
+        raise AssertionError("the cache was not read")
+
+    monkeypatch.setattr(responses, "_generate", boom)
+    again = responses.trait_evidence(model.hf, model.tokenizer, model.content_hash, {"plain": trait}, cfg)["plain"]
+    assert again.pos == got.pos and torch.equal(again.lexicon_V, got.lexicon_V)

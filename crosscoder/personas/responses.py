@@ -1,41 +1,42 @@
 """What a trait looks like, from its file alone: a model's answers to the trait's questions under its pos and neg
-instructions (the persona-vectors recipe, Chen et al. 2025), and what the instructions do to the model's predictions.
+instructions (the persona-vectors recipe, Chen et al. 2025), and what the instructions do to its predictions.
 
-`trait_responses`: each of the first `n_questions` extraction questions is asked under each of the first `n_pairs`
-instruction pairs, once with the pair's ``pos`` and once with its ``neg`` system prompt (seeded sampling, so a rerun
-gives the same texts). `instruction_lexicon`: every answer, pos and neg, is read again under both system prompts of
-its pair; the mean over the answer's positions of ``log p(token | pos prompt) - log p(token | neg prompt)`` for every
-vocabulary entry is the trait's *lexicon*: which tokens the pos instruction makes the model more (> 0) or less
-(< 0) ready to say, whether or not it said them. It reads the instruction the way the model does: a model that
-ignores the persona in what it generates still shifts its predictions towards the instruction's words and their
-neighbours. Both are cached under ``$CROSSCODER_CACHE/trait_responses``, keyed by the model's content hash, the trait
-file's hash and the options, with a checksum.
+`trait_evidence`: each of the first `n_questions` extraction questions is asked under each of the first `n_pairs`
+instruction pairs, once with the pair's ``pos`` and once with its ``neg`` system prompt (sampled). While it answers,
+the model's full next-token distribution at every answer position is kept: the trait's **lexicon** is
 
-How well the model itself separates pos from neg (`lexicon_separation`): the lexicon of one half of the questions
-scores the answers to the other half (mean lexicon value of their tokens), cross-fitted; 2 * AUC - 1 of pos against
-neg answers, clipped to [0, 1]. 0: the pos and neg answers cannot be told apart, so evidence drawn from them is weak.
+    L[v] = mean over pos answer positions of log p(v) - mean over neg answer positions of log p(v)
+
+which tokens the pos instruction makes the model readier to say (> 0) or less ready (< 0), whether or not the sample
+said them: a model that barely follows a persona prompt still shifts its predictions towards the instruction's words.
+(The distributions come free with the generation: one batched `generate` call per batch of prompts, several traits
+per batch, as one forward per new token is what generation on a CPU costs.)
+
+**Separation** (how well the model itself tells pos from neg): the lexicon of the answers to the even questions
+scores the answers to the odd questions (mean lexicon value of their sampled tokens) and vice versa; 2 * AUC - 1 of
+pos against neg answers, clipped to [0, 1]. 0: indistinguishable, so evidence drawn from them is weak.
+
+Cached under ``$CROSSCODER_CACHE/trait_responses`` per model content hash, trait file hash and options (texts as
+JSON with a checksum, lexicons as checked safetensors). Sampling is seeded per batch, so the same traits computed
+together give the same answers; a cached trait is read back as it was.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from crosscoder.errors import ConfigError, DataError, ModelError
-from crosscoder.io import (
-    atomic_write_json,
-    cache_dir,
-    load_checked_safetensors,
-    read_json,
-    save_checked_safetensors,
-    sha256_json,
-)
-from crosscoder.personas.generate import GenerationConfig, chat_messages, generate_chat, render_prompt
+from crosscoder.io import cache_dir, load_checked_safetensors, save_checked_safetensors, sha256_json
+from crosscoder.personas.generate import chat_messages, left_pad, render_prompt
 from crosscoder.personas.traits import Trait
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_VERSION = 1
+_VERSION = 2
 
 
 @dataclass
@@ -58,11 +59,11 @@ class ResponseConfig:
     max_new_tokens: int = 24
     """Tokens per answer."""
     temperature: float = 0.8
-    """Sampling temperature (seeded: the same model, trait and options give the same answers)."""
+    """Sampling temperature."""
     seed: int = 0
-    """Sampling seed."""
-    batch_size: int = 16
-    """Prompts per generate / forward call."""
+    """Sampling seed (per batch: seed + batch index)."""
+    batch_size: int = 48
+    """Prompts per `generate` call (several traits share a batch)."""
 
     def __post_init__(self) -> None:
         for name in ("n_questions", "n_pairs", "max_new_tokens", "batch_size"):
@@ -74,138 +75,72 @@ class ResponseConfig:
 
 @dataclass
 class TraitResponses:
-    """A model's answers under a trait's pos and neg instructions; item i of `pos` and `neg` answers question
-    `questions[i]` under instruction pair `pairs[i]`."""
+    """A model's answers under one trait's pos and neg instructions and the lexicon they give (module docstring)."""
 
     trait: str
-    model_hash: str
-    trait_sha256: str
-    questions: list[str]
-    pairs: list[int]
     pos: list[str]
     neg: list[str]
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: Any) -> TraitResponses:
-        if not isinstance(obj, dict):
-            raise DataError("trait responses: expected a JSON object")
-        missing = [
-            k for k in ("trait", "model_hash", "trait_sha256", "questions", "pairs", "pos", "neg") if k not in obj
-        ]
-        if missing:
-            raise DataError(f"trait responses: missing key {missing[0]!r}")
-        out = cls(**{k: obj[k] for k in ("trait", "model_hash", "trait_sha256", "questions", "pairs", "pos", "neg")},
-                  options=dict(obj.get("options") or {}))  # fmt: skip
-        if not len(out.questions) == len(out.pairs) == len(out.pos) == len(out.neg):
-            raise DataError("trait responses: questions, pairs, pos and neg differ in length")
-        return out
-
-
-def _key(model_hash: str, trait: Trait, cfg: ResponseConfig, what: str) -> str:
-    return sha256_json([_VERSION, what, model_hash, trait.sha256, asdict(cfg)])[:20]
-
-
-def _items(trait: Trait, cfg: ResponseConfig) -> list[tuple[str, int]]:
-    questions = trait.extract_questions[: cfg.n_questions]
-    return [(q, p) for q in questions for p in range(min(cfg.n_pairs, len(trait.instruction)))]
-
-
-def trait_responses(
-    hf: HFModule, tokenizer: Tokenizer, model_hash: str, trait: Trait, cfg: ResponseConfig, use_cache: bool = True
-) -> TraitResponses:
-    """The model's pos and neg answers to the trait's questions (cached per model hash, trait hash and options)."""
-    path = cache_dir("trait_responses") / f"{trait.name}-{_key(model_hash, trait, cfg, 'texts')}.json"
-    if use_cache and path.is_file():
-        try:
-            data = read_json(path)
-            if data.get("checksum") == sha256_json(data.get("responses")):
-                return TraitResponses.from_json(data["responses"])
-            log.warning("recomputing trait responses: %s is corrupt (checksum mismatch)", path)
-        except DataError as err:
-            log.warning("recomputing trait responses: %s", err)
-    items = _items(trait, cfg)
-    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, greedy=False, temperature=cfg.temperature,
-                           batch_size=cfg.batch_size, seed=cfg.seed)  # fmt: skip
-    texts = {}
-    for side in ("pos", "neg"):
-        convs = [chat_messages(q, getattr(trait.instruction[p], side)) for q, p in items]
-        texts[side] = [t.strip() or "." for t in generate_chat(hf, tokenizer, convs, gen, desc=f"{trait.name}:{side}")]
-    out = TraitResponses(trait.name, model_hash, trait.sha256, [q for q, _ in items], [p for _, p in items],
-                         texts["pos"], texts["neg"], asdict(cfg))  # fmt: skip
-    if use_cache:
-        atomic_write_json(path, {"responses": out.to_json(), "checksum": sha256_json(out.to_json())})
-    return out
-
-
-def _teacher_forced(
-    tokenizer: Tokenizer, trait: Trait, resp: TraitResponses
-) -> list[tuple[list[int], list[int], int, int, str]]:
-    """(ids under the pos prompt, ids under the neg prompt, answer index, answer length in tokens, the side that
-    generated it) per answer."""
-    rows = []
-    for i, (q, p) in enumerate(zip(resp.questions, resp.pairs, strict=True)):
-        for gen_side, text in (("pos", resp.pos[i]), ("neg", resp.neg[i])):
-            ids = []
-            for side in ("pos", "neg"):
-                prompt = render_prompt(tokenizer, chat_messages(q, getattr(trait.instruction[p], side)))
-                ids.append(list(tokenizer(prompt, add_special_tokens=False)["input_ids"]))
-            answer = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-            if not answer:
-                continue
-            rows.append((ids[0] + answer, ids[1] + answer, i, len(answer), gen_side))
-    return rows
-
-
-@torch.no_grad()
-def _answer_logprobs(hf: HFModule, rows: list[tuple[list[int], int]], pad_id: int) -> list[Tensor]:
-    """Per row (ids, n answer tokens): log-probabilities ``[n, V]`` of the vocabulary at each answer position."""
-    from crosscoder.data.harvest import right_pad
-
-    device = next(hf.parameters()).device
-    ids_BS, valid_BS = right_pad([ids for ids, _ in rows], pad_id)
-    logits_BSV = hf(input_ids=ids_BS.to(device), attention_mask=valid_BS.long().to(device)).logits.float().cpu()
-    # position s predicts token s + 1: the answer's n tokens are predicted at positions len - n - 1 .. len - 2
-    return [
-        torch.log_softmax(logits_BSV[b, len(ids) - n - 1 : len(ids) - 1], dim=-1) for b, (ids, n) in enumerate(rows)
-    ]
-
-
-def _lexicon_sums(
-    hf: HFModule, rows: list[tuple[list[int], list[int], int, int, str]], fold: list[int], pad_id: int, batch: int
-) -> tuple[Tensor, list[int]]:
-    """Per fold, the sum over answer positions of log p(pos prompt) - log p(neg prompt) ``[2, V]``, and the counts."""
-    sums: Tensor | None = None
-    counts = [0, 0]
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))  # similar lengths share a batch
-    for a in range(0, len(order), batch):
-        idx = order[a : a + batch]
-        lp_pos = _answer_logprobs(hf, [(rows[i][0], rows[i][3]) for i in idx], pad_id)
-        lp_neg = _answer_logprobs(hf, [(rows[i][1], rows[i][3]) for i in idx], pad_id)
-        for i, p, n in zip(idx, lp_pos, lp_neg, strict=True):
-            if sums is None:
-                sums = torch.zeros(2, p.shape[-1], dtype=torch.float64)
-            sums[fold[i]] += (p - n).double().sum(0)
-            counts[fold[i]] += p.shape[0]
-    assert sums is not None
-    return sums, counts
+    lexicon_V: Float[Tensor, " vocab"]
+    """Mean log p over pos answer positions minus mean log p over neg answer positions."""
+    separation: float
+    """Cross-fitted 2 * AUC - 1 of pos against neg answers scored by the other fold's lexicon, clipped to [0, 1]."""
+    questions: list[str] = field(default_factory=list)
+    """The question of each answer (pos[i] and neg[i] answer questions[i])."""
 
 
 @dataclass
-class Lexicon:
-    """What a trait's instructions do to a model's next-token predictions (module docstring)."""
+class _Item:
+    trait: str
+    question: int
+    side: str
+    ids: list[int]
+    text: str = ""
+    new_ids: list[int] = field(default_factory=list)
+    logp_V: Tensor | None = None
+    """Sum over the answer's positions of log p(v)."""
+    n: int = 0
 
-    lexicon_V: Float[Tensor, " vocab"]
-    """Mean over answer positions of log p(v | pos prompt) - log p(v | neg prompt)."""
-    folds_2V: Float[Tensor, "2 vocab"]
-    """The same over the answers to the even / the odd questions (for the cross-fitted separation)."""
-    separation: float
-    """2 * AUC - 1 (clipped to [0, 1]) of pos against neg answers scored by the other fold's lexicon."""
-    answer_scores: list[tuple[str, float]] = field(default_factory=list)
-    """(side, cross-fitted lexicon score) per answer."""
+
+def _items(tokenizer: Tokenizer, trait: Trait, cfg: ResponseConfig) -> list[_Item]:
+    out = []
+    for qi, q in enumerate(trait.extract_questions[: cfg.n_questions]):
+        for pair in trait.instruction[: cfg.n_pairs]:
+            for side in ("pos", "neg"):
+                prompt = render_prompt(tokenizer, chat_messages(q, getattr(pair, side)))
+                out.append(_Item(trait.name, qi, side, list(tokenizer(prompt, add_special_tokens=False)["input_ids"])))
+    return out
+
+
+@torch.no_grad()
+def _generate(hf: HFModule, tokenizer: Tokenizer, items: list[_Item], cfg: ResponseConfig) -> None:
+    """Sample every item's answer, keeping the sum of its log-probabilities over positions (in place)."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise ModelError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
+    eos = getattr(hf.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
+    stops = set(eos if isinstance(eos, list) else [eos]) | {pad}
+    device = next(hf.parameters()).device
+    order = sorted(range(len(items)), key=lambda i: len(items[i].ids))
+    t0, n_new = time.perf_counter(), 0
+    for b, a in enumerate(range(0, len(order), cfg.batch_size)):
+        batch = [items[i] for i in order[a : a + cfg.batch_size]]
+        ids_BS, mask_BS = left_pad([it.ids for it in batch], pad)
+        torch.manual_seed(cfg.seed + b)
+        out = cast(Any, hf).generate(
+            input_ids=ids_BS.to(device), attention_mask=mask_BS.to(device), max_new_tokens=cfg.max_new_tokens,
+            do_sample=True, temperature=cfg.temperature, top_p=0.95, top_k=0, repetition_penalty=1.1,
+            pad_token_id=pad, eos_token_id=eos, output_logits=True, return_dict_in_generate=True,
+        )  # fmt: skip
+        gen_BT = out.sequences[:, ids_BS.shape[1] :].cpu()
+        logp_TBV = torch.stack([torch.log_softmax(x.float().cpu(), dim=-1) for x in out.logits])
+        for r, it in enumerate(batch):
+            toks = gen_BT[r].tolist()
+            n = next((k + 1 for k, t in enumerate(toks) if t in stops), len(toks))  # up to and including the stop
+            it.new_ids = [t for t in toks[:n] if t not in stops]
+            it.text = str(tokenizer.decode(it.new_ids, skip_special_tokens=True)).strip() or "."
+            it.logp_V, it.n = logp_TBV[:n, r].double().sum(0), n
+            n_new += n
+    log.info("trait answers: %d answers, %d tokens in %.1f s", len(items), n_new, time.perf_counter() - t0)
 
 
 def _auc(pos: list[float], neg: list[float]) -> float:
@@ -216,39 +151,76 @@ def _auc(pos: list[float], neg: list[float]) -> float:
     return float(wins) / (len(pos) * len(neg))
 
 
-def _separation(folds_2V: Tensor, answers: list[tuple[list[int], int, str]]) -> tuple[float, list[tuple[str, float]]]:
-    """Cross-fitted separation: each answer (token ids, fold, side) scored by the other fold's lexicon."""
-    scored = [(side, float(folds_2V[1 - fold][torch.tensor(ids)].mean())) for ids, fold, side in answers if ids]
-    auc = _auc([s for side, s in scored if side == "pos"], [s for side, s in scored if side == "neg"])
-    return max(0.0, 2.0 * auc - 1.0), scored
+def _mean_logp(items: list[_Item]) -> Tensor:
+    assert items and all(it.logp_V is not None for it in items)
+    return torch.stack([cast(Tensor, it.logp_V) for it in items]).sum(0) / max(sum(it.n for it in items), 1)
 
 
-def instruction_lexicon(
-    hf: HFModule, tokenizer: Tokenizer, model_hash: str, trait: Trait, resp: TraitResponses, cfg: ResponseConfig,
+def lexicon_of(trait: str, items: list[_Item]) -> TraitResponses:
+    """The lexicon, fold lexicons and cross-fitted separation of one trait's answered items."""
+    pos = [it for it in items if it.side == "pos"]
+    neg = [it for it in items if it.side == "neg"]
+    lexicon_V = (_mean_logp(pos) - _mean_logp(neg)).float()
+    scored: dict[str, list[float]] = {"pos": [], "neg": []}
+    for fold in (0, 1):
+        train = [it for it in items if it.question % 2 != fold]
+        test = [it for it in items if it.question % 2 == fold]
+        tr_pos, tr_neg = [it for it in train if it.side == "pos"], [it for it in train if it.side == "neg"]
+        if not (tr_pos and tr_neg and test):
+            continue
+        lex = _mean_logp(tr_pos) - _mean_logp(tr_neg)
+        for it in test:
+            if it.new_ids:
+                scored[it.side].append(float(lex[torch.tensor(it.new_ids)].mean()))
+    sep = max(0.0, 2.0 * _auc(scored["pos"], scored["neg"]) - 1.0)
+    return TraitResponses(trait, [it.text for it in pos], [it.text for it in neg], lexicon_V, sep,
+                          [str(it.question) for it in pos])  # fmt: skip
+
+
+def _path(model_hash: str, trait: Trait, cfg: ResponseConfig) -> Path:
+    key = sha256_json([_VERSION, model_hash, trait.sha256, asdict(cfg)])[:20]
+    return cache_dir("trait_responses") / f"{trait.name}-{key}.safetensors"
+
+
+def _load(path: Path, trait: Trait) -> TraitResponses | None:
+    if not path.is_file():
+        return None
+    try:
+        t, header = load_checked_safetensors(path, what="trait responses")
+        if sha256_json([header["pos"], header["neg"]]) != header.get("texts_sha256"):
+            raise DataError(f"{path}: texts checksum mismatch")
+        return TraitResponses(trait.name, json.loads(header["pos"]), json.loads(header["neg"]), t["lexicon_V"],
+                              float(header["separation"]), json.loads(header["questions"]))  # fmt: skip
+    except (DataError, KeyError, ValueError) as err:
+        log.warning("recomputing trait responses of %s: %s", trait.name, err)
+        return None
+
+
+def _save(path: Path, r: TraitResponses) -> None:
+    pos, neg = json.dumps(r.pos), json.dumps(r.neg)
+    meta = {"trait": r.trait, "pos": pos, "neg": neg, "questions": json.dumps(r.questions),
+            "separation": repr(r.separation), "texts_sha256": sha256_json([pos, neg])}  # fmt: skip
+    save_checked_safetensors(path, {"lexicon_V": r.lexicon_V.contiguous()}, metadata=meta)
+
+
+def trait_evidence(
+    hf: HFModule, tokenizer: Tokenizer, model_hash: str, traits: dict[str, Trait], cfg: ResponseConfig,
     use_cache: bool = True,
-) -> Lexicon:  # fmt: skip
-    """The trait's lexicon in this model (module docstring), cached with its folds and separation."""
-    path = cache_dir("trait_responses") / f"{trait.name}-{_key(model_hash, trait, cfg, 'lexicon')}.safetensors"
-    if use_cache and path.is_file():
-        try:
-            t, header = load_checked_safetensors(path, what="trait lexicon")
-            return Lexicon(t["lexicon_V"], t["folds_2V"], float(header["separation"]))
-        except (DataError, KeyError) as err:
-            log.warning("recomputing the trait lexicon: %s", err)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad is None:
-        raise ModelError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
-    rows = _teacher_forced(tokenizer, trait, resp)
-    if not rows:
-        raise DataError(f"trait {trait.name}: every generated answer is empty; check the model and the trait file")
-    qs = list(dict.fromkeys(resp.questions))
-    fold = [qs.index(resp.questions[r[2]]) % 2 for r in rows]
-    sums, counts = _lexicon_sums(hf, rows, fold, pad, max(1, cfg.batch_size // 2))
-    folds_2V = (sums / torch.tensor(counts, dtype=torch.float64).clamp_min(1)[:, None]).float()
-    lexicon_V = (sums.sum(0) / max(sum(counts), 1)).float()
-    answers = [(r[0][len(r[0]) - r[3] :], f, r[4]) for r, f in zip(rows, fold, strict=True)]
-    sep, scored = _separation(folds_2V, answers) if min(counts) > 0 else (0.0, [])
-    if use_cache:
-        save_checked_safetensors(path, {"lexicon_V": lexicon_V, "folds_2V": folds_2V},
-                                 metadata={"separation": repr(sep), "trait": trait.name, "model_hash": model_hash})  # fmt: skip
-    return Lexicon(lexicon_V, folds_2V, sep, scored)
+) -> dict[str, TraitResponses]:  # fmt: skip
+    """{trait: TraitResponses} of `hf` (content hash `model_hash`); traits missing from the cache are answered
+    together, several per batch."""
+    out: dict[str, TraitResponses] = {}
+    todo: list[_Item] = []
+    for name, trait in traits.items():
+        cached = _load(_path(model_hash, trait, cfg), trait) if use_cache else None
+        if cached is not None:
+            out[name] = cached
+        else:
+            todo += _items(tokenizer, trait, cfg)
+    if todo:
+        _generate(hf, tokenizer, todo, cfg)
+        for name in dict.fromkeys(it.trait for it in todo):
+            out[name] = lexicon_of(name, [it for it in todo if it.trait == name])
+            if use_cache:
+                _save(_path(model_hash, traits[name], cfg), out[name])
+    return {name: out[name] for name in traits}

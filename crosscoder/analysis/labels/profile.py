@@ -1,9 +1,8 @@
 """What each trait looks like in the base model, from the trait file alone (`TraitProfile`).
 
 The persona-vectors recipe (Chen et al. 2025): the base model answers the trait's questions under its pos and under
-its neg instructions (`crosscoder.personas.responses.trait_responses`), and every answer is read again under both
-prompts: the *lexicon* ``L_t[v]`` is how much more ready the pos instruction makes the model to say token v
-(`instruction_lexicon`). The profile keeps
+its neg instructions (`crosscoder.personas.responses.trait_evidence`); the *lexicon* ``L_t[v]`` is how much more
+ready the pos instruction makes the model to say token v while it answers. The profile keeps
 
 - **spoken words**: the word tokens whose lexicon is highest *relative to the other traits of the library*
   (``S_t[v] = L_t[v] - mean_{u != t} L_u[v]``, positive in both): what this trait's instruction makes the model say
@@ -29,7 +28,7 @@ import torch
 from torch import Tensor
 
 from crosscoder.analysis.labels.words import _COMMON, template_words
-from crosscoder.personas.responses import ResponseConfig, instruction_lexicon, trait_responses
+from crosscoder.personas.responses import ResponseConfig, trait_evidence
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase as Tokenizer
@@ -119,18 +118,15 @@ def build_profiles(
                     "read the trait instructions only", model.name)  # fmt: skip
         return {}
     tok = model.tokenizer
-    resp, lex = {}, {}
-    for name, trait in traits.items():
-        resp[name] = trait_responses(model.hf, tok, model.content_hash, trait, cfg)
-        lex[name] = instruction_lexicon(model.hf, tok, model.content_hash, trait, resp[name], cfg)
+    resp = trait_evidence(model.hf, tok, model.content_hash, traits, cfg)
     names = list(traits)
-    lex_TV = torch.stack([lex[t].lexicon_V for t in names]).float()
+    lex_TV = torch.stack([resp[t].lexicon_V for t in names]).float()
     spec_TV = specific_lexicon(lex_TV)
     ids, words = word_ids(tok, template_words(tok))
     out = {}
     for i, t in enumerate(names):
         top = spoken_words(lex_TV[i], spec_TV[i], ids, words, n_words, min_value)
-        sep = lex[t].separation
+        sep = resp[t].separation
         out[t] = TraitProfile(t, [w for w, _ in top], sep, evidence_weight(sep), list(resp[t].pos),
                               list(resp[t].neg), top)  # fmt: skip
         log.info("trait %s: separation %.2f, words %s", t, sep, ", ".join(w for w, _ in top[:12]))
