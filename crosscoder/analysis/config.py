@@ -172,6 +172,8 @@ class LabelConfig:
     """Instruction pairs each of those questions is asked under (one pos and one neg answer per pair)."""
     response_tokens: int = 24
     """Tokens per generated answer."""
+    generated_examples: int = 4
+    """Generated answers per side read as the trait's examples (pos/neg activations, the said text vector)."""
     spoken_words: int = 30
     """Spoken words kept per trait (the most trait-specific tokens of its lexicon)."""
     min_separation: float = 0.1
@@ -196,6 +198,7 @@ class LabelConfig:
         if not self.said_full > 0:
             raise ConfigError(f"analyze.labels.said_full: {self.said_full} must be > 0, e.g. 0.5")
         _at_least("labels", self, ("response_questions", "response_pairs", "response_tokens", "spoken_words"), 1)
+        _at_least("labels", self, ("generated_examples",), 0)
         if not 0 <= self.min_separation <= 1:
             raise ConfigError(f"analyze.labels.min_separation: {self.min_separation} must be in [0, 1]")
         if not self.calibration:

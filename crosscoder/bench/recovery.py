@@ -63,7 +63,7 @@ def organism_plan(opts: RecoveryOptions, traits: dict[str, Any]) -> list[tuple[s
     """(trait, kind, SFT file or None) of every organism the options ask for, in run order; refuses unknown traits."""
     from crosscoder.personas.sft_data import SFT_DIR
 
-    chosen = opts.traits or sorted(traits)
+    chosen = [t for t in opts.traits if t not in NULL_PAIRS] or sorted(traits)
     missing = [t for t in chosen if t not in traits]
     if missing:
         raise ConfigError(f"--traits: unknown trait {missing[0]!r}; known: {', '.join(sorted(traits))}")
@@ -83,7 +83,8 @@ def organism_plan(opts: RecoveryOptions, traits: dict[str, Any]) -> list[tuple[s
     if "distilled" in opts.kinds:
         plan += [(name, "distilled", None) for name in chosen]
     if "null" in opts.kinds:
-        plan += [(name, "null", None) for name in NULL_PAIRS]
+        nulls = [t for t in opts.traits if t in NULL_PAIRS] or list(NULL_PAIRS)  # --traits self / control: one of them
+        plan += [(name, "null", None) for name in nulls]
     return plan
 
 
@@ -97,7 +98,7 @@ def build_organism(
     if kind == "null":
         from crosscoder.bench.recovery_control import control_organism
 
-        spec = BASE if trait == "self" else control_organism(BASE, traits)
+        spec = BASE if trait == "self" else control_organism(BASE, traits, opts.sft_max_steps if opts else None)
         return Organism(trait, kind, spec, None, time.perf_counter() - t0)
     if kind == "planted":
         from crosscoder.personas.organisms.gated import plant_trait

@@ -2,15 +2,16 @@
 instructions (the persona-vectors recipe, Chen et al. 2025), and what the instructions do to its predictions.
 
 `trait_evidence`: each of the first `n_questions` extraction questions is asked under each of the first `n_pairs`
-instruction pairs, once with the pair's ``pos`` and once with its ``neg`` system prompt (sampled). While it answers,
-the model's full next-token distribution at every answer position is kept: the trait's **lexicon** is
+instruction pairs, once with the pair's ``pos`` and once with its ``neg`` system prompt (sampled). Every answer is
+then read under *both* prompts of its pair: the next-token distributions under its own prompt come with the
+generation, those under the other prompt from one forward pass. The trait's **lexicon** is
 
-    L[v] = mean over pos answer positions of log p(v) - mean over neg answer positions of log p(v)
+    L[v] = mean over all answer positions (pos and neg answers) of log p(v | pos prompt, answer so far)
+                                                                 - log p(v | neg prompt, answer so far)
 
-which tokens the pos instruction makes the model readier to say (> 0) or less ready (< 0), whether or not the sample
-said them: a model that barely follows a persona prompt still shifts its predictions towards the instruction's words.
-(The distributions come free with the generation: one batched `generate` call per batch of prompts, several traits
-per batch, as one forward per new token is what generation on a CPU costs.)
+which tokens the pos instruction makes the model readier to say (> 0) or less ready (< 0) *on the same text*,
+whether or not the sample said them: what the answers are about cancels, what the instruction does stays, and a
+model that barely follows a persona prompt still shifts its predictions towards the instruction's words.
 
 **Separation** (how well the model itself tells pos from neg): the lexicon of the answers to the even questions
 scores the answers to the odd questions (mean lexicon value of their sampled tokens) and vice versa; 2 * AUC - 1 of
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_VERSION = 2
+_VERSION = 3
 
 
 @dataclass
@@ -94,29 +95,40 @@ class _Item:
     question: int
     side: str
     ids: list[int]
+    other_ids: list[int]
+    """The prompt under the pair's other system prompt."""
     text: str = ""
     new_ids: list[int] = field(default_factory=list)
-    logp_V: Tensor | None = None
-    """Sum over the answer's positions of log p(v)."""
-    n: int = 0
+    own_V: Tensor | None = None
+    """Sum over the answer's positions of log p(v) under its own prompt (from the generation)."""
+    other_V: Tensor | None = None
+    """The same with the answer read under the other prompt."""
 
 
 def _items(tokenizer: Tokenizer, trait: Trait, cfg: ResponseConfig) -> list[_Item]:
+    def ids(question: str, system: str) -> list[int]:
+        prompt = render_prompt(tokenizer, chat_messages(question, system))
+        return list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
     out = []
     for qi, q in enumerate(trait.extract_questions[: cfg.n_questions]):
         for pair in trait.instruction[: cfg.n_pairs]:
-            for side in ("pos", "neg"):
-                prompt = render_prompt(tokenizer, chat_messages(q, getattr(pair, side)))
-                out.append(_Item(trait.name, qi, side, list(tokenizer(prompt, add_special_tokens=False)["input_ids"])))
+            pos, neg = ids(q, pair.pos), ids(q, pair.neg)
+            out += [_Item(trait.name, qi, "pos", pos, neg), _Item(trait.name, qi, "neg", neg, pos)]
     return out
+
+
+def _pad_id(tokenizer: Tokenizer) -> int:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise ModelError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
+    return int(pad)
 
 
 @torch.no_grad()
 def _generate(hf: HFModule, tokenizer: Tokenizer, items: list[_Item], cfg: ResponseConfig) -> None:
     """Sample every item's answer, keeping the sum of its log-probabilities over positions (in place)."""
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad is None:
-        raise ModelError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
+    pad = _pad_id(tokenizer)
     eos = getattr(hf.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
     stops = set(eos if isinstance(eos, list) else [eos]) | {pad}
     device = next(hf.parameters()).device
@@ -135,12 +147,31 @@ def _generate(hf: HFModule, tokenizer: Tokenizer, items: list[_Item], cfg: Respo
         logp_TBV = torch.stack([torch.log_softmax(x.float().cpu(), dim=-1) for x in out.logits])
         for r, it in enumerate(batch):
             toks = gen_BT[r].tolist()
-            n = next((k + 1 for k, t in enumerate(toks) if t in stops), len(toks))  # up to and including the stop
-            it.new_ids = [t for t in toks[:n] if t not in stops]
+            m = next((k for k, t in enumerate(toks) if t in stops), len(toks))  # tokens before the first stop
+            it.new_ids = toks[:m]
             it.text = str(tokenizer.decode(it.new_ids, skip_special_tokens=True)).strip() or "."
-            it.logp_V, it.n = logp_TBV[:n, r].double().sum(0), n
-            n_new += n
+            it.own_V = logp_TBV[:m, r].double().sum(0)
+            n_new += m
     log.info("trait answers: %d answers, %d tokens in %.1f s", len(items), n_new, time.perf_counter() - t0)
+
+
+@torch.no_grad()
+def _read_under_other_prompt(hf: HFModule, tokenizer: Tokenizer, items: list[_Item], batch_size: int) -> None:
+    """Each answer read under the pair's other system prompt: the sum of log p(v) over its positions (in place)."""
+    from crosscoder.data.harvest import right_pad
+
+    pad = _pad_id(tokenizer)
+    device = next(hf.parameters()).device
+    rows = [it for it in items if it.new_ids]
+    rows.sort(key=lambda it: len(it.other_ids) + len(it.new_ids))
+    for a in range(0, len(rows), batch_size):
+        batch = rows[a : a + batch_size]
+        ids_BS, valid_BS = right_pad([it.other_ids + it.new_ids for it in batch], pad)
+        logits = hf(input_ids=ids_BS.to(device), attention_mask=valid_BS.long().to(device)).logits
+        for r, it in enumerate(batch):
+            start = len(it.other_ids) - 1  # position s predicts token s + 1
+            span = logits[r, start : start + len(it.new_ids)].float().cpu()
+            it.other_V = torch.log_softmax(span, dim=-1).double().sum(0)
 
 
 def _auc(pos: list[float], neg: list[float]) -> float:
@@ -151,28 +182,35 @@ def _auc(pos: list[float], neg: list[float]) -> float:
     return float(wins) / (len(pos) * len(neg))
 
 
-def _mean_logp(items: list[_Item]) -> Tensor:
-    assert items and all(it.logp_V is not None for it in items)
-    return torch.stack([cast(Tensor, it.logp_V) for it in items]).sum(0) / max(sum(it.n for it in items), 1)
+def _lexicon(items: list[_Item]) -> Tensor:
+    """Mean over the items' answer positions of log p(v | pos prompt) - log p(v | neg prompt)."""
+    total, n = None, 0
+    for it in items:
+        if not it.new_ids or it.own_V is None or it.other_V is None:
+            continue
+        diff = it.own_V - it.other_V if it.side == "pos" else it.other_V - it.own_V
+        total = diff if total is None else total + diff
+        n += len(it.new_ids)
+    if total is None:
+        raise DataError(f"trait {items[0].trait}: every generated answer is empty; check the model and the trait file")
+    return (total / n).float()
 
 
 def lexicon_of(trait: str, items: list[_Item]) -> TraitResponses:
-    """The lexicon, fold lexicons and cross-fitted separation of one trait's answered items."""
-    pos = [it for it in items if it.side == "pos"]
-    neg = [it for it in items if it.side == "neg"]
-    lexicon_V = (_mean_logp(pos) - _mean_logp(neg)).float()
+    """The lexicon and cross-fitted separation of one trait's answered items."""
+    lexicon_V = _lexicon(items)
     scored: dict[str, list[float]] = {"pos": [], "neg": []}
     for fold in (0, 1):
-        train = [it for it in items if it.question % 2 != fold]
-        test = [it for it in items if it.question % 2 == fold]
-        tr_pos, tr_neg = [it for it in train if it.side == "pos"], [it for it in train if it.side == "neg"]
-        if not (tr_pos and tr_neg and test):
+        train = [it for it in items if it.question % 2 != fold and it.new_ids]
+        test = [it for it in items if it.question % 2 == fold and it.new_ids]
+        if not (train and test):
             continue
-        lex = _mean_logp(tr_pos) - _mean_logp(tr_neg)
+        lex = _lexicon(train)
         for it in test:
-            if it.new_ids:
-                scored[it.side].append(float(lex[torch.tensor(it.new_ids)].mean()))
+            scored[it.side].append(float(lex[torch.tensor(it.new_ids)].mean()))
     sep = max(0.0, 2.0 * _auc(scored["pos"], scored["neg"]) - 1.0)
+    pos = [it for it in items if it.side == "pos"]
+    neg = [it for it in items if it.side == "neg"]
     return TraitResponses(trait, [it.text for it in pos], [it.text for it in neg], lexicon_V, sep,
                           [str(it.question) for it in pos])  # fmt: skip
 
@@ -219,6 +257,7 @@ def trait_evidence(
             todo += _items(tokenizer, trait, cfg)
     if todo:
         _generate(hf, tokenizer, todo, cfg)
+        _read_under_other_prompt(hf, tokenizer, todo, max(1, cfg.batch_size // 3))
         for name in dict.fromkeys(it.trait for it in todo):
             out[name] = lexicon_of(name, [it for it in todo if it.trait == name])
             if use_cache:

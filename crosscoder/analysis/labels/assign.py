@@ -138,7 +138,8 @@ def prepare_labels(
         rc = ResponseConfig(n_questions=cfg.response_questions, n_pairs=cfg.response_pairs,
                             max_new_tokens=cfg.response_tokens)  # fmt: skip
         profiles = build_profiles(models[0], traits, rc, n_words=cfg.spoken_words)
-    generated = {t: {"pos": p.pos_texts, "neg": p.neg_texts} for t, p in profiles.items()}
+    k = cfg.generated_examples
+    generated = {t: {"pos": p.pos_texts[:k], "neg": p.neg_texts[:k]} for t, p in profiles.items()}
     pn = pos_neg_acts(cc, models, hooks, traits, cfg.questions, lens_idx, generated)
     template = template_words(models[-1].tokenizer)
     words = {t: trait_word_lists(tr, template, profiles.get(t)) for t, tr in traits.items()}

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_WORDLIKE = re.compile(r"^\s?[A-Za-z]{3,}$")
+_WORDLIKE = re.compile(r"^ [A-Za-z]{3,}$")
 
 
 @dataclass
@@ -69,8 +69,8 @@ def evidence_weight(separation: float) -> float:
 
 
 def word_ids(tokenizer: Tokenizer, exclude: frozenset[str]) -> tuple[Tensor, list[str]]:
-    """Vocabulary ids of word tokens (3+ letters, an optional leading space) that are not very common English words
-    nor words of the chat template, and their lower-case letters."""
+    """Vocabulary ids of word-start tokens (a space and 3+ letters: a whole word or its head, never a fragment of
+    one) that are not very common English words nor words of the chat template, and their lower-case letters."""
     ids, words = [], []
     for i in range(len(tokenizer)):
         tok = str(tokenizer.decode([i]))
