@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -87,7 +88,7 @@ def test_joint_said_reading_gives_the_shared_part_to_no_trait() -> None:
 
 
 def test_null_calibration_threshold_and_false_label_rate(tmp_path: Path) -> None:
-    cands = [{"label_evidence": {"a": {"combined": 0.2}, "b": {"combined": 0.3}}},
+    cands: list[dict[str, Any]] = [{"label_evidence": {"a": {"combined": 0.2}, "b": {"combined": 0.3}}},
              {"label_evidence": {"a": {"combined": 0.1}, "b": {"combined": 0.05}}}, {"label_evidence": {}}]  # fmt: skip
     calib = calibration_of([("self", cands)])
     assert calib.scores == [0.3, 0.1] and calib.by_trait["a"] == [0.2, 0.1] and calib.threshold == 0.3
