@@ -217,10 +217,12 @@ def _planted_direction(rec: dict[str, Any], traits: dict[str, Any], hook: str, f
     """The planted direction of a planted record (rebuilt from the organism cache), None for other kinds."""
     from crosscoder.personas.organisms.gated import plant_trait
 
-    if rec["organism_kind"] != "planted":
+    if rec["organism_kind"] == "null":  # the null pairs have no trait
         return None
     if rec["trait"] not in traits:
         raise ConfigError(f"{flag}: trait {rec['trait']!r} of the results is not in the library; pass its --trait-dir")
+    if rec["organism_kind"] != "planted":
+        return None
     _, direction_D = plant_trait(BASE, traits[rec["trait"]], _hook_layer(hook), cache_dir("organisms", "recovery"))
     return direction_D
 
