@@ -165,3 +165,11 @@ def test_trait_evidence_from_a_model_is_cached(tiny_spec, monkeypatch) -> None: 
     monkeypatch.setattr(responses, "_generate", boom)
     again = responses.trait_evidence(model.hf, model.tokenizer, model.content_hash, {"plain": trait}, cfg)["plain"]
     assert again.pos == got.pos and torch.equal(again.lexicon_V, got.lexicon_V)
+
+
+def test_report_row_shows_the_description_and_the_false_label_rate() -> None:
+    from crosscoder.analysis.report.page import _label_cell
+
+    cell = _label_cell({"label": "pirate", "label_false_rate": 0.02, "description": 'ft says "arr <matey>"'})
+    assert "<b>pirate</b>" in cell and "null rate 0.02" in cell and "arr &lt;matey&gt;" in cell
+    assert "ends the answer" in _label_cell({"label": "unlabelled", "description": "ends the answer"})
