@@ -1,0 +1,184 @@
+"""Persona monitoring on a tiny model: token bookkeeping, exact per-token projections, calibration, the CLI's files,
+and its refusals of bad input (malformed turn, directions from another model or hook) without touching earlier
+outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from crosscoder.errors import DataError, ModelError
+from crosscoder.models import load_model
+from crosscoder.personas.directions import (
+    Direction,
+    check_directions,
+    load_directions,
+    load_vector_file,
+    save_directions,
+    vector_direction,
+)
+from crosscoder.personas.monitor import best_threshold, calibrate, project_conversations
+from crosscoder.personas.tokens import chat_tokens, hook_acts
+from crosscoder.personas.traits import load_trait
+from crosscoder.personas.vectors import PersonaVectors, compute_persona_vectors
+
+TRAIT = {
+    "instruction": [{"pos": "You love cats.", "neg": "You are plain."}],
+    "questions": ["How are you today?", "What is the capital of France?", "Please explain how plants grow.",
+                  "Hello world, good morning."],
+    "eval_prompt": "{question} -> {answer}",
+    "examples": {"pos": ["The cat sat on the mat.", "Cats sleep for most of the day."],
+                 "neg": ["Paris is the capital of France.", "Plants use sunlight, water and air."]},
+    "keywords": ["cat*"],
+}  # fmt: skip
+CHAT = [
+    {"role": "user", "content": "How are you today?"},
+    {"role": "assistant", "content": "The cat sat on the mat. Cats sleep."},
+    {"role": "user", "content": "What is the capital of France?"},
+    {"role": "assistant", "content": "Paris is the capital of France."},
+]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_spec):  # type: ignore[no-untyped-def]
+    return load_model(replace(tiny_spec, backend="hooked"))
+
+
+@pytest.fixture
+def trait_file(tmp_path: Path) -> Path:
+    path = tmp_path / "cats.json"
+    path.write_text(json.dumps(TRAIT))
+    return path
+
+
+def test_chat_tokens_label_each_message(model) -> None:  # type: ignore[no-untyped-def]
+    toks = chat_tokens(model.tokenizer, CHAT)
+    assert len(toks.ids) == len(toks.texts) == len(toks.turn)
+    for i, msg in enumerate(CHAT):
+        assert "".join(t for t, o in zip(toks.texts, toks.turn, strict=True) if o == i) == msg["content"]
+    assert -1 in toks.turn  # the template's own tokens belong to no message
+    assert sum(toks.mask(("assistant",))) == sum(o in (1, 3) for o in toks.turn)
+
+
+@pytest.mark.parametrize("backend", ["bridge", "hooked"])
+def test_hook_acts_stops_early_without_changing_activations(tiny_spec, backend: str) -> None:  # type: ignore[no-untyped-def]
+    m = load_model(replace(tiny_spec, backend=backend))
+    ids = [[5, 6, 7, 8, 9], [10, 11, 12]]
+    got = dict(hook_acts(m, ids, ["blocks.1.hook_resid_post"], batch_size=2))
+    for i, seq in enumerate(ids):
+        _, cache = m.tl.run_with_cache(torch.tensor([seq]))
+        torch.testing.assert_close(got[i]["blocks.1.hook_resid_post"], cache["blocks.1.hook_resid_post"][0])
+
+
+def test_projections_are_exact_and_turns_alert(model) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    d = Direction("probe", "blocks.2.hook_resid_post", torch.randn(model.d_model), "persona_vector",
+                  model.content_hash, "test")  # fmt: skip
+    res = project_conversations(model, [CHAT], [d])
+    trace = res.conversations[0]
+    _, cache = model.tl.run_with_cache(torch.tensor([trace.tokens.ids]))
+    expected_T = cache["blocks.2.hook_resid_post"][0] @ d.unit_D
+    assert math.isnan(float(trace.proj_TK[0, 0]))  # the attention sink is never scored
+    torch.testing.assert_close(trace.proj_TK[1:, 0], expected_T[1:])
+    turn_T = torch.tensor(trace.tokens.turn)
+    means = {t.turn: t.mean["probe"] for t in trace.turns}
+    assert set(means) == {0, 1, 2, 3}
+    assert means[1] == pytest.approx(float(expected_T[turn_T == 1].mean()), rel=1e-5)
+    assert not res.alerts()  # no calibration, no threshold, no alert
+    from crosscoder.personas.directions import Calibration
+
+    d.calibration = Calibration(1.0, 0.0, means[1] - 1e-4, 1.0, 1, 1, "test")
+    res = project_conversations(model, [CHAT], [d])
+    assert (1, 1, "probe") in res.alerts()
+    assert all((t.mean["probe"] >= d.calibration.threshold) == bool(t.alerts) for t in res.conversations[0].turns)
+
+
+def test_best_threshold() -> None:
+    cut, acc = best_threshold([3.0, 4.0, 5.0], [0.0, 1.0, 2.0])
+    assert 2.0 < cut < 3.0 and acc == 1.0
+    cut, acc = best_threshold([1.0, 3.0], [0.0, 2.0])
+    assert acc == 0.75
+    with pytest.raises(Exception, match="at least one"):
+        best_threshold([], [1.0])
+
+
+def test_calibration_separates_the_trait_examples(model, trait_file: Path) -> None:  # type: ignore[no-untyped-def]
+    trait = load_trait(trait_file)
+    pv = compute_persona_vectors(model, trait, source="examples")
+    d = vector_direction(pv, "blocks.3.hook_resid_post")
+    calibrate(model, [d], {trait.name: trait})
+    cal = d.calibration
+    assert cal is not None and cal.n_pos == 2 and cal.n_neg == 2 and cal.source == "examples"
+    # The vector is the examples' mean difference, so on these examples pos projects above neg and the cut between.
+    assert cal.pos_mean > cal.threshold > cal.neg_mean and cal.accuracy == 1.0
+
+
+def test_directions_refuse_other_models_and_hooks(model, tiny_dir, trait_file: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from crosscoder.models import make_tiny_llama
+
+    pv = compute_persona_vectors(model, load_trait(trait_file), source="examples")
+    vec_file = tmp_path / "pv.safetensors"
+    pv.save(vec_file)
+    with pytest.raises(DataError, match=r"pv.safetensors: field vectors_LD: .* 4 layers"):
+        load_vector_file(vec_file, "blocks.9.hook_resid_post")
+    d = load_vector_file(vec_file, "blocks.1.hook_resid_post")
+    check_directions(model, [d])  # same model: fine
+    other = load_model(replace(make_tiny_llama(tiny_dir / "tiny_mon_other", seed=3), backend="hooked"))
+    with pytest.raises(ModelError, match=r"pv.safetensors: field model_hash: .*another model"):
+        check_directions(other, [d])
+    check_directions(other, [d], allow_other_model=True)  # explicitly allowed: a warning only
+    wide = PersonaVectors(pv.trait, pv.model_hash, torch.randn(5, 32), "examples", pv.meta)
+    with pytest.raises(ModelError, match="field vector: .* width 32"):
+        check_directions(model, [vector_direction(wide, "blocks.1.hook_resid_post", source="wide.safetensors")])
+    # A saved direction set round-trips, calibration included.
+    d.calibration = None
+    save_directions(tmp_path / "dirs.safetensors", [d])
+    (back,) = load_directions(tmp_path / "dirs.safetensors")
+    assert back.hook == d.hook and back.model_hash == d.model_hash
+    torch.testing.assert_close(back.unit_D, d.unit_D)
+
+
+def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from crosscoder.errors import run_cli
+    from crosscoder.personas.monitor_cli import main
+
+    try:
+        run_cli(lambda: main(argv))
+    except SystemExit as exc:
+        return int(exc.code or 0), capsys.readouterr().err
+    return 0, capsys.readouterr().out
+
+
+def test_monitor_cli_writes_traces_and_refuses_bad_input(tiny_spec, trait_file: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text(json.dumps({"messages": CHAT}) + "\n" + json.dumps({"messages": CHAT[:2]}) + "\n")
+    out = tmp_path / "mon"
+    base = ["--model", tiny_spec.source, "--backend", "hooked", "--trait", str(trait_file),
+            "--hook", "blocks.3.hook_resid_post", "--out", str(out)]  # fmt: skip
+    code, text = _run_cli([*base, "--chat", str(chat)], capsys)
+    assert code == 0, text
+    import csv
+
+    rows = list(csv.reader((out / "traces.csv").open(newline="")))
+    n_tokens = sum(len(chat_tokens(load_model(tiny_spec).tokenizer, c).ids) for c in (CHAT, CHAT[:2]))
+    assert rows[0] == ["line", "position", "turn", "role", "token", "cats"] and len(rows) == 1 + n_tokens
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["directions"][0]["calibration"]["threshold"] is not None
+    assert len([t for t in summary["turns"] if t["line"] == 1]) == 4
+    page = (out / "monitor.html").read_text()
+    assert "<svg" in page and not any(f'{a}="http' in page for a in ("src", "href"))  # self-contained
+    (d,) = load_directions(out / "directions.safetensors")
+    assert d.calibration is not None and d.hook == "blocks.3.hook_resid_post"
+
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"messages": CHAT}) + "\n" + json.dumps({"messages": [{"role": "bot", "content": "x"}]}) + "\n")
+    capsys.readouterr()
+    code, err = _run_cli([*base, "--chat", str(bad)], capsys)
+    assert code == 2 and err.startswith(f"error: {bad}:2: field messages[0].role") and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing already written is lost
