@@ -177,7 +177,9 @@ def test_monitor_cli_writes_traces_and_refuses_bad_input(tiny_spec, trait_file: 
 
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"messages": CHAT}) + "\n" + json.dumps({"messages": [{"role": "bot", "content": "x"}]}) + "\n")
+    bad.write_text(
+        json.dumps({"messages": CHAT}) + "\n" + json.dumps({"messages": [{"role": "bot", "content": "x"}]}) + "\n"
+    )
     capsys.readouterr()
     code, err = _run_cli([*base, "--chat", str(bad)], capsys)
     assert code == 2 and err.startswith(f"error: {bad}:2: field messages[0].role") and err.count("\n") == 1

@@ -98,11 +98,12 @@ class _Item:
     mask: list[bool]
 
 
-def _items(model: Any, convs: list[list[Message]]) -> list[_Item]:
+def _items(model: Any, convs: list[list[Message]], *, last_only: bool = False) -> list[_Item]:
+    """Token ids and the mask of every assistant turn (or only the last message, for the model's own answers)."""
     out = []
     for conv in convs:
         toks = chat_tokens(model.tokenizer, conv)
-        mask = toks.mask(("assistant",))
+        mask = toks.mask(("assistant",), turns={len(conv) - 1} if last_only else None)
         mask[0] = False
         if not any(mask):
             raise DataError("a conversation has no assistant tokens to score; check the dataset")
@@ -150,7 +151,7 @@ def score_examples(
     keys = list(prefixes)
     base_convs = [[*prefixes[k], {"role": "assistant", "content": answers[k]}] for k in keys]
     ex_p, ex_l, ex_n = _span_scores(model, _items(model, convs), directions, reader, "screen:data")
-    b_p, b_l, b_n = _span_scores(model, _items(model, base_convs), directions, reader, "screen:base")
+    b_p, b_l, b_n = _span_scores(model, _items(model, base_convs, last_only=True), directions, reader, "screen:base")
     row = {k: i for i, k in enumerate(keys)}
     names = [d.name for d in directions]
     lat_names = [

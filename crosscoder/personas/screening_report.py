@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--adapter", help="PEFT adapter folder on top of --model")
     p.add_argument("--data", required=True, help="SFT chat JSONL to screen")
     p.add_argument("--rank-by", help="direction (or 'latent <j>...') to rank by; default the first direction")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="length of the model's own answers")
     p.add_argument("--top", type=int, default=25, help="examples shown at each end of the HTML report")
     p.add_argument("--out", default="results/screening", help="output folder")
     add_direction_args(p)
@@ -125,7 +126,10 @@ def main(argv: list[str] | None = None) -> None:
         run = load_run(args.run)
         ids = [int(x) for x in args.latents.split(",")] if args.latents else None
         reader = LatentReader(run, persona_latents(run, args.analysis_dir, ids))
-    scores = score_examples(model, convs, directions, reader=reader, allow_other_model=args.allow_other_model)
+    from crosscoder.personas.generate import GenerationConfig
+
+    gen = GenerationConfig(max_new_tokens=args.max_new_tokens, greedy=True)
+    scores = score_examples(model, convs, directions, reader=reader, gen=gen, allow_other_model=args.allow_other_model)
     key = args.rank_by or directions[0].name
     field = "latent_diff" if key.startswith("latent ") else "projection_diff"
     page = write_screening(args.out, scores, str(args.data), key, rank_field=field, top=args.top)
