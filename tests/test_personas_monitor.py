@@ -95,7 +95,8 @@ def test_projections_are_exact_and_turns_alert(model) -> None:  # type: ignore[n
     d.calibration = Calibration(1.0, 0.0, means[1] - 1e-4, 1.0, 1, 1, "test")
     res = project_conversations(model, [CHAT], [d])
     assert (1, 1, "probe") in res.alerts()
-    assert all((t.mean["probe"] >= d.calibration.threshold) == bool(t.alerts) for t in res.conversations[0].turns)
+    turns = res.conversations[0].turns
+    assert all((t.role == "assistant" and t.mean["probe"] >= d.calibration.threshold) == bool(t.alerts) for t in turns)
 
 
 def test_best_threshold() -> None:
@@ -107,15 +108,32 @@ def test_best_threshold() -> None:
         best_threshold([], [1.0])
 
 
-def test_calibration_separates_the_trait_examples(model, trait_file: Path) -> None:  # type: ignore[no-untyped-def]
+def test_calibration_uses_the_examples_as_answers(model, trait_file: Path) -> None:  # type: ignore[no-untyped-def]
     trait = load_trait(trait_file)
-    pv = compute_persona_vectors(model, trait, source="examples")
-    d = vector_direction(pv, "blocks.3.hook_resid_post")
-    calibrate(model, [d], {trait.name: trait})
+    hook = "blocks.3.hook_resid_post"
+    # Each example is scored as the answer to an extraction question: per response, its mean projection.
+    qs = trait.extract_questions
+    convs = {side: [[{"role": "user", "content": qs[i % len(qs)]}, {"role": "assistant", "content": t}]
+                    for i, t in enumerate(trait.examples[side])] for side in ("pos", "neg")}  # fmt: skip
+    means = {}
+    for side, cs in convs.items():
+        toks = [chat_tokens(model.tokenizer, c) for c in cs]
+        acts = dict(hook_acts(model, [t.ids for t in toks], [hook]))
+        means[side] = [acts[i][hook][torch.tensor(t.mask(("assistant",)))].mean(0) for i, t in enumerate(toks)]
+    diff_D = torch.stack(means["pos"]).mean(0) - torch.stack(means["neg"]).mean(0)
+    pv = PersonaVectors("cats", model.content_hash, diff_D.expand(5, -1).clone(), "examples", {"best_index": 4})
+    d = vector_direction(pv, hook)
+    calibrate(model, [d], {"cats": trait})
     cal = d.calibration
-    assert cal is not None and cal.n_pos == 2 and cal.n_neg == 2 and cal.source == "examples"
-    # The vector is the examples' mean difference, so on these examples pos projects above neg and the cut between.
-    assert cal.pos_mean > cal.threshold > cal.neg_mean and cal.accuracy == 1.0
+    assert cal is not None and cal.n_pos == 2 and cal.n_neg == 2 and cal.source.startswith("examples")
+    unit_D = diff_D / diff_D.norm()
+    pos, neg = [float(m @ unit_D) for m in means["pos"]], [float(m @ unit_D) for m in means["neg"]]
+    assert cal.pos_mean == pytest.approx(sum(pos) / 2, rel=1e-4) and cal.neg_mean == pytest.approx(
+        sum(neg) / 2, rel=1e-4
+    )
+    assert cal.pos_mean > cal.neg_mean  # the direction is these responses' own mean difference
+    cut, acc = best_threshold(pos, neg)
+    assert cal.threshold == pytest.approx(cut, rel=1e-4) and cal.accuracy == acc
 
 
 def test_directions_refuse_other_models_and_hooks(model, tiny_dir, trait_file: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

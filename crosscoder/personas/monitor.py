@@ -9,9 +9,11 @@ out), :func:`calibrate` (an alert threshold per direction from the trait's posit
 
 A projection is ⟨x_t, u⟩ for the residual activation x_t at the direction's hook and the unit direction u. A turn's
 score is the mean over its content tokens; a turn *alerts* on a direction when its score is at or above the
-direction's threshold. The threshold is calibrated on per-response mean projections of the trait's ``examples``
-(pos and neg texts as assistant turns; without examples, greedy answers to the extraction questions under the pos
-and neg system prompts): the cut with the best balanced accuracy, in-sample.
+direction's threshold. Only assistant turns alert (the thresholds are calibrated on
+responses); every turn is scored. The threshold is calibrated on per-response mean projections of the trait's
+``examples`` (pos and neg texts, each as the assistant's answer to one of the trait's extraction questions, so they
+sit in the same context as a monitored chat; without examples, greedy answers to the extraction questions under the
+pos and neg system prompts): the cut with the best balanced accuracy, in-sample.
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ class MonitorResult:
         return [(c.line, t.turn, name) for c in self.conversations for t in c.turns for name in t.alerts]
 
 
+ALERT_ROLES = ("assistant",)
+"""Roles whose turns can alert: thresholds are calibrated on assistant responses (other turns are still scored)."""
+
+
 def _turn_summaries(tokens: ChatTokens, proj_TK: Tensor, directions: list[Direction]) -> list[TurnSummary]:
     turn_T = torch.tensor(tokens.turn)
     turn_T[0] = -1  # position 0 is never part of a statistic
@@ -78,7 +84,11 @@ def _turn_summaries(tokens: ChatTokens, proj_TK: Tensor, directions: list[Direct
             continue
         mean = {d.name: float(sel[:, k].mean()) for k, d in enumerate(directions)}
         mx = {d.name: float(sel[:, k].max()) for k, d in enumerate(directions)}
-        alerts = [d.name for d in directions if d.threshold is not None and mean[d.name] >= d.threshold]
+        alerts = [
+            d.name
+            for d in directions
+            if msg["role"] in ALERT_ROLES and d.threshold is not None and mean[d.name] >= d.threshold
+        ]
         out.append(TurnSummary(i, msg["role"], int(sel.shape[0]), mean, mx, alerts))
     return out
 
@@ -124,9 +134,13 @@ def best_threshold(pos: list[float], neg: list[float]) -> tuple[float, float]:
 
 def _calibration_responses(model: Any, trait: Any) -> tuple[list[list[Message]], list[list[Message]], str]:
     if trait.examples:
-        pos = [[{"role": "assistant", "content": t}] for t in trait.examples["pos"]]
-        neg = [[{"role": "assistant", "content": t}] for t in trait.examples["neg"]]
-        return pos, neg, "examples"
+        qs = trait.extract_questions or trait.questions
+
+        def turns(texts: list[str]) -> list[list[Message]]:  # each example answers an extraction question, in turn
+            return [[{"role": "user", "content": qs[i % len(qs)]}, {"role": "assistant", "content": t}]
+                    for i, t in enumerate(texts)]  # fmt: skip
+
+        return turns(trait.examples["pos"]), turns(trait.examples["neg"]), "examples answering extraction questions"
     from crosscoder.personas.generate import GenerationConfig, chat_messages, generate_chat
 
     if getattr(model, "hf", None) is None:
