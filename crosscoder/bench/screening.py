@@ -19,6 +19,9 @@ crosscoder.bench.screening_eval.
 3. ``steering``: per steer trait and α, the 100% fine-tune with preventative steering (α·v added at the hook during
    training only). ``trait_drop`` = 1 − (steered − base)/(unsteered − base) expression: the share of the fine-tune's
    rise removed; ``capability_change`` = perplexity on held-out base answers, steered / unsteered − 1.
+
+``--quick``: persona pool 30, 60 neutral examples per mixture, 5 draws, persona shares 0 / 50 / 100%, one shift and
+one steer trait (cat_obsession), the same fine-tuning recipe (5 fine-tunes instead of 22).
 """
 
 from __future__ import annotations
@@ -65,17 +68,19 @@ class BenchOptions:
     n_persona_pool: int = 60
     n_mix_neutral: int = 120
     draws: int = 10
-    n_train: int = 200
+    n_train: int = 199
+    """Fine-tuning set size: every shared prompt once (199), so 25 steps of 8 are one epoch (the demo recipe)."""
     steps: int = 25
     n_eval: int = 20
-    eval_tokens: int = 48
+    eval_tokens: int = 64
+    """Answer length for the trait expression: the shipped rewrites add their remark after two sentences."""
     answer_tokens: int = 64
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.quick:
-            self.n_persona_pool, self.n_mix_neutral, self.draws = 30, 60, 5
-            self.n_train, self.steps, self.n_eval, self.eval_tokens, self.answer_tokens = 96, 12, 10, 40, 48
+        if self.quick:  # smaller pools, three persona shares, one trait; the same fine-tuning recipe
+            self.n_persona_pool, self.n_mix_neutral, self.draws, self.answer_tokens = 30, 60, 5, 48
+            self.shares = [s for s in self.shares if s in (0.0, 0.5, 1.0)]
         self.shift_traits = self.shift_traits or SHIFT_TRAITS[: 1 if self.quick else 3]
         self.steer_traits = self.steer_traits or SHIFT_TRAITS[: 1 if self.quick else 3]
         if len(self.shares) < 2 or any(not 0 <= s <= 1 for s in self.shares):
