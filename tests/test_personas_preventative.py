@@ -130,6 +130,10 @@ def test_steering_config_refusals(setup, tmp_path: Path) -> None:  # type: ignor
         _cfg(setup, steer_alpha=1.0)
     with pytest.raises(ConfigError, match="residual hook"):
         _cfg(setup, steer_alpha=1.0, steer_trait="x", steer_hook="blocks.1.attn")
+    with pytest.raises(ModelError, match="field steer_hook: .*outside this model's 4 layers"):
+        build_sft_organism(setup["base"], setup["data"], _cfg(setup, name="deep", steer_alpha=1.0,
+                                                              steer_trait=str(setup["trait"]),
+                                                              steer_hook="blocks.9.hook_resid_post"))  # fmt: skip
     from crosscoder.personas.vectors import PersonaVectors
 
     other = tmp_path / "other.safetensors"
