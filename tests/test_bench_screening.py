@@ -64,10 +64,16 @@ def test_targets_report_misses_as_misses() -> None:
     steer = {"a": {"alphas": {"2": {"trait_drop": 0.6, "capability_change": 0.01},
                               "5": {"trait_drop": 0.9, "capability_change": 0.2}}},
              "b": {"alphas": {"2": {"trait_drop": None, "capability_change": 0.0}}}}  # fmt: skip
-    out = targets({"screening": scr, "shift": {"a": {"shift_r": 0.9}, "b": {"shift_r": float("nan")}},
+    six = [{}] * 6
+    out = targets({"screening": scr, "shift": {"a": {"shift_r": 0.9, "datasets": six},
+                                               "b": {"shift_r": float("nan"), "datasets": six}},
                    "steering": steer})  # fmt: skip
     assert out["screening_auroc_10pct"] == {"traits_at_or_above_0.9": ["a", "b", "c"], "met": False}
     assert out["shift_r"]["met"] is False  # an undefined r is not a pass
+    few = targets({"shift": {"a": {"shift_r": 0.99, "datasets": [{}] * 3}}})["shift_r"]
+    assert few == {"per_trait": {"a": 0.99}, "n_datasets": {"a": 3}, "met": False}  # the issue asks for 6 datasets
+    partial = targets({"shift": {"a": {"datasets": [{}]}}, "steering": {"a": {"base": {}}}})
+    assert partial["shift_r"]["met"] is False and partial["preventative_steering"]["met"] is False
     assert out["preventative_steering"] == {"traits_with_drop_ge_50pct_and_capability_within_5pct": ["a"], "met": False}
 
 
@@ -76,6 +82,10 @@ def test_quick_options_shrink_sizes_not_the_recipe() -> None:
     assert (quick.steps, quick.n_train, quick.eval_tokens) == (full.steps, full.n_train, full.eval_tokens)
     assert quick.shares == [0.0, 0.5, 1.0] and len(full.shares) >= 6 and len(full.steer_traits) == 3
     assert len(full.alphas) >= 2
+    assert BenchOptions(quick=True, shares=[0.0, 0.1, 1.0]).shares == [0.0, 0.1, 1.0]  # given shares are kept
+    assert BenchOptions(screen_only=True).stages == ["screening"]
+    with pytest.raises(ConfigError, match="--stages"):
+        BenchOptions(stages=["screening", "train"])
 
 
 def test_bench_cli_dispatches_screening(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -189,7 +189,7 @@ def test_monitor_cli_writes_traces_and_refuses_bad_input(tiny_spec, trait_file: 
     assert summary["directions"][0]["calibration"]["threshold"] is not None
     assert len([t for t in summary["turns"] if t["line"] == 1]) == 4
     page = (out / "monitor.html").read_text()
-    assert "<svg" in page and not any(f'{a}="http' in page for a in ("src", "href"))  # self-contained
+    assert '<svg class="chart"' in page and not any(f'{a}="http' in page for a in ("src", "href"))  # self-contained
     (d,) = load_directions(out / "directions.safetensors")
     assert d.calibration is not None and d.hook == "blocks.3.hook_resid_post"
 
@@ -202,3 +202,16 @@ def test_monitor_cli_writes_traces_and_refuses_bad_input(tiny_spec, trait_file: 
     code, err = _run_cli([*base, "--chat", str(bad)], capsys)
     assert code == 2 and err.startswith(f"error: {bad}:2: field messages[0].role") and err.count("\n") == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing already written is lost
+
+
+def test_reports_draw_through_the_one_chart_stack() -> None:
+    """Persona pages use crosscoder.charts (issue 16): no module of theirs imports matplotlib itself."""
+    import ast
+
+    from crosscoder.personas import monitor_report, screening_report
+
+    for mod in (monitor_report, screening_report):
+        tree = ast.parse(Path(str(mod.__file__)).read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [n for n in names if n.startswith("matplotlib")], mod.__name__

@@ -153,7 +153,7 @@ def test_screening_cli_ranks_and_refuses_bad_input(model, tiny_spec, tmp_path: P
     assert sorted(r["line"] for r in rows) == [1, 2, 3] and [r["rank"] for r in rows] == [1, 2, 3]
     diffs = [r["projection_diff"]["probe"] for r in rows]
     assert diffs == sorted(diffs, reverse=True)
-    assert "<svg" in (out / "screening.html").read_text()
+    assert '<svg class="chart"' in (out / "screening.html").read_text()
 
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     no_asst = tmp_path / "no_assistant.jsonl"

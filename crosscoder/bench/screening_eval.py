@@ -116,3 +116,43 @@ def evaluate(
     ev = Evaluation(sum(proj) / len(proj), rate, perplexity(model, ppl_convs), answers)
     atomic_write_json(path, vars(ev))
     return ev
+
+
+def targets(result: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, measured: each with the numbers it rests on and whether it is met."""
+    scr = result.get("screening") or {}
+    good = sorted(t for t, row in scr.items() if row.get("0.10", {}).get("auroc", 0) >= 0.9)
+    out: dict[str, Any] = {"screening_auroc_10pct": {"traits_at_or_above_0.9": good, "met": len(good) >= 4}}
+    shift = result.get("shift") or {}
+    if shift:
+        rs = {t: row.get("shift_r") for t, row in shift.items()}
+        n = {t: len(row["datasets"]) for t, row in shift.items()}
+        out["shift_r"] = {"per_trait": rs, "n_datasets": n,
+                          "met": all(r is not None and r == r and r >= 0.8 for r in rs.values())
+                          and all(k >= 6 for k in n.values())}  # fmt: skip
+    steer = result.get("steering") or {}
+    if steer:
+        ok = sorted({t for t, row in steer.items() for a in row.get("alphas", {}).values()
+                     if (a["trait_drop"] or 0) >= 0.5 and abs(a["capability_change"]) <= 0.05})  # fmt: skip
+        out["preventative_steering"] = {"traits_with_drop_ge_50pct_and_capability_within_5pct": ok, "met": len(ok) >= 2}
+    return out
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A short plain-text digest of a result."""
+    lines = ["trait                        AUROC@5%  AUROC@10%  AUROC@25%  P@k@10%  vs-other"]
+    for t, row in (result.get("screening") or {}).items():
+        cells = [f"{row[f'{c:.2f}']['auroc']:.3f}" for c in (0.05, 0.10, 0.25) if f"{c:.2f}" in row]
+        p10 = row.get("0.10", {}).get("precision_at_k", float("nan"))
+        lines.append(
+            f"{t:28s} " + "  ".join(f"{c:>8s}" for c in cells) + f"  {p10:7.3f}  {row['auroc_vs_other_traits']:.3f}"
+        )
+    for t, row in (result.get("shift") or {}).items():
+        lines.append(f"shift_r {t}: {row.get('shift_r')} over {len(row['datasets'])} sets "
+                     f"(keywords {row.get('shift_r_keywords')})")  # fmt: skip
+    for t, row in (result.get("steering") or {}).items():
+        for a, s in row.get("alphas", {}).items():
+            drop = "n/a" if s["trait_drop"] is None else f"{s['trait_drop']:+.2f}"
+            lines.append(f"steer {t} α={a}: trait_drop {drop}, capability_change {s['capability_change']:+.3f}")
+    lines.append(f"targets: { {k: v['met'] for k, v in (result.get('targets') or {}).items()} }")
+    return "\n".join(lines)

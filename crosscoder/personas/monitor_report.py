@@ -1,6 +1,6 @@
 """Files the monitor writes: per-token and per-turn CSVs, a JSON summary, the directions, and a self-contained HTML.
 
-The HTML inlines its charts as SVG (matplotlib, Agg) and its styles; it makes no network request. Each conversation
+The HTML inlines its charts as SVG (crosscoder.charts, the project's one chart stack) and its styles; it makes no network request. Each conversation
 shows a per-token projection chart per direction (threshold dashed, assistant turns shaded), its per-turn table with
 alerts, and its tokens coloured by the first direction's projection (red above the calibrated threshold's side,
 blue below; hover shows the values). A checkpoint series adds a chart of the mean assistant projection per checkpoint.
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import csv
 import html
-import io
 import json
 import math
 from dataclasses import asdict
 from pathlib import Path
 
+from crosscoder import charts
 from crosscoder.io import atomic_path, atomic_write_json, atomic_write_text
 from crosscoder.personas.directions import Direction, save_directions
 from crosscoder.personas.monitor import ConversationTrace, MonitorResult, SeriesPoint
@@ -25,66 +25,43 @@ MAX_HTML_CONVERSATIONS = 20
 
 _CSS = """body{font-family:DejaVu Sans,Arial,sans-serif;margin:24px;color:#222;max-width:1200px}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
-th{background:#f3f3f3}.alert{background:#c62828;color:#fff;border-radius:3px;padding:0 4px;font-size:12px}
+th{background:#f3f3f3}svg.chart{max-width:100%;height:auto}.alert{background:#c62828;color:#fff;border-radius:3px;padding:0 4px;font-size:12px}
 .tok{white-space:pre-wrap;font-family:DejaVu Sans Mono,monospace;font-size:13px;line-height:1.7}
 .role{font-weight:bold;margin-top:6px}.muted{color:#777;font-size:12px}h2{margin-top:28px}"""
 
 
-def _svg(fig: object) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")  # type: ignore[attr-defined]
-    plt.close(fig)  # type: ignore[arg-type]
-    text = buf.getvalue()
-    return text[text.find("<svg") :]
-
-
 def trace_chart(trace: ConversationTrace, directions: list[Direction]) -> str:
     """Per-token projection lines (one per direction), thresholds dashed, assistant turns shaded; inline SVG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(11, 2.8))
-    x = list(range(trace.proj_TK.shape[0]))
+    series: dict[str, tuple[list[float], list[float], list[str]]] = {}
     for k, d in enumerate(directions):
-        (line,) = ax.plot(x, trace.proj_TK[:, k].tolist(), lw=1.2, label=f"{d.name} @ {d.hook}")
-        if d.threshold is not None:
-            ax.axhline(d.threshold, color=line.get_color(), ls="--", lw=0.9)
-    start = None
+        pts = [(t, float(v)) for t, v in enumerate(trace.proj_TK[:, k].tolist()) if math.isfinite(v)]
+        series[f"{d.name} @ {d.hook}"] = ([float(t) for t, _ in pts], [v for _, v in pts],
+                                          [f"{trace.tokens.texts[t]!r} (position {t}): {v:+.3f}" for t, v in pts])  # fmt: skip
+    thresholds = {f"{d.name} @ {d.hook}": d.threshold for d in directions if d.threshold is not None}
+    spans, start = [], None
     for t, owner in enumerate([*trace.tokens.turn, -1]):
         is_asst = owner >= 0 and trace.tokens.messages[owner]["role"] == "assistant"
         if is_asst and start is None:
             start = t
         if not is_asst and start is not None:
-            ax.axvspan(start - 0.5, t - 0.5, color="#fff3c4", zorder=0)
+            spans.append((start - 0.5, t - 0.5))
             start = None
-    ax.set_xlabel("token position (assistant turns shaded)")
-    ax.set_ylabel("projection")
-    ax.legend(fontsize=8, loc="upper left")
-    ax.grid(alpha=0.3)
-    return _svg(fig)
+    chart = charts.lines(series, f"Projection per token (line {trace.line})", "token position (assistant turns shaded)",
+                         "projection", width=1100, height=280, hlines=thresholds, spans=spans, marker_size=2)  # fmt: skip
+    return charts.inline(chart, "projection per token")
 
 
 def series_chart(points: list[SeriesPoint], directions: list[Direction]) -> str:
     """Mean assistant-token projection per checkpoint, one line per direction; inline SVG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3))
-    names = [p.checkpoint for p in points]
-    for d in directions:
-        (line,) = ax.plot(names, [p.mean[d.name] for p in points], marker="o", label=d.name)
-        if d.threshold is not None:
-            ax.axhline(d.threshold, color=line.get_color(), ls="--", lw=0.9)
-    ax.set_ylabel("mean projection (assistant tokens)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return _svg(fig)
+    xs = [float(i) for i in range(len(points))]
+    series = {d.name: (xs, [p.mean[d.name] for p in points],
+                       [f"{p.checkpoint}: {p.mean[d.name]:+.3f} ({p.alerts} alerting turns)" for p in points])
+              for d in directions}  # fmt: skip
+    thresholds = {d.name: d.threshold for d in directions if d.threshold is not None}
+    chart = charts.lines(series, "Over training: mean projection of the assistant tokens", "checkpoint",
+                         "mean projection", width=800, height=300, hlines=thresholds,
+                         xticks=[p.checkpoint for p in points])  # fmt: skip
+    return charts.inline(chart, "series")
 
 
 def _colour(value: float, d: Direction) -> str:

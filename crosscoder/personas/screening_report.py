@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import html
-import io
 import json
 import logging
 from pathlib import Path
 
+from crosscoder import charts
 from crosscoder.io import atomic_write_json, atomic_write_text
 from crosscoder.personas.screening import ExampleScore
 
@@ -26,24 +26,24 @@ log = logging.getLogger(__name__)
 
 _CSS = """body{font-family:DejaVu Sans,Arial,sans-serif;margin:24px;color:#222;max-width:1200px}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}
-th{background:#f3f3f3}.muted{color:#777;font-size:12px}td.txt{max-width:640px}"""
+th{background:#f3f3f3}.muted{color:#777;font-size:12px}td.txt{max-width:640px}
+.hists{display:flex;flex-wrap:wrap;gap:8px}.hists svg.chart{width:420px;height:auto}"""
 
 
 def _histograms(scores: list[ExampleScore], names: list[str]) -> str:
-    import matplotlib
+    """One histogram of the projection difference per direction (inline SVG)."""
+    import numpy as np
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 2.6), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
-        ax.hist([s.projection_diff[name] for s in scores], bins=30, color="#c62828", alpha=0.8)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("projection difference")
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()[buf.getvalue().find("<svg") :]
+    out = []
+    for name in names:
+        values = np.array([s.projection_diff[name] for s in scores], dtype=float)
+        finite = values[np.isfinite(values)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        chart = charts.stacked_histogram({"examples": values}, {"examples": "#c92a2a"}, 30,
+                                         (lo, hi if hi > lo else lo + 1.0), name, "projection difference",
+                                         log_y=False, width=420, height=240, unit="examples")  # fmt: skip
+        out.append(charts.inline(chart, name))
+    return f'<div class="hists">{"".join(out)}</div>'
 
 
 def _rows(scores: list[ExampleScore], names: list[str], rank_field: str, key: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from crosscoder.errors import ConfigError
 from crosscoder.models.spec import ModelSpec
 
 METHODS = ("lora", "full")
+RESID_HOOK_RE = re.compile(r"^blocks\.\d+\.hook_resid_(pre|post)$")
 
 
 @dataclass
@@ -86,10 +88,10 @@ class OrganismConfig:
             raise ConfigError("organism.name: must be a non-empty name without '/'")
         if self.steer_alpha and not (self.steer_trait or self.steer_vectors):
             raise ConfigError("organism.steer_alpha: set steer_trait or steer_vectors to say which vector to add")
-        if self.steer_hook is not None:
-            from crosscoder.models.residual import parse_resid_hook
-
-            parse_resid_hook(self.steer_hook)
+        if self.steer_hook is not None and not RESID_HOOK_RE.match(self.steer_hook):
+            raise ConfigError(
+                f"organism.steer_hook: {self.steer_hook!r} is not a residual hook; use blocks.<l>.hook_resid_post|pre"
+            )
 
     def hyperparameters(self) -> dict[str, Any]:
         """The fields that change the trained weights (used for the cache key and the metadata)."""
