@@ -215,3 +215,58 @@ def test_reports_draw_through_the_one_chart_stack() -> None:
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not [n for n in names if n.startswith("matplotlib")], mod.__name__
+
+
+def test_monitor_cli_follows_a_training_runs_checkpoints(tiny_spec, trait_file: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """--checkpoints: the same directions and thresholds on every checkpoint, in order, each mean exact; checkpoints
+    that are not fine-tunes of the model, or missing folders, are refused before anything is written."""
+    import shutil
+
+    from crosscoder.models import make_tiny_llama
+    from crosscoder.personas.monitor import _assistant_mean
+
+    base_hash = load_model(replace(tiny_spec, backend="hooked")).content_hash
+    same, moved = tmp_path / "ckpt-000010", tmp_path / "ckpt-000020"
+    shutil.copytree(tiny_spec.source, same)
+    make_tiny_llama(moved, seed=5)
+    stranger = tmp_path / "stranger"
+    shutil.copytree(moved, stranger)
+    for folder in (same, moved):  # what the organism trainer writes beside a fine-tune
+        (folder / "crosscoder_meta.json").write_text(json.dumps({"base_hash": base_hash}))
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text(json.dumps({"messages": CHAT}) + "\n")
+    out = tmp_path / "mon"
+    args = ["--model", tiny_spec.source, "--backend", "hooked", "--trait", str(trait_file), "--chat", str(chat),
+            "--hook", "blocks.3.hook_resid_post", "--out", str(out)]  # fmt: skip
+    code, text = _run_cli([*args, "--checkpoints", f"{same},{tmp_path / 'nope'}"], capsys)
+    assert code == 2 and "--checkpoints:" in text and "nope is not a folder" in text and not out.exists()
+    code, text = _run_cli([*args, "--checkpoints", f"{same},{stranger}"], capsys)
+    last = text.strip().splitlines()[-1]  # (model-loading progress bars come before it on stderr)
+    assert code == 2 and last.startswith("error: ") and "field model_hash" in last and not out.exists()
+    code, text = _run_cli([*args, "--checkpoints", f"{same},{moved}"], capsys)
+    assert code == 0, text
+    series = json.loads((out / "summary.json").read_text())["series"]
+    assert [p["checkpoint"] for p in series] == ["tiny_a", "ckpt-000010", "ckpt-000020"]
+    assert series[0]["mean"] == series[1]["mean"]  # the same weights read the same
+    (d,) = load_directions(out / "directions.safetensors")
+    m2 = load_model(replace(tiny_spec, source=str(moved), name="moved"))
+    trace = project_conversations(m2, [CHAT], [d]).conversations[0]
+    assert series[2]["mean"]["cats"] == pytest.approx(_assistant_mean(trace.tokens, trace.proj_TK[:, 0]), rel=1e-5)
+    assert series[2]["mean"] != series[0]["mean"]
+    rows = (out / "series.csv").read_text().splitlines()
+    assert rows[0].startswith("checkpoint,cats") and len(rows) == 4
+    assert "Over training" in (out / "monitor.html").read_text()
+
+
+def test_organism_references_are_resolved_by_the_command_line(tiny_spec, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The model loader reads only concrete specs (issue 16): the monitor and screening commands resolve
+    ``organism:<name>[@ckpt]`` themselves, keeping the backend asked for."""
+    import crosscoder.personas.organisms as organisms
+    from crosscoder.personas.monitor_cli import concrete, parse_spec
+
+    asked: list[str] = []
+    monkeypatch.setattr(organisms, "resolve_organism", lambda name: asked.append(name) or tiny_spec)
+    spec = concrete(parse_spec("organism:demo@c1", backend="hooked"))
+    assert asked == ["demo@c1"] and spec.source == tiny_spec.source and spec.backend == "hooked"
+    plain = parse_spec(tiny_spec.source)
+    assert concrete(plain) is plain and asked == ["demo@c1"]

@@ -189,15 +189,19 @@ class SeriesPoint:
 
 
 def monitor_series(
-    specs: list[Any], conversations: list[list[Message]], directions: list[Direction], *, batch_size: int = 4
-) -> list[SeriesPoint]:
-    """The same projections for every checkpoint of a series (base -> c1 -> ... -> final), one model at a time."""
+    specs: list[Any], conversations: list[list[Message]], directions: list[Direction], *, batch_size: int = 4,
+    allow_other_model: bool = False,
+) -> list[SeriesPoint]:  # fmt: skip
+    """The same projections for every checkpoint of a series (base -> c1 -> ... -> final, or a training run's saved
+    checkpoints), one model at a time; every checkpoint's directions are checked like a single model's."""
     from crosscoder.models import load_model
 
     points = []
     for spec in specs:
         model = load_model(spec)
-        res = project_conversations(model, conversations, directions, batch_size=batch_size)
+        res = project_conversations(
+            model, conversations, directions, batch_size=batch_size, allow_other_model=allow_other_model
+        )
         per = {d.name: [_assistant_mean(c.tokens, c.proj_TK[:, k]) for c in res.conversations]
                for k, d in enumerate(directions)}  # fmt: skip
         mean = {name: sum(v) / len(v) for name, v in per.items()}

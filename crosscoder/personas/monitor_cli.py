@@ -2,13 +2,14 @@
 
     python -m crosscoder.personas.monitor --model organism:demo --chat chat.jsonl --trait cat_obsession \\
         [--trait pirate] [--vectors FILE] [--directions FILE] [--run RUN_DIR [--latents 12,40]] [--hook HOOK] \\
-        [--series] [--out DIR] [--allow-other-model]
+        [--series | --checkpoints CKPT1,CKPT2,...] [--out DIR] [--allow-other-model]
 
 Directions: ``--trait`` computes the trait's persona vector on the base model (the series' first model for an
 ``organism:`` spec, the spec without its adapter for a LoRA spec, else the model itself) and calibrates its alert
 threshold there; ``--vectors`` reads a persona-vector file; ``--directions`` a calibrated set written by an earlier
 run (``directions.safetensors``); ``--run`` the labelled persona latents of a crosscoder run. ``--series`` monitors
-every checkpoint of an organism (base -> c1 -> ... -> final) as well.
+every checkpoint of an organism (base -> c1 -> ... -> final) as well; ``--checkpoints`` does the same for a training
+run's own saved checkpoints (adapter folders over ``--model``, or model folders), after ``--model``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,34 @@ def add_direction_args(p: argparse.ArgumentParser) -> None:
 
 
 def parse_spec(source: str, adapter: str | None = None, backend: str = "bridge") -> ModelSpec:
+    """The model spec of the command line (an ``organism:<name>[@ckpt]`` reference stays one; see `concrete`)."""
     return ModelSpec(source=source, adapter=adapter, backend=backend)
+
+
+def concrete(spec: ModelSpec) -> ModelSpec:
+    """The loadable spec behind an ``organism:<name>[@ckpt]`` reference (built on first use, cached); others as is."""
+    if spec.resolved_kind() != "organism":
+        return spec
+    from crosscoder.personas.organisms import resolve_organism
+
+    return replace(resolve_organism(spec.source.removeprefix("organism:")), backend=spec.backend)
+
+
+def checkpoint_specs(items: str, model: ModelSpec) -> list[ModelSpec]:
+    """A training run's checkpoints (comma list, in order): PEFT adapter folders go on top of `model`, other
+    folders are full models. A missing folder is refused before any model loads."""
+    specs = []
+    for item in [x for x in items.split(",") if x]:
+        path = Path(item).expanduser()
+        if not path.is_dir():
+            raise ConfigError(f"--checkpoints: {item} is not a folder; give adapter or model folders in training order")
+        if (path / "adapter_config.json").is_file():
+            specs.append(replace(model, adapter=str(path), name=path.name))
+        else:
+            specs.append(ModelSpec(source=str(path), backend=model.backend, name=path.name))
+    if not specs:
+        raise ConfigError("--checkpoints: empty; give a comma list of checkpoint folders")
+    return specs
 
 
 def base_of(spec: ModelSpec) -> ModelSpec:
@@ -95,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--backend", default="bridge", choices=["bridge", "hooked"])
     p.add_argument("--chat", required=True, help='chat JSONL: one {"messages": [{role, content}, ...]} per line')
     p.add_argument("--series", action="store_true", help="also monitor every checkpoint of the organism's series")
+    p.add_argument("--checkpoints", help="comma list of a training run's checkpoints (adapter folders over --model, "
+                   "or model folders), monitored in order after --model as a series")  # fmt: skip
     p.add_argument("--out", default="results/monitor", help="output folder")
     add_direction_args(p)
     args = p.parse_args(argv)
@@ -103,6 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     spec = parse_spec(args.model, args.adapter, args.backend)
     if args.series and spec.resolved_kind() != "organism":
         raise ConfigError("--series: needs an organism:<name> model (its checkpoints form the series)")
+    if args.series and args.checkpoints:
+        raise ConfigError("--series and --checkpoints: pick one (an organism's checkpoints or your own)")
+    series_specs = [spec, *checkpoint_specs(args.checkpoints, spec)] if args.checkpoints else None
     base_spec = base_of(spec)
     base_model = load_model(base_spec)
     directions, traits = build_directions(args, base_model)
@@ -110,15 +143,16 @@ def main(argv: list[str] | None = None) -> None:
 
     check_directions(base_model, directions, allow_other_model=args.allow_other_model)
     calibrate(base_model, [d for d in directions if d.calibration is None], traits)
-    model = base_model if spec == base_spec else load_model(spec)
+    model = base_model if spec == base_spec else load_model(concrete(spec))
     del base_model
     result = project_conversations(model, convs, directions, allow_other_model=args.allow_other_model)
-    series = None
     if args.series:
         from crosscoder.personas.organisms.registry import organism_series
 
-        series = monitor_series(organism_series(spec.source.removeprefix("organism:").partition("@")[0]), convs,
-                                directions)  # fmt: skip
+        series_specs = organism_series(spec.source.removeprefix("organism:").partition("@")[0])
+    series = None
+    if series_specs:
+        series = monitor_series(series_specs, convs, directions, allow_other_model=args.allow_other_model)
     page = write_monitor(Path(args.out), result, series)
     for line, turn, name in result.alerts():
         print(f"ALERT line {line} turn {turn}: {name}")

@@ -100,7 +100,7 @@ def write_screening(
 
 def main(argv: list[str] | None = None) -> None:
     from crosscoder.models import load_model
-    from crosscoder.personas.monitor_cli import add_direction_args, build_directions, parse_spec
+    from crosscoder.personas.monitor_cli import add_direction_args, build_directions, concrete, parse_spec
     from crosscoder.personas.screening import score_examples
     from crosscoder.personas.sft_data import read_sft_jsonl
 
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     convs = read_sft_jsonl(args.data)  # bad lines fail here, before any model loads
-    model = load_model(parse_spec(args.model, args.adapter))
+    model = load_model(concrete(parse_spec(args.model, args.adapter)))
     directions, _ = build_directions(args, model)
     reader = None
     if args.run:
