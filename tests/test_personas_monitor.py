@@ -265,7 +265,12 @@ def test_organism_references_are_resolved_by_the_command_line(tiny_spec, monkeyp
     from crosscoder.personas.monitor_cli import concrete, parse_spec
 
     asked: list[str] = []
-    monkeypatch.setattr(organisms, "resolve_organism", lambda name: asked.append(name) or tiny_spec)
+
+    def resolve(name: str):  # type: ignore[no-untyped-def]
+        asked.append(name)
+        return tiny_spec
+
+    monkeypatch.setattr(organisms, "resolve_organism", resolve)
     spec = concrete(parse_spec("organism:demo@c1", backend="hooked"))
     assert asked == ["demo@c1"] and spec.source == tiny_spec.source and spec.backend == "hooked"
     plain = parse_spec(tiny_spec.source)
