@@ -74,6 +74,7 @@ def test_targets_report_misses_as_misses() -> None:
     assert few == {"per_trait": {"a": 0.99}, "n_datasets": {"a": 3}, "met": False}  # the issue asks for 6 datasets
     partial = targets({"shift": {"a": {"datasets": [{}]}}, "steering": {"a": {"base": {}}}})
     assert partial["shift_r"]["met"] is False and partial["preventative_steering"]["met"] is False
+    assert "screening_auroc_10pct" not in partial  # a stage the run skipped is not reported as a miss
     assert out["preventative_steering"] == {"traits_with_drop_ge_50pct_and_capability_within_5pct": ["a"], "met": False}
 
 

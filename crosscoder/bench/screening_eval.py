@@ -120,9 +120,11 @@ def evaluate(
 
 def targets(result: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets, measured: each with the numbers it rests on and whether it is met."""
+    out: dict[str, Any] = {}  # only the stages the run measured
     scr = result.get("screening") or {}
-    good = sorted(t for t, row in scr.items() if row.get("0.10", {}).get("auroc", 0) >= 0.9)
-    out: dict[str, Any] = {"screening_auroc_10pct": {"traits_at_or_above_0.9": good, "met": len(good) >= 4}}
+    if scr:
+        good = sorted(t for t, row in scr.items() if row.get("0.10", {}).get("auroc", 0) >= 0.9)
+        out["screening_auroc_10pct"] = {"traits_at_or_above_0.9": good, "met": len(good) >= 4}
     shift = result.get("shift") or {}
     if shift:
         rs = {t: row.get("shift_r") for t, row in shift.items()}
