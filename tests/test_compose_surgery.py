@@ -17,10 +17,14 @@ from crosscoder.personas.compose.directions import DirectionMismatchError, Perso
 from crosscoder.personas.compose.surgery import (
     ADAPTER_META,
     EDIT_MANIFEST,
+    SurgeryConfig,
     adapter_model_hash,
+    base_weight_loader,
     file_hashes,
     lora_surgery,
 )
+
+ADAPTER_SCOPE = SurgeryConfig(scope="adapter")
 
 
 def _adapter(
@@ -51,9 +55,12 @@ def test_remove_projects_residual_writes_only_within_reach(adapter, tmp_path) ->
     src, base_hash = adapter
     before = {p.name: sha256_file(p) for p in src.iterdir()}
     u = _direction(base_hash, "blocks.1.hook_resid_post")
-    res = lora_surgery(src, [u], tmp_path / "out", base_hash=base_hash)
+    res = lora_surgery(src, [u], tmp_path / "out", base_hash=base_hash, config=ADAPTER_SCOPE)
     assert {p.name: sha256_file(p) for p in src.iterdir()} == before  # the source is untouched
-    old, new = load_file(str(src / "adapter_model.safetensors")), load_file(str(tmp_path / "out" / "adapter_model.safetensors"))
+    old, new = (
+        load_file(str(src / "adapter_model.safetensors")),
+        load_file(str(tmp_path / "out" / "adapter_model.safetensors")),
+    )
     unit = u.unit()
     for key, b in new.items():
         writer = ".lora_B." in key and ("o_proj" in key or "down_proj" in key)
@@ -66,7 +73,9 @@ def test_remove_projects_residual_writes_only_within_reach(adapter, tmp_path) ->
             assert torch.equal(b, old[key]), key  # everything else is copied bit for bit
     assert sorted(res.edited) == sorted(k for k in new if ".lora_B." in k and ("o_proj" in k or "down_proj" in k)
                                         and int(k.split("layers.")[1].split(".")[0]) <= 1)  # fmt: skip
-    assert "layers.0.self_attn.q_proj" in res.unedited_modules and "layers.2.self_attn.q_proj" not in res.unedited_modules
+    assert (
+        "layers.0.self_attn.q_proj" in res.unedited_modules and "layers.2.self_attn.q_proj" not in res.unedited_modules
+    )
     man = json.loads((tmp_path / "out" / EDIT_MANIFEST).read_text())
     assert man["source_hashes"] == file_hashes(src) and man["directions"][0]["name"] == "u"
     assert 0 < res.removed_fraction < 1
@@ -75,8 +84,12 @@ def test_remove_projects_residual_writes_only_within_reach(adapter, tmp_path) ->
 def test_scale_and_all_layers(adapter, tmp_path) -> None:
     src, base_hash = adapter
     u = _direction(base_hash, "blocks.0.hook_resid_post")
-    lora_surgery(src, [u], tmp_path / "x3", base_hash=base_hash, mode="scale", factor=3.0, layers="all")
-    old, new = load_file(str(src / "adapter_model.safetensors")), load_file(str(tmp_path / "x3" / "adapter_model.safetensors"))
+    cfg = SurgeryConfig(mode="scale", factor=3.0, layers="all", scope="adapter")
+    lora_surgery(src, [u], tmp_path / "x3", base_hash=base_hash, config=cfg)
+    old, new = (
+        load_file(str(src / "adapter_model.safetensors")),
+        load_file(str(tmp_path / "x3" / "adapter_model.safetensors")),
+    )
     unit = u.unit()
     key = "base_model.model.model.layers.3.mlp.down_proj.lora_B.weight"
     assert torch.allclose(unit @ new[key], 3.0 * (unit @ old[key]), atol=1e-5)
@@ -87,7 +100,7 @@ def test_new_adapter_loads_with_peft_and_changes_the_model(adapter, tiny_spec, t
 
     src, base_hash = adapter
     u = _direction(base_hash, "blocks.3.hook_resid_post")
-    lora_surgery(src, [u], tmp_path / "edited", base_hash=base_hash)
+    lora_surgery(src, [u], tmp_path / "edited", base_hash=base_hash, config=ADAPTER_SCOPE)
     ids = torch.tensor([[1, 2, 3, 4, 5, 6]])
     with torch.no_grad():
         peft_model = PeftModel.from_pretrained(load_hf(tiny_spec).model, str(tmp_path / "edited")).eval()
@@ -101,7 +114,7 @@ def test_new_adapter_loads_with_peft_and_changes_the_model(adapter, tiny_spec, t
 def test_directions_of_the_fine_tune_are_accepted_and_others_refused(adapter, tmp_path) -> None:
     src, base_hash = adapter
     ft = _direction(adapter_model_hash(src, base_hash), "blocks.1.hook_resid_post")
-    lora_surgery(src, [ft], tmp_path / "ok", base_hash=base_hash)
+    lora_surgery(src, [ft], tmp_path / "ok", base_hash=base_hash, config=ADAPTER_SCOPE)
     alien = _direction("a" * 64, "blocks.1.hook_resid_post")
     with pytest.raises(DirectionMismatchError, match="'u'"):
         lora_surgery(src, [alien], tmp_path / "no", base_hash=base_hash)
@@ -128,3 +141,54 @@ def test_refusals(adapter, tiny_spec, tmp_path) -> None:
         lora_surgery(src, [_direction("b" * 64, "blocks.1.hook_resid_post")], tmp_path / "o2", base_hash="b" * 64)
     with pytest.raises(ModelError, match="do not know|does not know"):
         lora_surgery(src, [u], tmp_path / "o3", base_hash=base_hash, model_type="mamba")
+
+
+def _writer_outputs(model: torch.nn.Module, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    outs: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, mod in model.named_modules():
+        if name.endswith(("self_attn.o_proj", "mlp.down_proj")) and ".lora_" not in name and "base_layer" not in name:
+            handles.append(mod.register_forward_hook(lambda _m, _i, o, name=name: outs.__setitem__(name, o.detach())))
+    try:
+        with torch.no_grad():
+            model(ids)
+    finally:
+        for h in handles:
+            h.remove()
+    return outs
+
+
+def test_model_scope_removes_every_write_along_the_direction(adapter, tiny_spec, tmp_path) -> None:
+    from peft import PeftModel
+
+    src, base_hash = adapter
+    u = _direction(base_hash, "blocks.2.hook_resid_post")
+    weights = base_weight_loader(tiny_spec.source)
+    res = lora_surgery(src, [u], tmp_path / "m", base_hash=base_hash, base_weights=weights)
+    assert res.scope == "model" and 0 < res.removed_fraction < 1
+    cfg = json.loads((tmp_path / "m" / "adapter_config.json").read_text())
+    assert (
+        cfg["rank_pattern"]["model.layers.0.self_attn.o_proj"] == 5
+        and "model.layers.3.mlp.down_proj" not in cfg["rank_pattern"]
+    )
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6, 7]])
+    edited = PeftModel.from_pretrained(load_hf(tiny_spec).model, str(tmp_path / "m")).eval()
+    outs = _writer_outputs(edited, ids)
+    unit = u.unit()
+    for name, out in outs.items():
+        layer = int(name.split("layers.")[1].split(".")[0])
+        along = float((out @ unit).abs().max())
+        if layer <= 2:
+            assert along < 1e-4, name  # nothing written along u, whatever the other modules did
+        else:
+            assert along > 1e-3, name  # later blocks are not edited
+    # scale x1 changes nothing: the extra ranks cancel exactly
+    same = lora_surgery(src, [u], tmp_path / "x1", base_hash=base_hash, base_weights=weights,
+                        config=SurgeryConfig(mode="scale", factor=1.0))  # fmt: skip
+    assert same.scope == "model"
+    with torch.no_grad():
+        a = PeftModel.from_pretrained(load_hf(tiny_spec).model, str(tmp_path / "x1")).eval()(ids).logits
+        b = load_hf(dataclasses.replace(tiny_spec, adapter=str(src))).model(ids).logits
+    assert torch.allclose(a, b, atol=1e-4)
+    with pytest.raises(ConfigError, match="base_weights"):
+        lora_surgery(src, [u], tmp_path / "nb", base_hash=base_hash)

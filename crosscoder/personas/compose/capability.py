@@ -66,7 +66,9 @@ def read_facts(path: str | Path = FACTS_FILE) -> list[Fact]:
             row = json.loads(line)
             fact = Fact(str(row["question"]), tuple(str(c) for c in row["choices"]), int(row["answer"]))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise DataError(f"{path}:{lineno}: not a {{question, choices, answer}} object ({err}); fix the line") from err
+            raise DataError(
+                f"{path}:{lineno}: not a {{question, choices, answer}} object ({err}); fix the line"
+            ) from err
         if len(fact.choices) < 2 or not 0 <= fact.answer < len(fact.choices):
             raise DataError(f"{path}:{lineno}: needs 2+ choices and an answer index among them; fix the line")
         facts.append(fact)
@@ -93,7 +95,9 @@ def heldout_conversations(base: Any, n: int | None = None, max_new_tokens: int =
     """(question, base answer) chats for the first `n` held-out questions."""
     questions = read_questions(HELDOUT_FILE)[:n]
     answers = base_answers(base, questions, max_new_tokens)
-    return [[*chat_messages(q), {"role": "assistant", "content": a or "."}] for q, a in zip(questions, answers, strict=True)]
+    return [
+        [*chat_messages(q), {"role": "assistant", "content": a or "."}] for q, a in zip(questions, answers, strict=True)
+    ]
 
 
 def fact_accuracy(model: Any, facts: list[Fact], batch_size: int = 16) -> float:

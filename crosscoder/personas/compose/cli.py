@@ -63,7 +63,9 @@ def cmd_file(a: argparse.Namespace) -> None:
     d = from_vector_file(a.vector, model_hash=model.content_hash, model_name=model.name, hook=a.hook, key=a.key)
     model.check_hooks([d.hook])
     if d.d_model != model.d_model:
-        raise ConfigError(f"vector {a.vector} has width {d.d_model}, model {model.name} has {model.d_model}; use its vector")
+        raise ConfigError(
+            f"vector {a.vector} has width {d.d_model}, model {model.name} has {model.d_model}; use its vector"
+        )
     _save(d, a.out)
 
 
@@ -133,18 +135,19 @@ def cmd_steer(a: argparse.Namespace) -> None:
 def cmd_surgery(a: argparse.Namespace) -> None:
     from crosscoder.io import read_json
     from crosscoder.models.hf import resolve_folder
-    from crosscoder.personas.compose.surgery import lora_surgery
+    from crosscoder.personas.compose.surgery import SurgeryConfig, base_weight_loader, lora_surgery
     from crosscoder.personas.organisms.lora import base_content_hash
 
     base = _spec(a.base)
     folder, _ = resolve_folder(base)
     model_type = str(read_json(Path(folder) / "config.json").get("model_type", ""))
+    cfg = SurgeryConfig(mode=a.mode, factor=a.factor, layers=a.layers, scope=a.scope)
     res = lora_surgery(a.adapter, _load(a.direction), a.out, base_hash=base_content_hash(base), model_type=model_type,
-                       mode=a.mode, factor=a.factor, layers=a.layers)  # fmt: skip
+                       config=cfg, base_weights=base_weight_loader(folder))  # fmt: skip
     print(f"new adapter {res.out}: {len(res.edited)} lora_B tensors edited ({a.mode}"
           f"{'' if a.mode == 'remove' else f' x{a.factor:g}'}), {res.removed_fraction:.1%} of their squared norm "
           f"was in the directions' span; source {res.source} unchanged")  # fmt: skip
-    if res.unedited_modules:
+    if res.unedited_modules and a.scope == "adapter":
         print(f"not edited ({len(res.unedited_modules)} modules that do not write into the residual stream, e.g. "
               f"{res.unedited_modules[0]}): their effect reaches the residual only through the base model's writers")  # fmt: skip
 
@@ -195,7 +198,12 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("cosine", help="cosine matrix of directions")
     p.add_argument("directions", nargs="+")
     p.add_argument("--json", action="store_true")
-    for name, hlp in (("scale", "FACTOR * A"), ("add", "A + B"), ("subtract", "A - B"), ("project-out", "A without B, C...")):
+    for name, hlp in (
+        ("scale", "FACTOR * A"),
+        ("add", "A + B"),
+        ("subtract", "A - B"),
+        ("project-out", "A without B, C..."),
+    ):
         p = sub.add_parser(name, help=hlp)
         p.add_argument("directions", nargs="+")
         p.add_argument("--out", required=True)
@@ -222,6 +230,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--mode", choices=["remove", "scale"], default="remove")
     p.add_argument("--factor", type=float, default=0.0, help="scale mode: multiply the component by this")
     p.add_argument("--layers", choices=["reach", "all"], default="reach")
+    p.add_argument("--scope", choices=["model", "adapter"], default="model", help="whole writer output or adapter only")
     p.add_argument("--base", default="smollm2-135m-instruct", help="the adapter's base model")
     p = sub.add_parser("receive-side", help="smallest steering vector that switches a trait on")
     p.add_argument("--trait", required=True)

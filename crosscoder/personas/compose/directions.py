@@ -20,10 +20,16 @@ from jaxtyping import Float
 from torch import Tensor
 
 from crosscoder.errors import CrosscoderError, DataError
-from crosscoder.io import atomic_write_json, load_checked_safetensors, read_json, save_checked_safetensors, sha256_tensors
+from crosscoder.io import (
+    atomic_write_json,
+    load_checked_safetensors,
+    read_json,
+    save_checked_safetensors,
+    sha256_tensors,
+)
 
 FORMAT_VERSION = 1
-PROVENANCE_KINDS = ("persona_vector", "latent_decoder", "decoder_diff", "file", "derived")
+PROVENANCE_KINDS = ("persona_vector", "latent_decoder", "decoder_diff", "activation_diff", "file", "derived")
 
 
 class DirectionMismatchError(CrosscoderError):
@@ -35,7 +41,7 @@ class Provenance:
     """Where a direction came from."""
 
     kind: str
-    """persona_vector | latent_decoder | decoder_diff | file | derived (the result of an operation)."""
+    """persona_vector | latent_decoder | decoder_diff | activation_diff | file | derived."""
     trait: str | None = None
     """persona_vector: the trait whose pos/neg contrast it is."""
     latent: int | None = None
@@ -51,7 +57,9 @@ class Provenance:
 
     def __post_init__(self) -> None:
         if self.kind not in PROVENANCE_KINDS:
-            raise DataError(f"direction provenance: unknown kind {self.kind!r}; use one of {', '.join(PROVENANCE_KINDS)}")
+            raise DataError(
+                f"direction provenance: unknown kind {self.kind!r}; use one of {', '.join(PROVENANCE_KINDS)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -114,7 +122,9 @@ class PersonaDirection:
         return self.vector_D / n
 
     def where(self) -> str:
-        return f"{self.name!r} (model {self.model_name or '?'} {self.model_hash[:12]}, {self.hook}, width {self.d_model})"
+        return (
+            f"{self.name!r} (model {self.model_name or '?'} {self.model_hash[:12]}, {self.hook}, width {self.d_model})"
+        )
 
     def check_same_space(self, other: PersonaDirection) -> None:
         """Refuse `other` unless it has this direction's model hash, hook and width."""
@@ -164,7 +174,9 @@ class PersonaDirection:
         """Read a direction written by :meth:`save` (either file of the pair), verifying that they match."""
         st, js = direction_paths(path)
         if not js.is_file():
-            raise DataError(f"direction manifest {js} not found (a direction is a .safetensors + .json pair); check the path")
+            raise DataError(
+                f"direction manifest {js} not found (a direction is a .safetensors + .json pair); check the path"
+            )
         man = read_json(js)
         if not isinstance(man, dict) or man.get("format") != "crosscoder.persona_direction":
             raise DataError(f"{js} is not a persona-direction manifest (no format field); pass a file written by save")
@@ -176,7 +188,9 @@ class PersonaDirection:
             ops = tuple(Operation(**{**o, "operands": tuple(o.get("operands", ()))}) for o in man["operations"])
             return cls(man["name"], tensors["vector_D"], man["model_hash"], man["model_name"], man["hook"], prov, ops)
         except (KeyError, TypeError) as err:
-            raise DataError(f"direction manifest {js} is missing or has a bad field ({err}); re-save the direction") from err
+            raise DataError(
+                f"direction manifest {js} is missing or has a bad field ({err}); re-save the direction"
+            ) from err
 
 
 def direction_paths(path: str | Path) -> tuple[Path, Path]:

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from crosscoder.errors import ConfigError
 from crosscoder.personas.compose.likelihood import Row, chat_rows, pad_id_of
-from crosscoder.personas.compose.tail import TailModel, _decoder, batch_tensors, capture_resid
+from crosscoder.personas.compose.tail import TailModel, _decoder, batch_tensors, capture_resid, head_of
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class _Batches:
     def __init__(self, base: Any, ft: Any, rows: list[Row], hook: str, batch_size: int) -> None:
         pad = pad_id_of(base.tokenizer)
         self.items: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = []
-        dec_ft, head_ft = _decoder(ft.hf), ft.hf.get_output_embeddings()
+        dec_ft, head_ft = _decoder(ft.hf), head_of(ft.hf)
         with torch.no_grad():
             for s in range(0, len(rows), batch_size):
                 ids, mask, pos = batch_tensors(rows[s : s + batch_size], pad)
@@ -134,13 +134,15 @@ class _Batches:
                 kl = (p * (logp_ft.float() - logq)).sum() / self.n_pos
                 if backward:
                     kl.backward()  # one batch's graph at a time; the gradient gathers in `leaf`
-            total += float(kl)
+            total += float(kl.detach())
         if backward and v is not None and leaf is not None and leaf.grad is not None:
             v.backward(leaf.grad)
         return total
 
 
-def atom_matrix(dec_ft_FD: Tensor, dec_base_FD: Tensor, cfg: LatentAdapterConfig) -> tuple[Tensor, list[tuple[int, str]]]:
+def atom_matrix(
+    dec_ft_FD: Tensor, dec_base_FD: Tensor, cfg: LatentAdapterConfig
+) -> tuple[Tensor, list[tuple[int, str]]]:
     """Unit atoms [N, D] and (latent, kind) of each, from raw-basis decoders of the fine-tuned and base model."""
     rows, labels = [], []
     if cfg.atoms in ("ft", "both"):
@@ -157,7 +159,9 @@ def atom_matrix(dec_ft_FD: Tensor, dec_base_FD: Tensor, cfg: LatentAdapterConfig
     return torch.cat(rows), labels
 
 
-def _fit(loss: Callable[[Tensor, bool], float], make_v: Callable[[Tensor], Tensor], c: Tensor, cfg: LatentAdapterConfig) -> float:
+def _fit(
+    loss: Callable[[Tensor, bool], float], make_v: Callable[[Tensor], Tensor], c: Tensor, cfg: LatentAdapterConfig
+) -> float:
     c.requires_grad_(True)
     opt = torch.optim.Adam([c], lr=cfg.lr)
     value = float("nan")
@@ -196,8 +200,13 @@ def _lens(model: Any, atom_D: Tensor, n: int = 5) -> list[str]:
     norm = getattr(dec, "norm", None)
     gamma = norm.weight.detach() if norm is not None and hasattr(norm, "weight") else torch.ones_like(atom_D)
     with torch.no_grad():
-        logits = model.hf.get_output_embeddings()(atom_D * gamma)
+        logits = head_of(model.hf)(atom_D * gamma)
     return [model.tokenizer.decode([int(t)]) for t in logits.topk(n).indices]
+
+
+def _linear(scale: float, basis_KD: Tensor) -> Callable[[Tensor], Tensor]:
+    """c -> scale * c @ basis."""
+    return lambda c: scale * (c @ basis_KD)
 
 
 def _typical_norm(batches: _Batches) -> float:
@@ -250,7 +259,7 @@ def fit_latent_adapter(
         chosen = chosen + _pursuit(v0.grad, atoms, chosen, min(k, len(labels)) - len(chosen))
         c = torch.cat([c.detach(), torch.zeros(len(chosen) - len(c))])
         basis = atoms[chosen]
-        kl_k = _fit(lambda v, b: loss(tail, v, b), lambda cc, basis=basis: typical * (cc @ basis), c, cfg)
+        kl_k = _fit(lambda v, b: loss(tail, v, b), _linear(typical, basis), c, cfg)
         v = typical * (c @ basis)
         terms = [
             LatentTerm(labels[i][0], labels[i][1], float(ci), _lens(ft, torch.sign(ci) * atoms[i]))

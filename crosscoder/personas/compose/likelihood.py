@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from crosscoder.personas.compose.tail import _decoder, any_module, batch_tensors, targets
+from crosscoder.personas.compose.tail import _decoder, any_module, batch_tensors, head_of, targets
 from crosscoder.personas.organisms.sft import IGNORE, encode_conversation
 
 Row = tuple[list[int], list[bool]]
@@ -53,7 +53,7 @@ def per_row(values_N: Tensor, pos_BS: Tensor) -> tuple[Tensor, Tensor]:
 def logprob_sums(model: Any, rows: list[Row], pad_id: int, batch_size: int = 16) -> tuple[Tensor, Tensor]:
     """Summed log-probability of each row's scored tokens, and their number (a full forward per batch)."""
     hf = any_module(model)
-    dec, head = _decoder(hf), hf.get_output_embeddings()
+    dec, head = _decoder(hf), head_of(hf)
     sums, counts = [], []
     for start in range(0, len(rows), batch_size):
         ids, mask, pos = batch_tensors(rows[start : start + batch_size], pad_id)

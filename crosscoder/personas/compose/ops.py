@@ -19,7 +19,9 @@ _REL_TOL = 1e-6
 
 def scale(d: PersonaDirection, factor: float, name: str | None = None) -> PersonaDirection:
     """``factor * d``."""
-    return d.derived(name or f"{factor:g}*{d.name}", d.vector_D * float(factor), Operation("scale", factor=float(factor)))
+    return d.derived(
+        name or f"{factor:g}*{d.name}", d.vector_D * float(factor), Operation("scale", factor=float(factor))
+    )
 
 
 def normalise(d: PersonaDirection, name: str | None = None) -> PersonaDirection:

@@ -181,7 +181,9 @@ def _optimise(score: _Scorer, persona_u: Tensor, cfg: ReceiveConfig) -> tuple[Te
     return best
 
 
-def _check_behaviour(model: Any, trait: Trait, hook: str, v: Tensor, cfg: ReceiveConfig) -> tuple[float | None, list[str]]:
+def _check_behaviour(
+    model: Any, trait: Trait, hook: str, v: Tensor, cfg: ReceiveConfig
+) -> tuple[float | None, list[str]]:
     qs = trait.eval_questions[: cfg.n_questions]
     if not qs:
         return None, []
@@ -202,7 +204,9 @@ def audit_trait(
     """
     persona.check_model(model.content_hash, model.d_model, model.name, accept=related)
     if persona.hook != cfg.hook:
-        raise ConfigError(f"receive-side audit at {cfg.hook}, but the persona direction is at {persona.hook}; use one hook")
+        raise ConfigError(
+            f"receive-side audit at {cfg.hook}, but the persona direction is at {persona.hook}; use one hook"
+        )
     score = _Scorer(model, trait, cfg.hook)
     u = persona.unit()
     hi = cfg.max_fraction * score.typical

@@ -125,7 +125,9 @@ def render(report: Report) -> str:
         f"<p>{html.escape(report.intro)}</p>" if report.intro else "",
     ]
     for h in report.heatmaps:
-        parts.append(f"<h2>{html.escape(h.title)}</h2><img alt='{html.escape(h.title)}' src='data:image/png;base64,{heatmap_png(h)}'>")
+        parts.append(
+            f"<h2>{html.escape(h.title)}</h2><img alt='{html.escape(h.title)}' src='data:image/png;base64,{heatmap_png(h)}'>"
+        )
         if h.note:
             parts.append(f"<p class='note'>{html.escape(h.note)}</p>")
     for t in report.tables:

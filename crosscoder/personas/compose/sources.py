@@ -9,6 +9,7 @@ the hooks; ``final/`` holds the weights) and returned in each model's raw residu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -38,10 +39,12 @@ def _final_folder(run: Path) -> Path:
         return run
     if (run / "final" / "crosscoder.safetensors").is_file():
         return run / "final"
-    raise DataError(f"no crosscoder in {run} (final/crosscoder.safetensors missing); pass a finished train.py run folder")
+    raise DataError(
+        f"no crosscoder in {run} (final/crosscoder.safetensors missing); pass a finished train.py run folder"
+    )
 
 
-def _run_info(run: Path) -> dict[str, object]:
+def _run_info(run: Path) -> dict[str, Any]:
     info_path = run / "run.json" if (run / "run.json").is_file() else run.parent / "run.json"
     info = read_json(info_path)
     if not isinstance(info, dict) or "content_hashes" not in info or "hooks" not in info:
@@ -60,6 +63,29 @@ def _model_index(names: list[str], model: str | int) -> int:
     return names.index(str(model))
 
 
+def run_models(run: str | Path) -> tuple[list[str], list[str], list[str]]:
+    """(model names, content hashes, hooks) of a crosscoder training run."""
+    run = Path(run)
+    info = _run_info(run if (run / "run.json").is_file() else _final_folder(run))
+    hashes = [str(h) for h in info["content_hashes"]]
+    names = [str(n) for n in info.get("model_names", [])] or [f"model{i}" for i in range(len(hashes))]
+    return names, hashes, [str(h) for h in info["hooks"]]
+
+
+def decoder_matrix(run: str | Path, model: str | int, hook: str | None = None) -> torch.Tensor:
+    """Every latent's decoder for `model` at `hook` in the model's raw residual basis, ``[F, D]``."""
+    from crosscoder.xc.model import Crosscoder
+
+    names, _, hooks = run_models(run)
+    hook = hook or hooks[0]
+    if hook not in hooks:
+        raise ConfigError(f"hook {hook!r} is not one of the crosscoder's hooks ({', '.join(hooks)}); pick one of them")
+    cc = Crosscoder.load(_final_folder(Path(run)))
+    mi, li = _model_index(names, model), hooks.index(hook)
+    with torch.no_grad():
+        return (cc.W_dec_FMLD[:, mi, li, :] / cc.scale_ML[mi, li]).clone()
+
+
 def decoder_directions(
     run: str | Path,
     latents: list[int],
@@ -73,39 +99,31 @@ def decoder_directions(
     A decoder change is recorded as a direction of the `minus` model (the one it is usually added to: steering the
     base along d_ft - d_base); its provenance names both models.
     """
-    from crosscoder.xc.model import Crosscoder
-
     run = Path(run)
-    final = _final_folder(run)
-    info = _run_info(run if (run / "run.json").is_file() else final)
-    names = [str(n) for n in info.get("model_names", [])]  # type: ignore[union-attr]
-    hashes = [str(h) for h in info["content_hashes"]]  # type: ignore[union-attr]
-    hooks = [str(h) for h in info["hooks"]]  # type: ignore[union-attr]
-    names = names or [f"model{i}" for i in range(len(hashes))]
+    names, hashes, hooks = run_models(run)
     hook = hook or hooks[0]
-    if hook not in hooks:
-        raise ConfigError(f"hook {hook!r} is not one of the crosscoder's hooks ({', '.join(hooks)}); pick one of them")
-    li = hooks.index(hook)
-    cc = Crosscoder.load(final)
-    n_lat = cc.cfg.n_latents
+    mi = _model_index(names, model)
+    raw = {mi: decoder_matrix(run, mi, hook)}
+    n_lat = int(raw[mi].shape[0])
     bad = [j for j in latents if not 0 <= j < n_lat]
     if bad:
         raise ConfigError(f"latent {bad[0]} out of range; the crosscoder has {n_lat} latents")
-    mi = _model_index(names, model)
-    with torch.no_grad():
-        raw_FMD = cc.W_dec_FMLD[:, :, li, :] / cc.scale_ML[None, :, li, None]
-    weights_sha = sha256_file(final / "crosscoder.safetensors")
+    if minus is not None:
+        bi = _model_index(names, minus)
+        raw[bi] = decoder_matrix(run, bi, hook)
+    weights_sha = sha256_file(_final_folder(run) / "crosscoder.safetensors")
     out = []
     for j in latents:
         if minus is None:
-            prov = Provenance("latent_decoder", latent=j, source=str(run), source_sha256=weights_sha, models=(names[mi],))
-            vec, owner, label = raw_FMD[j, mi], mi, f"latent{j}.{names[mi]}"
+            prov = Provenance(
+                "latent_decoder", latent=j, source=str(run), source_sha256=weights_sha, models=(names[mi],)
+            )
+            vec, owner, label = raw[mi][j], mi, f"latent{j}.{names[mi]}"
         else:
-            bi = _model_index(names, minus)
             prov = Provenance(
                 "decoder_diff", latent=j, source=str(run), source_sha256=weights_sha, models=(names[mi], names[bi])
             )
-            vec, owner, label = raw_FMD[j, mi] - raw_FMD[j, bi], bi, f"latent{j}.{names[mi]}-{names[bi]}"
+            vec, owner, label = raw[mi][j] - raw[bi][j], bi, f"latent{j}.{names[mi]}-{names[bi]}"
         out.append(PersonaDirection(label, vec, hashes[owner], names[owner], hook, prov))
     return out
 
@@ -129,7 +147,9 @@ def from_vector_file(
 
         tensors = load_safetensors(path)
         if key is None and len(tensors) != 1:
-            raise ConfigError(f"{path} holds {len(tensors)} tensors ({', '.join(sorted(tensors))}); name one with --key")
+            raise ConfigError(
+                f"{path} holds {len(tensors)} tensors ({', '.join(sorted(tensors))}); name one with --key"
+            )
         if key is not None and key not in tensors:
             raise ConfigError(f"{path} has no tensor {key!r}; it has {', '.join(sorted(tensors))}")
         vec = tensors[key] if key is not None else next(iter(tensors.values()))

@@ -27,14 +27,25 @@ def _decoder(hf: nn.Module) -> nn.Module:
     getter = getattr(hf, "get_decoder", None)
     dec = getter() if callable(getter) else getattr(hf, "model", None)
     if not isinstance(dec, nn.Module) or not isinstance(getattr(dec, "layers", None), nn.ModuleList):
-        raise ModelError(f"{type(hf).__name__}: no decoder with a .layers list; the tail shortcut needs a Llama-style model")
+        raise ModelError(
+            f"{type(hf).__name__}: no decoder with a .layers list; the tail shortcut needs a Llama-style model"
+        )
     return dec
+
+
+def head_of(hf: nn.Module) -> nn.Module:
+    """The output embedding (unembedding) of an HF causal LM."""
+    head = hf.get_output_embeddings()  # type: ignore[operator]
+    if not isinstance(head, nn.Module):
+        raise ModelError(f"{type(hf).__name__} has no output embedding; use a causal LM")
+    return head
 
 
 @contextlib.contextmanager
 def _cut_layers(decoder: nn.Module, start: int, stop: int | None = None) -> Iterator[None]:
     """Inside the block the decoder runs only blocks ``start:stop`` (restored on exit, exceptions included)."""
     full = decoder.layers
+    assert isinstance(full, nn.ModuleList)
     decoder.layers = nn.ModuleList(list(full)[start:stop])
     try:
         yield
@@ -67,7 +78,7 @@ def full_logits(
     ctx = edit_hf_residual(hf, hook, add_edit(vector_D)) if vector_D is not None else contextlib.nullcontext()
     with ctx:
         hidden = _decoder(hf)(input_ids=ids_BS, attention_mask=mask_BS, use_cache=False).last_hidden_state
-    return hf.get_output_embeddings()(hidden[pos_BS])
+    return head_of(hf)(hidden[pos_BS])
 
 
 class TailModel:
@@ -81,7 +92,9 @@ class TailModel:
         if self.start > n:
             raise ModelError(f"hook {hook}: the model has only {n} blocks")
         if kind == "pre":
-            raise ModelError(f"hook {hook}: the tail shortcut caches block outputs; use blocks.{layer - 1}.hook_resid_post")
+            raise ModelError(
+                f"hook {hook}: the tail shortcut caches block outputs; use blocks.{layer - 1}.hook_resid_post"
+            )
         for p in hf.parameters():
             p.requires_grad_(False)
 
@@ -100,15 +113,16 @@ class TailModel:
         dec = _decoder(self.hf)
         with _cut_layers(dec, self.start):
             hidden = dec(inputs_embeds=x, attention_mask=mask_BS, use_cache=False).last_hidden_state
-        return self.hf.get_output_embeddings()(hidden[pos_BS])
+        return head_of(self.hf)(hidden[pos_BS])
 
     @torch.no_grad()
     def check(self, ids_BS: Tensor, mask_BS: Tensor, pos_BS: Tensor, tol: float = 1e-3) -> float:
         """Max |tail - full| of the logits on a batch (a random vector added); refuses a mismatch above `tol`."""
-        d = int(self.hf.get_output_embeddings().weight.shape[1])
-        v = torch.randn(d, generator=torch.Generator().manual_seed(0))
         resid = capture_resid(self.hf, self.hook, ids_BS, mask_BS)
-        diff = (self.logits(resid, ids_BS, mask_BS, pos_BS, v) - full_logits(self.hf, self.hook, ids_BS, mask_BS, pos_BS, v))
+        v = torch.randn(resid.shape[-1], generator=torch.Generator().manual_seed(0))
+        diff = self.logits(resid, ids_BS, mask_BS, pos_BS, v) - full_logits(
+            self.hf, self.hook, ids_BS, mask_BS, pos_BS, v
+        )
         err = float(diff.abs().max())
         if err > tol:
             raise ModelError(
