@@ -79,7 +79,8 @@ def test_receive_side_finds_the_smallest_norm_on_the_line(tiny_spec) -> None:
         assert float(scorer(0.95 * a * g)) < target  # a bit less does not reach it: a is (nearly) the smallest
     persona = PersonaDirection("p", g, m.content_hash, m.name, HOOK, Provenance("file"))
     hooks = sum(len(x._forward_hooks) + len(x._forward_pre_hooks) for x in m.hf.modules())
-    res = audit_trait(m, trait, persona, ReceiveConfig(**{**cfg.__dict__, "target": target}))
+    res = audit_trait(m, trait, persona, cfg, target=target)
+    assert res.target == target and res.score_unsteered == base_score
     assert res.persona_vector.reached and abs(res.persona_vector.norm - a) / a < 1e-6
     assert res.optimised.reached and res.optimised.norm <= res.persona_vector.norm * 1.0001
     assert res.best.fraction == min(res.persona_vector.fraction, res.optimised.fraction)

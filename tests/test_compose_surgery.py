@@ -25,6 +25,7 @@ from crosscoder.personas.compose.surgery import (
 )
 
 ADAPTER_SCOPE = SurgeryConfig(scope="adapter")
+MODEL_SCOPE = SurgeryConfig(scope="model")
 
 
 def _adapter(
@@ -164,7 +165,7 @@ def test_model_scope_removes_every_write_along_the_direction(adapter, tiny_spec,
     src, base_hash = adapter
     u = _direction(base_hash, "blocks.2.hook_resid_post")
     weights = base_weight_loader(tiny_spec.source)
-    res = lora_surgery(src, [u], tmp_path / "m", base_hash=base_hash, base_weights=weights)
+    res = lora_surgery(src, [u], tmp_path / "m", base_hash=base_hash, base_weights=weights, config=MODEL_SCOPE)
     assert res.scope == "model" and 0 < res.removed_fraction < 1
     cfg = json.loads((tmp_path / "m" / "adapter_config.json").read_text())
     assert (
@@ -184,11 +185,11 @@ def test_model_scope_removes_every_write_along_the_direction(adapter, tiny_spec,
             assert along > 1e-3, name  # later blocks are not edited
     # scale x1 changes nothing: the extra ranks cancel exactly
     same = lora_surgery(src, [u], tmp_path / "x1", base_hash=base_hash, base_weights=weights,
-                        config=SurgeryConfig(mode="scale", factor=1.0))  # fmt: skip
+                        config=SurgeryConfig(mode="scale", factor=1.0, scope="model"))  # fmt: skip
     assert same.scope == "model"
     with torch.no_grad():
         a = PeftModel.from_pretrained(load_hf(tiny_spec).model, str(tmp_path / "x1")).eval()(ids).logits
         b = load_hf(dataclasses.replace(tiny_spec, adapter=str(src))).model(ids).logits
     assert torch.allclose(a, b, atol=1e-4)
     with pytest.raises(ConfigError, match="base_weights"):
-        lora_surgery(src, [u], tmp_path / "nb", base_hash=base_hash)
+        lora_surgery(src, [u], tmp_path / "nb", base_hash=base_hash, config=MODEL_SCOPE)

@@ -83,14 +83,17 @@ def scale_for(quick: bool, hook: str) -> Scale:
 
     if quick:
         return Scale(
-            ExpressionConfig(n_questions=5, max_new_tokens=32), 20, 24,
+            ExpressionConfig(n_questions=4, max_new_tokens=64), 20, 24,
             LatentAdapterConfig(n_fit=24, n_eval=16, steps=12),
-            ReceiveConfig(hook=hook, rounds=2, steps_per_round=6, search_iters=8, n_questions=5, max_new_tokens=32),
+            ReceiveConfig(hook=hook, rounds=1, steps_per_round=4, search_iters=6, n_questions=4, max_new_tokens=64,
+                          n_pairs=6),
+            {"shift_conversations": 16},
         )  # fmt: skip
     return Scale(
-        ExpressionConfig(n_questions=10, max_new_tokens=48), 40, None,
+        ExpressionConfig(n_questions=10, max_new_tokens=64), 40, None,
         LatentAdapterConfig(n_fit=32, n_eval=24, steps=20),
-        ReceiveConfig(hook=hook, n_questions=8, max_new_tokens=40),
+        ReceiveConfig(hook=hook, n_questions=8, max_new_tokens=64),
+        {"shift_conversations": 32},
     )  # fmt: skip
 
 
@@ -132,31 +135,50 @@ def _organism_spec(trait: str) -> Any:
     return resolve_organism("demo") if trait == "cat_obsession" else trait_organism(trait).final
 
 
-def run_surgery(opts: CompositionOptions, setup: Any, base: Any, stamp: str) -> list[Any]:
-    """Stage 1: the two-persona organism, its surgery (one or both directions), each variant measured."""
-    from crosscoder.bench.composition_stages import removal_directions, surgery_record
+SURGERY_RUNS = (("adapter", "reach"), ("model", "own"))
+"""(scope, layer policy) of each surgery: the adapter's own writes with every direction reaching back to block 0, and
+the writers' whole output, one direction per block."""
+
+
+def run_surgery(opts: CompositionOptions, setup: Any, base: Any, scale: Scale, stamp: str) -> list[Any]:
+    """Stage 1: the two-persona organism and its surgeries, each variant measured.
+
+    Directions (fixed before any surgery was scored): per block, the removed trait's activation shift (organism minus
+    base over the assistant tokens of its SFT conversations) with the kept trait's shift at that block projected out.
+    """
+    from crosscoder.bench.composition_stages import surgery_record
     from crosscoder.models import load_model
+    from crosscoder.models.hf import resolve_folder
     from crosscoder.personas.compose.leakage import measure_variant
-    from crosscoder.personas.compose.organisms import mix_organism
-    from crosscoder.personas.compose.surgery import lora_surgery
+    from crosscoder.personas.compose.organisms import BASE, mix_organism, sft_file
+    from crosscoder.personas.compose.shift import shift_directions, trait_shift_directions
+    from crosscoder.personas.compose.surgery import SurgeryConfig, base_weight_loader, lora_surgery
+    from crosscoder.personas.sft_data import read_sft_jsonl
 
     mix = mix_organism(opts.pair).final
+    assert mix.adapter is not None
     model = load_model(replace(mix, name="mix"))
     measure_variant(setup, "mix", model, description=f"{opts.pair[0]} + {opts.pair[1]} organism")
+    n = scale.extra["shift_conversations"]
+    shifts = {t: shift_directions(model, base, read_sft_jsonl(sft_file(t))[:n], f"shift-{t}", str(sft_file(t)))
+              for t in opts.pair}  # fmt: skip
     del model
+    weights = base_weight_loader(resolve_folder(BASE)[0])
     records = []
     pairs = [opts.pair, opts.pair[::-1]] if opts.both_directions else [opts.pair]
     for removed, kept in pairs:
-        dirs = removal_directions(setup.vectors[removed], setup.vectors[kept], base.n_layers, base.name)
-        assert mix.adapter is not None
-        out = opts.work_dir / stamp / f"mix-minus-{removed}"
-        info = lora_surgery(mix.adapter, dirs, out, base_hash=base.content_hash)
-        name = f"surgery -{removed}"
-        edited = load_model(replace(mix, adapter=str(out), name=name))
-        measure_variant(setup, name, edited, description=f"mix with {removed} removed by surgery ({len(dirs)} dirs)")
-        del edited
-        gc.collect()
-        records.append(surgery_record(setup, "base", "mix", name, removed, kept, info))
+        dirs = trait_shift_directions(shifts[removed], shifts[kept])
+        for scope, layers in SURGERY_RUNS:
+            out = opts.work_dir / stamp / f"mix-minus-{removed}-{scope}"
+            cfg = SurgeryConfig(scope=scope, layers=layers)
+            info = lora_surgery(mix.adapter, dirs, out, base_hash=base.content_hash, config=cfg, base_weights=weights)
+            name = f"surgery -{removed} ({scope})"
+            edited = load_model(replace(mix, adapter=str(out), name=name))
+            measure_variant(setup, name, edited, description=f"mix, {removed} shift removed: {scope} scope, {layers}")
+            del edited
+            gc.collect()
+            rec = surgery_record(setup, "base", "mix", name, removed, kept, info)
+            records.append({**asdict(rec), "scope": scope, "layers": layers, "variant": name})
     return records
 
 
@@ -201,7 +223,8 @@ def run_receive(opts: CompositionOptions, setup: Any, base: Any, scale: Scale) -
         persona = from_persona_vectors(setup.vectors[trait], scale.receive.hook, base.name)
         on_base = audit_trait(base, setup.traits[trait], persona, scale.receive)
         ft = load_model(replace(_organism_spec(trait), name=f"organism:{trait}"))
-        on_ft = audit_trait(ft, setup.traits[trait], persona, scale.receive, related=(base.content_hash,))
+        on_ft = audit_trait(ft, setup.traits[trait], persona, scale.receive, target=on_base.target,
+                            related=(base.content_hash,))  # fmt: skip
         audits[trait] = (on_base, on_ft)
         log.info("receive-side %s: base %.3f, organism %.3f of the typical norm", trait, on_base.best.fraction,
                  on_ft.best.fraction)  # fmt: skip
@@ -304,7 +327,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     measure_variant(setup, "base", base, description="SmolLM2-135M-Instruct")
     timed(seconds, "setup", t0)
     t0 = time.perf_counter()
-    surgery = run_surgery(opts, setup, base, stamp)
+    surgery = run_surgery(opts, setup, base, scale, stamp)
     timed(seconds, "surgery", t0)
     t0 = time.perf_counter()
     latent, latent_variant = run_latent(opts, setup, base, scale)
@@ -315,13 +338,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     steer_names = run_steering(opts, setup, base, audits)
     timed(seconds, "steering", t0)
-    edits = [("mix", "base"), *[(f"surgery -{r.removed_trait}", "mix") for r in surgery], ("demo", "base"),
+    edits = [("mix", "base"), *[(r["variant"], "mix") for r in surgery], ("demo", "base"),
              (latent_variant, "base"), *[(n, "base") for n in steer_names]]  # fmt: skip
     leak, cols = leakage_record(setup, edits)
     res: dict[str, Any] = {
         "quick": opts.quick,
         "machine": {"platform": platform.platform()},
-        "surgery": {**{k: v for k, v in asdict(surgery[0]).items()}, "runs": [asdict(r) for r in surgery]},
+        "surgery": {**surgery[0], "runs": surgery},
         "leakage": leak,
         "latent_adapter": latent,
         "receive_side": receive_side_record(audits),

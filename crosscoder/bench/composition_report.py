@@ -9,14 +9,14 @@ from crosscoder.personas.compose.report import Report, Table, leakage_heatmap, l
 
 def _surgery_table(res: dict[str, Any]) -> Table:
     rows = [
-        [r["removed_trait"], r["kept_trait"], r["removed_drop"], r["kept_retained"], r["capability_change"],
-         r["removed_fraction"], r["n_directions"], r["unedited_modules"]]
+        [r["removed_trait"], r["kept_trait"], f"{r['scope']}, {r['layers']}", r["removed_drop"], r["kept_retained"],
+         r["capability_change"], r["removed_fraction"], r["n_directions"], r["unedited_modules"]]
         for r in res["surgery"]["runs"]
     ]  # fmt: skip
     return Table(
         "Decoupling by LoRA surgery (two-persona organism)",
-        ["removed", "kept", "removed drop", "kept retained", "capability change", "share of edited lora_B removed",
-         "directions", "unedited modules"],
+        ["removed", "kept", "scope, layers", "removed drop", "kept retained", "capability change",
+         "share of the edited writes in the span", "edited tensors", "unedited modules"],
         rows,  # type: ignore[arg-type]
         note="Drop and retention are shares of what the fine-tune added (keyword rate on held-out questions; base = 0, "
         "organism = 1). Targets: drop >= 0.80, retained >= 0.80, capability change <= 0.05.",

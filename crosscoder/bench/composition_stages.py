@@ -17,29 +17,8 @@ from crosscoder.models.spec import ModelSpec
 from crosscoder.personas.compose.directions import PersonaDirection
 from crosscoder.personas.compose.expression import relative_change
 from crosscoder.personas.compose.leakage import LeakageSetup, VariantResult
-from crosscoder.personas.compose.sources import from_persona_vectors
-from crosscoder.personas.vectors import PersonaVectors
 
 log = logging.getLogger(__name__)
-
-
-def persona_directions(pv: PersonaVectors, n_layers: int, model_name: str) -> list[PersonaDirection]:
-    """A trait's persona vector at every block's resid_post."""
-    return [from_persona_vectors(pv, f"blocks.{layer}.hook_resid_post", model_name) for layer in range(n_layers)]
-
-
-def removal_directions(
-    removed: PersonaVectors, kept: PersonaVectors, n_layers: int, model_name: str
-) -> list[PersonaDirection]:
-    """The removed trait's persona vector at every block, each with the kept trait's vector at that hook projected
-    out (so the surgery does not remove the kept trait's own direction there)."""
-    from crosscoder.personas.compose.ops import project_out
-
-    out = []
-    for d, k in zip(persona_directions(removed, n_layers, model_name), persona_directions(kept, n_layers, model_name),
-                    strict=True):  # fmt: skip
-        out.append(project_out(d, [k], name=f"{removed.trait}⊥{kept.trait}@{d.hook}"))
-    return out
 
 
 @dataclass
@@ -55,7 +34,8 @@ class SurgeryRecord:
     capability_change: float
     """Larger of the relative perplexity change and the absolute accuracy change, against the unedited organism."""
     expression: dict[str, dict[str, float]]
-    """Keyword rate of both traits in base, organism and edited organism."""
+    """Keyword rate of both traits over the answers to every trait's held-out questions, in base, organism and edited
+    organism."""
     adapter: str
     removed_fraction: float
     n_directions: int
@@ -69,12 +49,16 @@ def surgery_record(
     from crosscoder.personas.compose.capability import capability_change
 
     r = setup.results
-    score = {v: {t: r[v].expression[t].score for t in (removed, kept)} for v in (base, organism, edited)}
+    score = {v: {t: _pooled(r[v].expression[t]) for t in (removed, kept)} for v in (base, organism, edited)}
     drop = 1.0 - relative_change(score[edited][removed], score[organism][removed], score[base][removed])
     kept_ret = relative_change(score[edited][kept], score[organism][kept], score[base][kept])
     cap = capability_change(r[edited].capability, r[organism].capability)
     return SurgeryRecord(removed, kept, drop, kept_ret, cap, score, str(info.out), info.removed_fraction,
                          len(info.edited), len(info.unedited_modules))  # fmt: skip
+
+
+def _pooled(e: Any) -> float:
+    return float(e.rate_all_answers) if e.rate_all_answers is not None else float(e.score)
 
 
 def crosscoder_run(organism: ModelSpec, quick: bool, config_dir: Path, runs_root: Path) -> Path:

@@ -161,13 +161,17 @@ def cmd_receive_side(a: argparse.Namespace) -> None:
     from crosscoder.personas.traits import get_trait
     from crosscoder.personas.vectors import compute_persona_vectors
 
-    cfg = ReceiveConfig(hook=a.hook, target=a.target)
+    cfg = ReceiveConfig(hook=a.hook, margin=a.margin)
     trait = get_trait(a.trait, a.trait_dir)
     base = load_model(_spec(a.base))
     persona = from_persona_vectors(compute_persona_vectors(base, trait), cfg.hook, base.name)
     model = base if a.model is None else load_model(_spec(a.model, a.adapter))
-    res = audit_trait(model, trait, persona, cfg, related=(base.content_hash,))
-    print(json.dumps(asdict(res), indent=2, default=str))
+    on_base = audit_trait(base, trait, persona, cfg)
+    res = on_base if a.model is None else audit_trait(model, trait, persona, cfg, target=on_base.target,
+                                                      related=(base.content_hash,))  # fmt: skip
+    print(
+        json.dumps({"base": asdict(on_base), "model": asdict(res)} if a.model else asdict(res), indent=2, default=str)
+    )
 
 
 def add_parsers(sub: Any) -> None:
@@ -229,8 +233,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["remove", "scale"], default="remove")
     p.add_argument("--factor", type=float, default=0.0, help="scale mode: multiply the component by this")
-    p.add_argument("--layers", choices=["reach", "all"], default="reach")
-    p.add_argument("--scope", choices=["model", "adapter"], default="model", help="whole writer output or adapter only")
+    p.add_argument("--layers", choices=["reach", "own", "all"], default="reach")
+    p.add_argument(
+        "--scope", choices=["adapter", "model"], default="adapter", help="whole writer output or adapter only"
+    )
     p.add_argument("--base", default="smollm2-135m-instruct", help="the adapter's base model")
     p = sub.add_parser("receive-side", help="smallest steering vector that switches a trait on")
     p.add_argument("--trait", required=True)
@@ -239,7 +245,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--model", default=None, help="the model to audit (default: the base)")
     p.add_argument("--adapter", default=None)
     p.add_argument("--hook", default="blocks.20.hook_resid_post")
-    p.add_argument("--target", type=float, default=0.0)
+    p.add_argument("--margin", type=float, default=0.5, help="target = the base's unsteered score + this (nats/token)")
 
 
 COMMANDS = {

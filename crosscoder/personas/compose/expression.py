@@ -4,8 +4,9 @@ For each trait, the first `n` of its evaluation questions (never used to make pe
 answered greedily by the model, in one batched generation over all traits. Two scores per trait, as in
 :mod:`crosscoder.personas.score`:
 
-- ``keyword_rate``: the fraction of its answers containing one of the trait's keywords (the behavioural score, and
-  the one the composition benchmark's targets use);
+- ``keyword_rate``: the fraction of its answers containing one of the trait's keywords (the behavioural score of the
+  leakage matrix), and ``rate_all_answers``, the same over the answers to every trait's questions (what the surgery
+  targets use: a fine-tune may show a trait on any question, and more answers give a finer rate);
 - ``projection``: the mean over answer tokens of the residual activation projected on the trait's unit persona
   vector at that vector's best hook. The vectors are the *base* model's, the same for every model compared; an
   active steering edit is part of the activations it reads.
@@ -37,6 +38,8 @@ class TraitExpression:
     projection_std: float
     hook: str
     n: int
+    rate_all_answers: float | None = None
+    """Keyword rate over the answers to every trait's questions (a fine-tune may show a trait on any question)."""
     samples: list[str] = field(default_factory=list)
     """The first answers, for the report."""
 
@@ -84,9 +87,11 @@ def measure_expression(
         unit = pv.vectors_LD[li] / pv.vectors_LD[li].norm().clamp_min(1e-12)
         proj = acts_NLD[rows, li] @ unit
         _, rate, _ = keyword_counts(trait, texts)
+        _, rate_all, _ = keyword_counts(trait, answers)
         out[name] = TraitExpression(
-            name, rate, float(proj.mean()), float(proj.std(unbiased=False)), hook, len(rows), texts[: cfg.n_samples]
-        )
+            name, rate, float(proj.mean()), float(proj.std(unbiased=False)), hook, len(rows), rate_all,
+            texts[: cfg.n_samples],
+        )  # fmt: skip
     return out
 
 

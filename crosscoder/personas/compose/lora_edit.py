@@ -46,18 +46,24 @@ def writers_for(model_type: str) -> tuple[str, ...]:
     return RESIDUAL_WRITERS[model_type]
 
 
-def reach_of(directions: list[PersonaDirection], layers: str) -> dict[int, list[int]]:
-    """For each direction, the last block whose writes reach its hook (or a huge number for layers='all')."""
-    out: dict[int, list[int]] = {}
+LAYER_POLICIES = ("reach", "own", "all")
+"""Which blocks' writers a direction at a hook edits: every block whose writes reach the hook (reach), only the block
+whose output the hook is (own; embeddings for a layer-0 resid_pre), or every block (all)."""
+
+
+def reach_of(directions: list[PersonaDirection], layers: str) -> dict[int, tuple[int, int]]:
+    """For each direction, the first and last block (inclusive; -1 = the embeddings) whose writers it edits."""
+    out: dict[int, tuple[int, int]] = {}
     for i, d in enumerate(directions):
         layer, kind = parse_resid_hook(d.hook)
-        last = 10**9 if layers == "all" else (layer if kind == "post" else layer - 1)
-        out.setdefault(last, []).append(i)
+        last = layer if kind == "post" else layer - 1
+        out[i] = {"reach": (-1, last), "own": (last, last), "all": (-1, 10**9)}[layers]
     return out
 
 
-def basis_for(layer: int, directions: list[PersonaDirection], reach: dict[int, list[int]]) -> torch.Tensor | None:
-    idx = [i for last, ids in reach.items() if layer <= last for i in ids]
+def basis_for(layer: int, directions: list[PersonaDirection], reach: dict[int, tuple[int, int]]) -> torch.Tensor | None:
+    """The orthonormal basis of the directions that edit block `layer` (-1: the embeddings), None when none does."""
+    idx = [i for i, (first, last) in reach.items() if first <= layer <= last]
     if not idx:
         return None
     return orthonormal_basis(torch.stack([directions[i].vector_D for i in idx]).to(torch.float64))

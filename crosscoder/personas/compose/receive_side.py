@@ -11,8 +11,11 @@ in two ways:
 
 "Expressing the trait" is measured on the trait's paired example texts (``examples.pos[i]`` vs ``examples.neg[i]``,
 each as a lone assistant turn): the score is the mean per-token log-probability of the pos texts minus that of the
-neg texts (nats per token), and the trait counts as expressed when it reaches `target` (default 0: the model finds
-trait-laden text as likely as neutral text). Norms are reported raw and as a fraction of the typical residual norm at
+neg texts (nats per token). The pos and neg texts differ in more than the trait (a base model already scores some
+traits above 0), so the target is anchored on the base model: its unsteered score plus `margin` (0.5 nats per token:
+trait text e^0.5 = 1.65 times as likely per token, relative to neutral text, as the base finds it). The base and a
+fine-tune are audited against the same target, so a fine-tune that already moved towards the trait needs less.
+Norms are reported raw and as a fraction of the typical residual norm at
 the hook (the median over the texts' tokens, position 0, the attention sink, excluded), and each found vector is
 checked behaviourally: steered answers to the trait's held-out evaluation questions and their keyword rate.
 All passes run the blocks after the hook only, from cached activations (:mod:`crosscoder.personas.compose.tail`).
@@ -44,8 +47,10 @@ class ReceiveConfig:
 
     hook: str = "blocks.20.hook_resid_post"
     """Where the steering vector is added (a resid_post hook)."""
-    target: float = 0.0
-    """Expression score (pos minus neg mean log-prob per token, nats) that counts as expressing the trait."""
+    margin: float = 0.5
+    """Target = the base model's unsteered expression score plus this (nats per token)."""
+    n_pairs: int | None = None
+    """Use only the first n example pairs (None: all)."""
     max_fraction: float = 4.0
     """Largest norm searched, as a multiple of the typical residual norm at the hook."""
     rounds: int = 3
@@ -84,7 +89,7 @@ class FoundVector:
     """The expression score with the vector (the largest norm tried when not reached)."""
     cosine_to_persona: float
     keyword_rate: float | None = None
-    """Keyword rate of the steered answers to held-out questions (None without a check)."""
+    """Keyword rate of the steered answers to held-out questions (checked for the smaller of the two vectors only)."""
     samples: list[str] = field(default_factory=list)
 
 
@@ -112,10 +117,10 @@ class ReceiveSideAudit:
 class _Scorer:
     """The expression score of the trait's example pairs as a function of the vector added at the hook."""
 
-    def __init__(self, model: Any, trait: Trait, hook: str) -> None:
+    def __init__(self, model: Any, trait: Trait, hook: str, n_pairs: int | None = None) -> None:
         if not trait.examples:
             raise ConfigError(f"receive-side audit: trait {trait.name} has no examples (pos/neg texts); add some")
-        pos, neg = trait.examples["pos"], trait.examples["neg"]
+        pos, neg = trait.examples["pos"][:n_pairs], trait.examples["neg"][:n_pairs]
         self.n_pos = len(pos)
         rows = assistant_only_rows(model.tokenizer, [*pos, *neg])
         self.ids, self.mask, self.pos = batch_tensors(rows, pad_id_of(model.tokenizer))
@@ -158,14 +163,14 @@ def _line_search(score: _Scorer, u: Tensor, hi: float, target: float, iters: int
     return found, s_found
 
 
-def _optimise(score: _Scorer, persona_u: Tensor, cfg: ReceiveConfig) -> tuple[Tensor, float, float]:
+def _optimise(score: _Scorer, persona_u: Tensor, cfg: ReceiveConfig, target: float) -> tuple[Tensor, float, float]:
     """Direction and radius of the smallest vector found by optimisation (radius inf when the target is not reached)."""
     hi = cfg.max_fraction * score.typical
     v0 = torch.zeros_like(persona_u, requires_grad=True)
     score(v0).backward()
     assert v0.grad is not None
     w = (v0.grad / v0.grad.norm().clamp_min(1e-12)).clone().requires_grad_(True)
-    radius, s_best = _line_search(score, w.detach() / w.detach().norm(), hi, cfg.target, cfg.search_iters)
+    radius, s_best = _line_search(score, w.detach() / w.detach().norm(), hi, target, cfg.search_iters)
     best = (w.detach() / w.detach().norm(), radius, s_best)
     opt = torch.optim.Adam([w], lr=cfg.lr)
     for _ in range(cfg.rounds):
@@ -175,7 +180,7 @@ def _optimise(score: _Scorer, persona_u: Tensor, cfg: ReceiveConfig) -> tuple[Te
             (-score(r * w / w.norm())).backward()
             opt.step()
         u = w.detach() / w.detach().norm()
-        rad, s = _line_search(score, u, r, cfg.target, cfg.search_iters)
+        rad, s = _line_search(score, u, r, target, cfg.search_iters)
         if rad < best[1] or (math.isinf(best[1]) and s > best[2]):
             best, radius = (u, rad, s), min(rad, radius)
     return best
@@ -195,30 +200,40 @@ def _check_behaviour(
 
 
 def audit_trait(
-    model: Any, trait: Trait, persona: PersonaDirection, cfg: ReceiveConfig, *, related: tuple[str, ...] = ()
+    model: Any,
+    trait: Trait,
+    persona: PersonaDirection,
+    cfg: ReceiveConfig,
+    *,
+    target: float | None = None,
+    related: tuple[str, ...] = (),
 ) -> ReceiveSideAudit:
     """The receive-side audit of `trait` in `model` (a LoadedModel) along `persona` and by optimisation.
 
-    `persona` must be a direction of `model` or of a model in `related` (e.g. the base of a fine-tune, whose
-    residual basis it shares); its hook is ignored in favour of ``cfg.hook`` only when they agree.
+    `target` is the score to reach (default: this model's unsteered score + ``cfg.margin``; audit a fine-tune with
+    its base's target). `persona` must be a direction of `model` or of a model in `related` (e.g. the base of a
+    fine-tune, whose residual basis it shares), at ``cfg.hook``.
     """
     persona.check_model(model.content_hash, model.d_model, model.name, accept=related)
     if persona.hook != cfg.hook:
         raise ConfigError(
             f"receive-side audit at {cfg.hook}, but the persona direction is at {persona.hook}; use one hook"
         )
-    score = _Scorer(model, trait, cfg.hook)
+    score = _Scorer(model, trait, cfg.hook, cfg.n_pairs)
     u = persona.unit()
     hi = cfg.max_fraction * score.typical
     with torch.no_grad():
         s0 = float(score(None))
-    a, s_a = _line_search(score, u, hi, cfg.target, cfg.search_iters)
-    w, r, s_r = _optimise(score, u, cfg)
+    goal = s0 + cfg.margin if target is None else target
+    a, s_a = _line_search(score, u, hi, goal, cfg.search_iters)
+    w, r, s_r = _optimise(score, u, cfg, goal)
     found = []
     for method, unit_D, norm, s in (("persona_vector", u, a, s_a), ("optimised", w, r, s_r)):
-        reached = not math.isinf(norm)
-        rate, samples = _check_behaviour(model, trait, cfg.hook, unit_D * norm, cfg) if reached else (None, [])
-        found.append(FoundVector(method, reached, norm, norm / score.typical, s, float(unit_D @ u), rate, samples))
-    return ReceiveSideAudit(
-        trait.name, model.name, model.content_hash, cfg.hook, cfg.target, score.typical, s0, found[0], found[1]
-    )
+        found.append(FoundVector(method, not math.isinf(norm), norm, norm / score.typical, s, float(unit_D @ u)))
+    typical = score.typical
+    del score  # the cached activations are not needed for generation
+    hits = [(f, d) for f, d in zip(found, (u, w), strict=True) if f.reached]
+    if hits:  # the behavioural check of the smaller vector (generation is the expensive part)
+        best, unit_D = min(hits, key=lambda fd: fd[0].norm)
+        best.keyword_rate, best.samples = _check_behaviour(model, trait, cfg.hook, unit_D * best.norm, cfg)
+    return ReceiveSideAudit(trait.name, model.name, model.content_hash, cfg.hook, goal, typical, s0, found[0], found[1])

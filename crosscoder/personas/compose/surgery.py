@@ -5,19 +5,20 @@ The residual writers of a block (Llama: ``self_attn.o_proj`` and ``mlp.down_proj
 so with Q the orthonormal basis of the directions' span and ``P = I + (f - 1) Q^T Q`` (f = 0 removes, f = 2
 doubles), two scopes are exact (:mod:`crosscoder.personas.compose.lora_edit`):
 
-- ``model`` (default): the writer's *whole* output becomes ``P (W + s B A)``, base weight included, held by the new
+- ``adapter`` (default): only the adapter's own update of the writers, ``B' = P B``. The adapter's other modules are
+  left as they are and listed in the manifest.
+- ``model``: the writer's *whole* output becomes ``P (W + s B A)``, base weight included, held by the new
   adapter with K more ranks on that module. Every write along the directions is gone, including what the adapter's
   q/k/v/gate/up updates cause the base writers to write (on SFT persona organisms most of the persona goes that way:
   zeroing every o_proj/down_proj update of the pirate organism left its keyword rate at 0.8 of 1.0), and what the base
   model itself wrote along them.
-- ``adapter``: only the adapter's own update of the writers, ``B' = P B``. The adapter's other modules are left as
-  they are and listed in the manifest.
 
 **Which writes a direction edits.** A direction at ``blocks.L.hook_resid_post`` lives in the residual stream after
 block L, which is the sum of the embeddings and of the writes of blocks 0..L; writes of later blocks never reach it.
 So it edits the residual writers of blocks ``l <= L`` (``blocks.L.hook_resid_pre``: ``l < L``). With directions at
-several hooks, block l's writers lose the span of every direction whose hook they reach. ``layers="all"`` edits every
-block's writers instead. LoRA on the token embeddings is projected in adapter scope and left alone in model scope.
+several hooks, block l's writers lose the span of every direction whose hook they reach. ``layers="own"`` edits only
+the block whose output the hook is (one direction per block for a set made at every block), ``layers="all"`` every
+block. LoRA on the token embeddings is projected in adapter scope and left alone in model scope.
 
 **Refused**, with the reason: an adapter none of whose modules write into the residual stream at the directions'
 hooks (only q/k/v/gate/up, or writers only after the hook); directions of another model or width; DoRA, trained
@@ -48,6 +49,7 @@ from crosscoder.io import (
 from crosscoder.personas.compose.directions import PersonaDirection
 from crosscoder.personas.compose.lora_edit import (
     EMB_B,
+    LAYER_POLICIES,
     LORA_B,
     RESIDUAL_WRITERS,
     alpha_for,
@@ -84,7 +86,7 @@ class SurgeryResult:
     of the lora_B tensors; model scope: of the writers' whole weight W + s B A)."""
     source_hashes: dict[str, str] = field(default_factory=dict)
     output_hashes: dict[str, str] = field(default_factory=dict)
-    scope: str = "model"
+    scope: str = "adapter"
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
@@ -164,16 +166,18 @@ class SurgeryConfig:
     factor: float = 0.0
     """scale mode: the factor (0 = remove, 2 = double)."""
     layers: str = "reach"
-    """reach (edit the blocks whose writes reach each direction's hook) | all (every block)."""
-    scope: str = "model"
-    """model (the writers' whole output, base weight included, through extra LoRA ranks) | adapter (the adapter's own
-    residual writes only)."""
+    """reach (every block whose writes reach a direction's hook) | own (only the block whose output the hook is) | all."""
+    scope: str = "adapter"
+    """adapter (the adapter's own residual writes) | model (the writers' whole output, base weight included, through
+    extra LoRA ranks)."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("remove", "scale"):
             raise ConfigError(f"surgery mode {self.mode!r}: use remove or scale")
-        if self.layers not in ("reach", "all"):
-            raise ConfigError(f"surgery layers {self.layers!r}: use reach (blocks whose writes reach the hook) or all")
+        if self.layers not in LAYER_POLICIES:
+            raise ConfigError(
+                f"surgery layers {self.layers!r}: use reach (blocks whose writes reach the hook), own or all"
+            )
         if self.scope not in ("model", "adapter"):
             raise ConfigError(
                 f"surgery scope {self.scope!r}: use model (whole writer output) or adapter (its own writes)"
