@@ -49,7 +49,7 @@ def test_latent_adapter_recovers_a_planted_bias(tiny_spec) -> None:
     planted = 7
     dec_ft[planted] = torch.randn(d, generator=gen)
     v_true = 3.0 * dec_ft[planted] / dec_ft[planted].norm()
-    cfg = LatentAdapterConfig(ks=(1, 2), n_fit=6, n_eval=4, steps=40, lr=0.05, batch_size=4)
+    cfg = LatentAdapterConfig(ks=(1, 2), n_fit=6, n_eval=4, steps=15, batch_size=4)
     with edit_hf_residual(ft.hf, HOOK, add_edit(v_true)):
         res = fit_latent_adapter(base, ft, CONVS, dec_ft, dec_base, HOOK, cfg)
     assert res.kl_base_heldout > 0

@@ -9,7 +9,7 @@ least `min_diff` of its norm, so a numerically unchanged decoder is not an atom)
 It is fitted to reproduce the fine-tuned model's *behaviour*: the loss is KL(p_ft || p_base+v), the divergence of
 the next-token distributions over the assistant tokens of the organism's own conversations. Latents are chosen by
 gradient pursuit, nested: the atoms most aligned with the loss gradient are added (1, then up to 4, then up to 16
-...), and after each addition all coefficients are refitted with Adam. A dense bias (any v, 576 numbers) is fitted
+...), and after each addition all coefficients are refitted (L-BFGS). A dense bias (any v, 576 numbers) is fitted
 the same way as the ceiling of any bias at this hook.
 
 Reported on held-out conversations: behaviour_recovered(k) = 1 - KL(ft || base+v_k) / KL(ft || base), the share of
@@ -45,9 +45,8 @@ class LatentAdapterConfig:
     n_eval: int = 24
     """Held-out organism conversations it is scored on."""
     steps: int = 20
-    """Adam steps after each addition of latents (and for the dense bias)."""
-    lr: float = 0.02
-    """Adam learning rate on the coefficients (in units of the typical residual norm)."""
+    """L-BFGS iterations after each addition of latents (and for the dense bias); each may evaluate the loss more
+    than once (line search)."""
     atoms: str = "both"
     """ft (fine-tuned decoders) | diff (decoder changes) | both."""
     min_diff: float = 0.05
@@ -162,15 +161,20 @@ def atom_matrix(
 def _fit(
     loss: Callable[[Tensor, bool], float], make_v: Callable[[Tensor], Tensor], c: Tensor, cfg: LatentAdapterConfig
 ) -> float:
+    """Minimise the loss over the coefficients `c` (in place) by L-BFGS with a strong-Wolfe line search: no step size
+    to tune between 1 and 576 parameters. Returns the last loss evaluated."""
     c.requires_grad_(True)
-    opt = torch.optim.Adam([c], lr=cfg.lr)
-    value = float("nan")
-    for _ in range(cfg.steps):
+    opt = torch.optim.LBFGS([c], lr=1.0, max_iter=cfg.steps, history_size=10, line_search_fn="strong_wolfe")
+    last = [float("nan")]
+
+    def closure() -> Tensor:
         opt.zero_grad()
-        value = loss(make_v(c), True)
-        opt.step()
+        last[0] = loss(make_v(c), True)
+        return torch.tensor(last[0])
+
+    opt.step(closure)
     c.requires_grad_(False)
-    return value
+    return float(loss(make_v(c), False))
 
 
 def split_conversations(convs: list[list[dict[str, str]]], cfg: LatentAdapterConfig) -> tuple[list, list]:
