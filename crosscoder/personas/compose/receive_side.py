@@ -109,9 +109,10 @@ class ReceiveSideAudit:
 
     @property
     def best(self) -> FoundVector:
-        """The smaller of the two vectors that reach the target (the persona-vector one when neither does)."""
-        found = [f for f in (self.optimised, self.persona_vector) if f.reached]
-        return min(found, key=lambda f: f.norm) if found else self.persona_vector
+        """The smaller of the two vectors that reach the target (the persona-vector one on a tie or when neither does);
+        the one whose behaviour was checked."""
+        found = [f for f in (self.persona_vector, self.optimised) if f.reached]
+        return min(found, key=lambda f: f.norm) if found else self.persona_vector  # ties: the persona vector
 
 
 class _Scorer:
