@@ -56,6 +56,8 @@ class CompositionOptions:
     """Where the surgery adapters and the crosscoder runs go."""
     both_directions: bool = False
     """Also remove the kept trait and keep the removed one (default in full runs)."""
+    report_only: bool = False
+    """Only re-render the HTML report from the results file `out` (no measurement)."""
 
     def __post_init__(self) -> None:
         if self.pair[0] == self.pair[1]:
@@ -109,13 +111,14 @@ def parse_args(argv: list[str] | None) -> CompositionOptions:
     p.add_argument("--config-dir", type=Path, default=Path("configs"))
     p.add_argument("--work-dir", type=Path, default=Path("runs/composition"))
     p.add_argument("--both-directions", action="store_true", help="also remove KEPT and keep REMOVED")
+    p.add_argument("--report-only", action="store_true", help="re-render the report of an existing --out file")
     a = p.parse_args(argv)
     pair = tuple(x for x in a.pair.split(",") if x)
     if len(pair) != 2:
         raise ConfigError(f"--pair: {a.pair!r} is not REMOVED,KEPT; e.g. --pair pirate,cat_obsession")
     return CompositionOptions(
         a.out, a.report, a.quick, (pair[0], pair[1]), tuple(x for x in a.organisms.split(",") if x), a.hook,
-        a.config_dir, a.work_dir, a.both_directions or not a.quick,
+        a.config_dir, a.work_dir, a.both_directions or not a.quick, a.report_only,
     )  # fmt: skip
 
 
@@ -280,6 +283,16 @@ def leakage_record(setup: Any, edits: list[tuple[str, str]]) -> tuple[dict[str, 
         },  # fmt: skip
         "scores": {v.name: {t: e.score for t, e in v.expression.items()} for v in setup.results.values()},
         "capability_absolute": {v.name: asdict(v.capability) for v in setup.results.values()},
+        "variants": [
+            {
+                "name": v.name,
+                "description": v.description,
+                "seconds": v.seconds,
+                "perplexity": v.capability.perplexity,
+                "accuracy": v.capability.accuracy,
+            }
+            for v in setup.results.values()
+        ],  # fmt: skip
     }
     return rec, cols
 
@@ -314,6 +327,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     opts = parse_args(argv)
+    if opts.report_only:
+        from crosscoder.io import read_json
+
+        saved: dict[str, Any] = read_json(opts.out)
+        print(f"report: {write_report(opts.report or opts.out.with_suffix('.html'), build_report(saved))}")
+        return saved
     start, seconds = time.perf_counter(), dict[str, float]()
     traits = load_traits()
     _check_traits(opts, traits)
@@ -340,7 +359,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     timed(seconds, "steering", t0)
     edits = [("mix", "base"), *[(r["variant"], "mix") for r in surgery], ("demo", "base"),
              (latent_variant, "base"), *[(n, "base") for n in steer_names]]  # fmt: skip
-    leak, cols = leakage_record(setup, edits)
+    leak, _ = leakage_record(setup, edits)
     res: dict[str, Any] = {
         "quick": opts.quick,
         "machine": {"platform": platform.platform()},
@@ -354,6 +373,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     res["targets"] = targets(res, sorted(p.stem for p in SHIPPED_DIR.glob("*.json")))
     res["seconds"] = round(time.perf_counter() - start, 1)
     atomic_write_json(opts.out, res)
-    report = write_report(opts.report or opts.out.with_suffix(".html"), build_report(res, cols, setup))
+    report = write_report(opts.report or opts.out.with_suffix(".html"), build_report(res))
     print(f"results: {opts.out}\nreport:  {report}")
     return res

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from crosscoder.personas.compose.leakage import LeakageColumn
 from crosscoder.personas.compose.report import Report, Table, leakage_heatmap, leakage_table
 
 
@@ -36,35 +37,53 @@ def _latent_table(res: dict[str, Any]) -> Table:
     if te:
         note += f" Trait expression ({te['trait']}, keyword rate) with k = {te['k']}: {te['recovered']:.2f} of the fine-tune's."
     return Table("Latent-basis adapter of the demo organism", ["adapter", "behaviour recovered", "norm / typical", "latents"],
-                 rows, note=note)  # fmt: skip
+                 rows, note=note, signed=False)  # fmt: skip
 
 
 def _receive_table(res: dict[str, Any]) -> Table:
     rows = []
     for trait, r in res["receive_side"].items():
-        rows.append([trait, r["norm_base"], r["norm_ft"], r["method"]["base"], r["method"]["ft"],
+        rows.append([trait, r["norm_base"], r["norm_ft"], r["method"]["base"], r["method"]["ft"], r["target"],
                      r["score_unsteered"]["base"], r["score_unsteered"]["ft"], r["keyword_rate_reached"]["base"],
                      r["keyword_rate_reached"]["ft"], "yes" if r["smaller_in_ft"] else "no"])  # fmt: skip
     return Table(
         f"Receive-side audit at {res['receive_hook']}",
-        ["trait", "norm base", "norm organism", "method base", "method organism", "score base", "score organism",
-         "keyword rate base", "keyword rate organism", "smaller in organism"],
+        ["trait", "norm base", "norm organism", "method base", "method organism", "target", "score base",
+         "score organism", "keyword rate base", "keyword rate organism", "smaller in organism"],
         rows,
         note="Norms are fractions of the typical residual norm at the hook (– = not reached within the search range). "
-        "Score = mean log-prob per token of the trait's pos example texts minus its neg ones, unsteered; a vector "
-        "'expresses' the trait when the score reaches 0. Keyword rates: steered answers to held-out questions.",
+        "Score = mean log-prob per token of the trait's pos example texts minus its neg ones (nats), unsteered; the "
+        "target is the base's unsteered score + 0.5 for both models. Keyword rates: answers to held-out questions "
+        "steered with the smallest vector found.",
+        signed=False,
     )  # fmt: skip
 
 
-def build_report(res: dict[str, Any], columns: list[Any], setup: Any) -> Report:
+def leakage_columns(leak: dict[str, Any]) -> list[LeakageColumn]:
+    """The leakage columns of a results file."""
+    cols = []
+    for e in leak["edits"]:
+        name, cap = e["edit"], leak["capability"][e["edit"]]
+        cols.append(LeakageColumn(
+            name, e["reference"], e["description"], {t: leak["matrix"][t][name] for t in leak["traits"]},
+            {t: leak["projection_matrix"][t][name] for t in leak["traits"]}, cap["perplexity_change"],
+            cap["accuracy_change"], cap["capability_change"],
+        ))  # fmt: skip
+    return cols
+
+
+def build_report(res: dict[str, Any]) -> Report:
+    """The report of a composition results file (nothing but the JSON is needed)."""
     traits = res["leakage"]["traits"]
+    columns = leakage_columns(res["leakage"])
     variants = Table(
         "Measured variants",
         ["variant", "what", "perplexity", "factual accuracy", "seconds"],
         [
-            [v.name, v.description, v.capability.perplexity, v.capability.accuracy, v.seconds]
-            for v in setup.results.values()
+            [v["name"], v["description"], v["perplexity"], v["accuracy"], v["seconds"]]
+            for v in res["leakage"]["variants"]
         ],
+        signed=False,
     )
     return Report(
         "Persona composition benchmark" + (" (quick)" if res["quick"] else ""),

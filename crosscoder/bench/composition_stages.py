@@ -112,6 +112,7 @@ def receive_side_record(audits: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
     for trait, (b, f) in audits.items():
         out[trait] = {
             "organism": f.model,
+            "target": b.target,
             "norm_base": _finite(b.best.fraction),
             "norm_ft": _finite(f.best.fraction),
             "score_reached": {"base": b.best.score, "ft": f.best.score},

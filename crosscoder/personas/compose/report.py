@@ -26,6 +26,8 @@ class Table:
     headers: list[str]
     rows: list[list[Cell]]
     note: str = ""
+    signed: bool = True
+    """Numbers are changes (shown with a sign); False for absolute values."""
 
 
 @dataclass
@@ -50,11 +52,17 @@ class Report:
     tables: list[Table] = field(default_factory=list)
 
 
-def _fmt(x: Cell) -> str:
+def _fmt(x: Cell, signed: bool = True) -> str:
     if x is None:
         return "–"
     if isinstance(x, float):
-        return "–" if math.isnan(x) else f"{x:+.2f}" if abs(x) < 100 else f"{x:.0f}"
+        if math.isnan(x) or math.isinf(x):
+            return "–"
+        if abs(x) >= 100:
+            return f"{x:.0f}"
+        if x != 0 and abs(x) < 0.01:
+            return f"{x:+.1e}" if signed else f"{x:.1e}"
+        return f"{x:+.2f}" if signed else f"{x:.3g}"
     return html.escape(str(x))
 
 
@@ -135,7 +143,7 @@ def render(report: Report) -> str:
         parts.extend(f"<th>{html.escape(x)}</th>" for x in t.headers)
         parts.append("</tr>")
         for row in t.rows:
-            parts.append("<tr>" + "".join(f"<td>{_fmt(x)}</td>" for x in row) + "</tr>")
+            parts.append("<tr>" + "".join(f"<td>{_fmt(x, t.signed)}</td>" for x in row) + "</tr>")
         parts.append("</table>")
         if t.note:
             parts.append(f"<p class='note'>{html.escape(t.note)}</p>")
