@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import pytest
 import torch
@@ -54,5 +55,17 @@ def test_leakage_column_and_report(tiny_spec) -> None:
     html = render(
         Report("t", heatmaps=[leakage_heatmap([col], sorted(traits))], tables=[leakage_table([col], sorted(traits))])
     )
-    assert "data:image/png;base64," in html and "<table>" in html and "steer (vs base)" in html
-    assert "http://" not in html and "https://" not in html and "<script" not in html  # self-contained
+    assert html.count('<svg class="chart"') == 1 and "<table>" in html and "steer (vs base)" in html
+    assert f"<title>capability change / steer: {col.capability_change:+.4g}</title>" in html  # a hover per cell
+    # self-contained: no external fetches (the SVG xmlns is a namespace name, not a request)
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", html) and "<script" not in html
+
+
+def test_heatmap_chart_has_a_hover_per_finite_cell() -> None:
+    from crosscoder import charts
+
+    chart = charts.heatmap([[0.5, float("nan")], [-0.25, 1.5]], ["a", "b"], ["e1", "e2"], "t", limit=1.0)
+    assert chart is not None and len(chart.tips) == 3 and chart.tips["cell-1-0"] == "b / e1: -0.25"
+    svg = charts.inline(chart, "t")
+    assert svg.count("<title>") == 3 and "a / e2" not in svg and "+1.50" in svg
+    assert charts.heatmap([], [], [], "empty") is None

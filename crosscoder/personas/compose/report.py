@@ -1,17 +1,17 @@
-"""A self-contained HTML report for the composition tools: tables, and heatmaps drawn by matplotlib (inline PNG).
+"""A self-contained HTML report for the composition tools: tables, and heatmaps drawn by the project's chart stack
+(`crosscoder.charts`, inline SVG with a hover text on every cell).
 
 No script, stylesheet or image is fetched from anywhere: the file opens offline and can be mailed as it is.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from crosscoder import charts
 from crosscoder.io import atomic_write_text
 from crosscoder.personas.compose.leakage import LeakageColumn
 
@@ -66,31 +66,9 @@ def _fmt(x: Cell, signed: bool = True) -> str:
     return html.escape(str(x))
 
 
-def heatmap_png(h: Heatmap) -> str:
-    """The heatmap as a base64 PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    vals = np.array(h.values, dtype=float)
-    lim = h.limit or max(float(np.nanmax(np.abs(vals))) if np.isfinite(vals).any() else 1.0, 1e-6)
-    fig, ax = plt.subplots(figsize=(1.4 + 1.1 * len(h.columns), 0.9 + 0.42 * len(h.rows)))
-    im = ax.imshow(vals, cmap=h.cmap, vmin=-lim, vmax=lim, aspect="auto")
-    ax.set_xticks(range(len(h.columns)), h.columns, rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(len(h.rows)), h.rows, fontsize=8)
-    for i in range(vals.shape[0]):
-        for j in range(vals.shape[1]):
-            if np.isfinite(vals[i, j]):
-                ax.text(j, i, f"{vals[i, j]:+.2f}", ha="center", va="center", fontsize=7)
-    fig.colorbar(im, ax=ax, fraction=0.04)
-    ax.set_title(h.title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+def heatmap_svg(h: Heatmap) -> str:
+    """The heatmap as an inline SVG (`crosscoder.charts.heatmap`)."""
+    return charts.inline(charts.heatmap(h.values, h.rows, h.columns, h.title, limit=h.limit, cmap=h.cmap), h.title)
 
 
 def leakage_heatmap(columns: list[LeakageColumn], traits: list[str]) -> Heatmap:
@@ -120,22 +98,18 @@ def leakage_table(columns: list[LeakageColumn], traits: list[str]) -> Table:
     )
 
 
+_CSS = (
+    "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}th{background:#f3f3f3}"
+    "td:first-child,th:first-child{text-align:left}.note,.muted{color:#555;font-size:13px}"
+)
+
+
 def render(report: Report) -> str:
     """The report as one HTML string."""
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(report.title)}</title><style>",
-        "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}",
-        "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}th{background:#f3f3f3}",
-        "td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:13px}",
-        "</style></head><body>",
-        f"<h1>{html.escape(report.title)}</h1>",
-        f"<p>{html.escape(report.intro)}</p>" if report.intro else "",
-    ]
+    parts = [f"<h1>{html.escape(report.title)}</h1>", f"<p>{html.escape(report.intro)}</p>" if report.intro else ""]
     for h in report.heatmaps:
-        parts.append(
-            f"<h2>{html.escape(h.title)}</h2><img alt='{html.escape(h.title)}' src='data:image/png;base64,{heatmap_png(h)}'>"
-        )
+        parts.append(f"<h2>{html.escape(h.title)}</h2>{heatmap_svg(h)}")
         if h.note:
             parts.append(f"<p class='note'>{html.escape(h.note)}</p>")
     for t in report.tables:
@@ -147,8 +121,7 @@ def render(report: Report) -> str:
         parts.append("</table>")
         if t.note:
             parts.append(f"<p class='note'>{html.escape(t.note)}</p>")
-    parts.append("</body></html>")
-    return "\n".join(p for p in parts if p)
+    return charts.html_page(report.title, "\n".join(p for p in parts if p), _CSS)
 
 
 def write_report(path: str | Path, report: Report) -> Path:
