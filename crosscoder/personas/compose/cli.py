@@ -121,6 +121,8 @@ def cmd_steer(a: argparse.Namespace) -> None:
     from crosscoder.personas.generate import GenerationConfig, chat_messages, generate_chat
 
     model = load_model(_spec(a.model, a.adapter))
+    if model.hf is None:
+        raise ConfigError(f"steer: model {model.name} has no HF module to generate with; load a Hugging Face model")
     terms = _terms(a.direction)
     gen = GenerationConfig(max_new_tokens=a.max_new_tokens, greedy=True)
     convs = [chat_messages(q) for q in a.question]

@@ -177,7 +177,9 @@ def _fit(
     return float(loss(make_v(c), False))
 
 
-def split_conversations(convs: list[list[dict[str, str]]], cfg: LatentAdapterConfig) -> tuple[list, list]:
+def split_conversations(
+    convs: list[list[dict[str, str]]], cfg: LatentAdapterConfig
+) -> tuple[list[list[dict[str, str]]], list[list[dict[str, str]]]]:
     """A seeded (fit, held-out) split of the organism's conversations."""
     if len(convs) < cfg.n_fit + cfg.n_eval:
         raise ConfigError(f"latent adapter: {len(convs)} conversations, need n_fit + n_eval = {cfg.n_fit + cfg.n_eval}")
