@@ -1,11 +1,12 @@
-"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,analysis,screening}`: the project's benchmarks.
+"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,analysis,screening,composition}`: the benchmarks.
 
 `all` (what `make bench` runs) collects the throughput benchmarks of the other stages — paired harvest and loader
 (crosscoder.bench.harvest) and the crosscoder training step (crosscoder.bench.xc_step) — into one JSON file and
 prints a short table. `recovery` (what `make bench-recovery` runs) measures whether the pipeline finds planted and
 fine-tuned personas (crosscoder.bench.recovery). `analysis` times the analysis stage at full size
 (crosscoder.bench.analysis). `screening` measures persona vectors in use: training-data screening, fine-tuning shift
-prediction and preventative steering (crosscoder.bench.screening).
+prediction and preventative steering (crosscoder.bench.screening). `composition` measures persona composition: LoRA
+surgery, cross-trait leakage, the latent-basis adapter and the receive-side audit (crosscoder.bench.composition).
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ def run_all(out: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m crosscoder.bench", description=__doc__)
-    parser.add_argument("which", choices=["all", "harvest", "xc-step", "recovery", "analysis", "screening"])
+    parser.add_argument(
+        "which", choices=["all", "harvest", "xc-step", "recovery", "analysis", "screening", "composition"]
+    )
     args, rest = parser.parse_known_args(argv)
     if args.which == "all":
         sub = argparse.ArgumentParser(prog="python -m crosscoder.bench all")
@@ -79,6 +82,10 @@ def main(argv: list[str] | None = None) -> None:
         from crosscoder.bench.screening import main as screening_main
 
         screening_main(rest)
+    elif args.which == "composition":
+        from crosscoder.bench.composition import main as composition_main
+
+        composition_main(rest)
     else:
         module = importlib.import_module(THROUGHPUT[args.which.replace("-", "_")])
         module.main(rest)
