@@ -101,6 +101,16 @@ def test_batchtopk_select_exact(skew: bool, block: int) -> None:
         assert int((pattern.rows_N == 5).sum()) > 64  # one token holds many of the batch's kept values
 
 
+@pytest.mark.parametrize("block", [32, 8])
+def test_batchtopk_select_ties(block: int) -> None:
+    """With many equal scores (also at the threshold) the kept values are still exactly the top n_keep values."""
+    score = torch.randn(64, 1000, generator=torch.Generator().manual_seed(1)).mul(2).round()
+    pattern, kept = batchtopk_select(score, 512, block=block)
+    want = score.reshape(-1).topk(512).values.sort().values
+    assert torch.equal(pattern.gather(score).sort().values, want) and torch.equal(kept.sort().values, want)
+    assert pattern.n_active == 512 and len(set((pattern.rows_N * 1000 + pattern.cols_N).tolist())) == 512
+
+
 def test_empty_rows_in_batchtopk_decode() -> None:
     """Tokens with no active latent decode to zero (empty bags)."""
     W = torch.randn(10, 4)

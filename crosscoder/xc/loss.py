@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from crosscoder.xc.fast import gather_encode, relu_select, sparse_decode, sparse_decode_with_norms
-from crosscoder.xc.pattern import SparsePattern
+from crosscoder.xc.pattern import SparsePattern, one_thread
 
 if TYPE_CHECKING:
     from crosscoder.xc.model import Crosscoder
@@ -65,7 +65,7 @@ class LossTerms:
 @dataclass
 class _Forward:
     xhat_BX: Tensor
-    """Reconstruction including the decoder bias."""
+    """Reconstruction; the reference's includes the decoder bias, the sparse path's not (:class:`SquaredError`)."""
     pre_BF: Tensor
     dec_norm_F: Tensor
     fired_F: Tensor
@@ -86,14 +86,18 @@ def loss_terms(
     reduce_sum: Callable[[Tensor], Tensor] | None = None,
 ) -> LossTerms:
     """See :meth:`crosscoder.xc.model.Crosscoder.loss_terms`."""
-    cfg, B = cc.cfg, x_n_BX.shape[0]
+    B = x_n_BX.shape[0]
     cc.sparsity.stats = {}
     fwd = _sparse_forward(cc, x_n_BX, k) if cc.fast else None
     if fwd is None:
         fwd = _dense_forward(cc, x_n_BX, k)
-    err_BX = x_n_BX - fwd.xhat_BX
-    sq_err = err_BX.pow(2)
-    recon = sq_err.sum() / B
+    if fwd.pattern is None:  # the plain-torch reference
+        err_BX = x_n_BX - fwd.xhat_BX
+        sq_err = err_BX.pow(2)
+        recon = sq_err.sum() / B
+        sq_err_ML = sq_err.detach().view(B, *_shape(cc)).sum(dim=(0, 3))
+    else:
+        recon, sq_err_ML, err_BX = squared_error(x_n_BX, fwd.xhat_BX, cc.b_dec_MLD, _shape(cc))
     aux = x_n_BX.new_zeros(())
     if cc.sparsity.uses_k and dead_F is not None and aux_k > 0 and aux_coeff > 0 and bool(dead_F.any()):
         aux = _aux_loss(cc, x_n_BX, fwd, err_BX.detach(), dead_F, aux_k, reduce_sum)
@@ -103,11 +107,48 @@ def loss_terms(
         recon=recon.detach(),
         penalty=fwd.penalty.detach(),
         aux=aux.detach(),
-        sq_err_ML=sq_err.detach().view(B, cfg.n_models, cfg.n_hooks, cfg.d_model).sum(dim=(0, 3)),
+        sq_err_ML=sq_err_ML,
         fired_F=fwd.fired_F,
         l0=fwd.fired_F.sum(),
         min_score=None if min_score is None else min_score.detach(),
     )
+
+
+def _shape(cc: Crosscoder) -> tuple[int, int, int]:
+    return cc.cfg.n_models, cc.cfg.n_hooks, cc.cfg.d_model
+
+
+class SquaredError(torch.autograd.Function):
+    """recon = sum ||x - xhat - b_dec||^2 / B, in three passes forward and two backward (the sparse path's loss;
+    the reference spells it out in plain torch). Also returns the per-(model, hook) sums and the error itself,
+    both without grad."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, x_BX: Tensor, xhat_BX: Tensor, b_dec_MLD: Tensor, shape: tuple[int, int, int]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        B = x_BX.shape[0]
+        err_BX = torch.sub(x_BX, xhat_BX).sub_(b_dec_MLD.reshape(-1))
+        sq_err_ML = torch.linalg.vector_norm(err_BX.view(B, *shape), dim=(0, 3)).square()
+        ctx.save_for_backward(err_BX)
+        ctx.b_shape = b_dec_MLD.shape
+        ctx.mark_non_differentiable(sq_err_ML, err_BX)
+        return sq_err_ML.sum() / B, sq_err_ML, err_BX
+
+    @staticmethod
+    def backward(ctx, g: Tensor, _g_ML: Tensor, _g_err: Tensor):  # type: ignore[override]
+        (err_BX,) = ctx.saved_tensors
+        g_xhat = err_BX * (g * (-2.0 / err_BX.shape[0]))
+        g_b = g_xhat.sum(0).view(ctx.b_shape) if ctx.needs_input_grad[2] else None
+        return (-g_xhat if ctx.needs_input_grad[0] else None), g_xhat, g_b, None
+
+
+def squared_error(
+    x_BX: Tensor, xhat_BX: Tensor, b_dec_MLD: Tensor, shape: tuple[int, int, int]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(recon with grad, sq_err_ML, err_BX) of :class:`SquaredError`."""
+    recon, sq_err_ML, err_BX = SquaredError.apply(x_BX, xhat_BX, b_dec_MLD, shape)
+    return recon, sq_err_ML, err_BX
 
 
 def _dense_forward(cc: Crosscoder, x_n_BX: Tensor, k: int) -> _Forward:
@@ -138,10 +179,10 @@ def _sparse_forward(cc: Crosscoder, x_n_BX: Tensor, k: int) -> _Forward | None:
             dec_norm_F = cc._dec_norm_F()
             pattern = cc.sparsity.select(pre_BF, dec_norm_F, cc.share_F, k, ws=ws)
         else:
-            positive = int((pre_BF > 0).sum())
-            if positive > L1_SPARSE_MAX_DENSITY * pre_BF.numel():
+            positive_BF = torch.gt(pre_BF, 0, out=ws.scratch("positive_BF", tuple(pre_BF.shape), pre_BF, torch.bool))
+            if int(torch.count_nonzero(positive_BF)) > L1_SPARSE_MAX_DENSITY * pre_BF.numel():
                 return None
-            pattern = relu_select(pre_BF)
+            pattern = relu_select(positive_BF)
             norm_FML = cc.W_dec_FMLD.norm(dim=-1)
     f_N = torch.relu(gather_encode(x_n_BX, cc.W_enc_XF, cc.b_enc_F, pre_BF, pattern, ws))
     if cc.sparsity.uses_k:
@@ -150,9 +191,9 @@ def _sparse_forward(cc: Crosscoder, x_n_BX: Tensor, k: int) -> _Forward | None:
     else:  # L1: sum_j f_j * share_j * dn_j, the decoder norms dn_F carrying the penalty's decoder gradient
         xhat_BX, dec_norm_F = sparse_decode_with_norms(f_N, cc.W_dec_FX, pattern, ws, norm_FML, cc.fold_ML)
         penalty = (f_N * (dec_norm_F * cc.share_F)[pattern.cols_N]).sum() / x_n_BX.shape[0]
-    xhat_BX = xhat_BX + cc.b_dec_MLD.reshape(-1)
-    fired = pattern.cols_N[f_N.detach() > 0]
-    fired_F = torch.bincount(fired, minlength=cc.cfg.n_latents).to(x_n_BX.dtype)
+    with one_thread(x_n_BX.device):
+        fired = pattern.cols_N[f_N.detach() > 0]
+        fired_F = torch.bincount(fired, minlength=cc.cfg.n_latents).to(x_n_BX.dtype)
     return _Forward(xhat_BX, pre_BF, dec_norm_F, fired_F, penalty, pattern)
 
 

@@ -4,9 +4,10 @@ Kernels are chosen by device: ``"cpu"`` uses MKL sparse CSR products written int
 gathers and ``embedding_bag`` (plain CUDA kernels; the caching allocator makes allocation cheap there). Both give
 the same values; :func:`use_backend` forces one (tests run the GPU kernels on CPU tensors with it).
 
-Building a pattern (a few sorts and counts over N indices) runs on one thread on CPU: torch sorts int64 keys with a
-parallel radix sort whose passes each end at a barrier, and when other processes keep the cores busy every barrier
-waits for a descheduled thread (measured: 600 ms for 32,768 keys on 2 busy cores, 0.3 ms on one thread).
+Building and indexing a pattern (sorts, counts and gathers over N indices) runs on one thread on CPU
+(:func:`one_thread`): these are small, and a parallel region ends at a barrier that, when other processes keep the
+cores busy, waits for a descheduled thread. Measured on 2 busy cores: torch's parallel radix sort of 32,768 int64
+keys took 600 ms on 2 threads and 0.3 ms on one; a 32,768-element gather 17 ms against well under 1 ms.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def backend_for(device: torch.device) -> str:
 
 
 @contextlib.contextmanager
-def _one_thread(device: torch.device) -> Iterator[None]:
-    """torch ops on one thread within the block (CPU only; restores the thread count)."""
+def one_thread(device: torch.device) -> Iterator[None]:
+    """torch ops on one thread within the block (CPU only; restores the thread count, exceptions included)."""
     n = torch.get_num_threads()
     if device.type != "cpu" or n == 1:
         yield
@@ -83,7 +84,7 @@ class SparsePattern:
     @classmethod
     def from_sorted(cls, rows_N: Tensor, cols_N: Tensor, n_tokens: int, n_latents: int) -> SparsePattern:
         """Build from entries already sorted row-major."""
-        with _one_thread(rows_N.device):
+        with one_thread(rows_N.device):
             counts_B = torch.bincount(rows_N, minlength=n_tokens)
             crow_B1 = torch.zeros(n_tokens + 1, dtype=torch.long, device=rows_N.device)
             torch.cumsum(counts_B, 0, out=crow_B1[1:])
@@ -97,7 +98,7 @@ class SparsePattern:
     def from_topk(cls, idx_BK: Int[Tensor, "B K"], n_latents: int) -> SparsePattern:
         """Per-token selection: token b keeps latents idx_BK[b]."""
         B, K = idx_BK.shape
-        with _one_thread(idx_BK.device):
+        with one_thread(idx_BK.device):
             cols_N = idx_BK.sort(dim=-1, stable=True).values.reshape(-1)
             rows_N = torch.arange(B, device=idx_BK.device).repeat_interleave(K)
         return cls.from_sorted(rows_N, cols_N, B, n_latents)
@@ -105,7 +106,7 @@ class SparsePattern:
     @classmethod
     def from_flat(cls, flat_N: Int[Tensor, " N"], n_tokens: int, n_latents: int) -> SparsePattern:
         """Batch-wide selection given flat indices b * F + j (any order)."""
-        with _one_thread(flat_N.device):
+        with one_thread(flat_N.device):
             flat_N = flat_N.sort(stable=True).values
         return cls.from_sorted(flat_N // n_latents, flat_N % n_latents, n_tokens, n_latents)
 
@@ -120,7 +121,8 @@ class SparsePattern:
 
     def gather(self, dense_BF: Tensor) -> Tensor:
         """Values of a B x F matrix at the pattern's entries."""
-        return dense_BF[self.rows_N, self.cols_N]
+        with one_thread(dense_BF.device):
+            return dense_BF[self.rows_N, self.cols_N]
 
     def scatter(self, values_N: Tensor) -> Tensor:
         """Dense B x F matrix holding values_N at the entries (zeros elsewhere); differentiable."""
@@ -137,12 +139,10 @@ class SparsePattern:
 
     def csr_t(self, values_N: Tensor) -> Tensor:
         """The F x B transpose of :meth:`csr` (latent-major), as a sparse CSR tensor."""
+        with one_thread(values_N.device):
+            rows_N, vals_N = self.rows_N[self.perm_N], values_N[self.perm_N]
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             return torch.sparse_csr_tensor(
-                self.lat_crow_F1,
-                self.rows_N[self.perm_N],
-                values_N[self.perm_N],
-                (self.n_latents, self.n_tokens),
-                check_invariants=False,
+                self.lat_crow_F1, rows_N, vals_N, (self.n_latents, self.n_tokens), check_invariants=False
             )

@@ -5,7 +5,10 @@ and partially sorts every row). Both selections here first take the maximum of e
 scores (one vectorised pass), keep the blocks with the k largest maxima, and run ``topk`` on those blocks only.
 This is exact: a block holding one of the k largest values has a maximum at least that value, so if it were not
 among the k best blocks there would be k blocks each holding a larger value. (With ties any valid top-k set may be
-returned, as with ``torch.topk``.) Tests check the result against ``torch.topk`` on the full scores.
+returned, as with ``torch.topk``.) The batch-wide selection also filters those blocks by the k-th largest block
+maximum, a lower bound of the k-th largest value, so its final ``topk`` sees about k values instead of k * BLOCK.
+Tests check the results against ``torch.topk`` on the full scores. Selection runs on one thread (see
+:func:`crosscoder.xc.pattern.one_thread`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from crosscoder.xc.pattern import SparsePattern
+from crosscoder.xc.pattern import SparsePattern, one_thread
 
 BLOCK = 32
 """Scores per block of the pre-selection."""
@@ -37,7 +40,8 @@ def _top_block_indices(score_RC: Tensor, k: int, block: int) -> tuple[Tensor, Te
 
 def topk_select(score_BF: Float[Tensor, "B F"], k: int, block: int = BLOCK) -> SparsePattern:
     """Per-token top-k of score_BF."""
-    idx_BK, _ = _top_block_indices(score_BF, k, block)
+    with one_thread(score_BF.device):
+        idx_BK, _ = _top_block_indices(score_BF, k, block)
     return SparsePattern.from_topk(idx_BK, score_BF.shape[1])
 
 
@@ -45,11 +49,22 @@ def batchtopk_select(score_BF: Float[Tensor, "B F"], n_keep: int, block: int = B
     """Top n_keep entries of score_BF over the whole batch; also returns the kept scores (any order)."""
     B, n_lat = score_BF.shape
     n_keep = min(n_keep, B * n_lat)
-    idx_1N, values_1N = _top_block_indices(score_BF.reshape(1, -1), n_keep, block)
-    return SparsePattern.from_flat(idx_1N[0], B, n_lat), values_1N[0]
+    flat = score_BF.reshape(-1)
+    with one_thread(flat.device):
+        if block <= 0 or flat.numel() % block or flat.numel() // block < MIN_BLOCKS_PER_PICK * n_keep:
+            top = flat.topk(n_keep, sorted=False)
+            return SparsePattern.from_flat(top.indices, B, n_lat), top.values
+        blocks_RB = flat.view(-1, block)
+        best = blocks_RB.amax(1).topk(n_keep, sorted=False)
+        cand_KB = blocks_RB[best.indices]
+        r_C, c_C = (cand_KB >= best.values.min()).nonzero(as_tuple=True)  # >= the k-th value: a superset of the top
+        top = cand_KB[r_C, c_C].topk(n_keep, sorted=False)
+        flat_N = best.indices[r_C[top.indices]] * block + c_C[top.indices]
+    return SparsePattern.from_flat(flat_N, B, n_lat), top.values
 
 
 def relu_select(pre_BF: Float[Tensor, "B F"]) -> SparsePattern:
-    """Entries with pre > 0 (the support of ReLU), row-major."""
-    rows_N, cols_N = torch.nonzero(pre_BF > 0, as_tuple=True)
+    """Entries with pre > 0 (the support of ReLU), row-major; a boolean ``pre_BF`` is taken as that mask."""
+    positive_BF = pre_BF if pre_BF.dtype == torch.bool else pre_BF > 0
+    rows_N, cols_N = torch.nonzero(positive_BF, as_tuple=True)
     return SparsePattern.from_sorted(rows_N, cols_N, pre_BF.shape[0], pre_BF.shape[1])

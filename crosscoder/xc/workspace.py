@@ -29,11 +29,13 @@ class Workspace:
         self._scratch: dict[str, Tensor] = {}
         self._pool: dict[str, Tensor] = {}
 
-    def scratch(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
-        """A buffer of ``shape`` with ``like``'s dtype and device, reused across calls (contents undefined)."""
+    def scratch(self, name: str, shape: tuple[int, ...], like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """A buffer of ``shape`` with ``like``'s device and dtype (or ``dtype``), reused across calls (contents
+        undefined)."""
+        dtype = dtype or like.dtype
         buf = self._scratch.get(name)
-        if buf is None or tuple(buf.shape) != shape or buf.dtype != like.dtype or buf.device != like.device:
-            buf = torch.empty(shape, dtype=like.dtype, device=like.device)
+        if buf is None or tuple(buf.shape) != shape or buf.dtype != dtype or buf.device != like.device:
+            buf = torch.empty(shape, dtype=dtype, device=like.device)
             self._scratch[name] = buf
         return buf
 
