@@ -181,3 +181,31 @@ def test_clip_grad_only_rescales_above_max() -> None:
     assert float(clip_grad_([a, b], 1.0)) == pytest.approx(5.0)
     assert float(torch.cat([a.grad, b.grad]).norm()) == pytest.approx(1.0, rel=1e-5)
     assert float(clip_grad_([a, b], 0.0)) == pytest.approx(1.0, rel=1e-5)  # 0 = never clip
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("max_norm", [1.0, 100.0, 0.0])
+def test_clip_inside_fused_adam_matches_clip_then_adam(fused: bool, max_norm: float) -> None:
+    """The trainer lets fused Adam apply the clipping factor (grad_scale); the step equals clip-then-Adam."""
+    from crosscoder.xc.step import clip_into_optimizer_, finish_optimizer_step
+
+    g = torch.Generator().manual_seed(0)
+    w0, grad = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g) * 3  # norm ~ 16
+    runs = []
+    for how in ("into_adam", "clip_then_adam", "no_clip"):
+        p = torch.nn.Parameter(w0.clone())
+        opt = torch.optim.Adam([p], lr=0.1, eps=1.0, fused=fused)  # a large eps makes Adam's step scale-dependent
+        for _ in range(2):
+            p.grad = grad.clone()
+            if how == "into_adam":
+                norm = clip_into_optimizer_(opt, max_norm)
+            else:
+                norm = clip_grad_([p], max_norm if how == "clip_then_adam" else 0.0)
+            opt.step()
+            finish_optimizer_step(opt)
+            assert not hasattr(opt, "grad_scale")
+        runs.append((p.detach(), float(norm)))
+    torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-6, atol=1e-6)
+    assert runs[0][1] == pytest.approx(runs[1][1]) and not torch.equal(runs[0][0], w0)
+    clipped = 0 < max_norm < runs[2][1]
+    assert torch.allclose(runs[0][0], runs[2][0], rtol=1e-6, atol=1e-6) != clipped  # clipping changed the step

@@ -62,6 +62,29 @@ def clip_grad_(params: list[nn.Parameter], max_norm: float) -> Tensor:
     return norm
 
 
+def clip_into_optimizer_(opt: torch.optim.Optimizer, max_norm: float) -> Tensor:
+    """:func:`clip_grad_` for the trainer: the global gradient norm, and when it exceeds ``max_norm`` the fused Adam
+    kernel itself rescales the gradients as it reads them (``grad_scale``, the interface torch's GradScaler uses),
+    which saves a read and a write of every gradient; other optimizers get the separate multiply.
+    Call :func:`finish_optimizer_step` after ``opt.step()``."""
+    params = [p for g in opt.param_groups for p in g["params"]]
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dtype=torch.float32) for g in grads]))
+    if max_norm > 0 and bool(norm > max_norm):
+        if isinstance(opt, torch.optim.Adam) and all(g.get("fused") for g in opt.param_groups):
+            # Adam divides each gradient by grad_scale: g / ((norm + 1e-6) / max_norm) = g * max_norm / (norm + 1e-6)
+            scale = torch.tensor((float(norm) + 1e-6) / max_norm, device=grads[0].device)
+            opt.grad_scale = scale  # type: ignore[attr-defined]
+        else:
+            torch._foreach_mul_(grads, max_norm / (float(norm) + 1e-6))
+    return norm
+
+
+def finish_optimizer_step(opt: torch.optim.Optimizer) -> None:
+    """Drop a ``grad_scale`` set by :func:`clip_into_optimizer_` (it holds for one step only)."""
+    opt.__dict__.pop("grad_scale", None)
+
+
 def make_optimizer(cc: Crosscoder, cfg: TrainerConfig, device: torch.device) -> torch.optim.Adam:
     """Adam over the crosscoder's parameters; the fused kernel (one pass per tensor) on fp32 CPU / CUDA tensors."""
     params = list(cc.parameters())
@@ -140,9 +163,9 @@ def train_step(ctx: StepContext, x_n_BX: Tensor, step: int) -> StepOutput:
         terms: LossTerms = ctx.module(x_n_BX, k, coeff, dead_F, min(cfg.aux_k, cc.cfg.n_latents), cfg.aux_k_coeff)
     terms.loss.backward()
     loss = all_reduce_mean_(terms.loss.detach().clone(), dist)
-    params = [p for g in ctx.opt.param_groups for p in g["params"]]
-    gnorm = clip_grad_(params, cfg.grad_clip)
+    gnorm = clip_into_optimizer_(ctx.opt, cfg.grad_clip)
     if not (bool(torch.isfinite(loss)) and bool(torch.isfinite(gnorm))):
+        finish_optimizer_step(ctx.opt)
         where = (
             f"last good checkpoint: {ctx.last_checkpoint}" if ctx.last_checkpoint else "no checkpoint was written yet"
         )
@@ -150,7 +173,10 @@ def train_step(ctx: StepContext, x_n_BX: Tensor, step: int) -> StepOutput:
             f"loss or gradient became NaN/inf at step {step} (loss {float(loss):.4g}, grad norm {float(gnorm):.4g}); "
             f"lower trainer.lr or keep grad_clip on; {where}"
         )
-    ctx.opt.step()
+    try:
+        ctx.opt.step()
+    finally:
+        finish_optimizer_step(ctx.opt)
     cc.recycle_grads()
     ctx.opt.zero_grad(set_to_none=True)
     fired_F = all_reduce_sum_(terms.fired_F.clone(), dist)
