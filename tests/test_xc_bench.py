@@ -15,8 +15,9 @@ from crosscoder.bench import harvest, xc_step
 from crosscoder.bench.common import torch_threads
 from crosscoder.errors import ConfigError
 
+ARCHS = ("topk", "batchtopk", "l1")
 TINY = ["--batch", "32", "--latents", "256", "512", "--k", "4", "--d-model", "16", "--rounds", "2", "--warmup", "1"]
-TINY += ["--l1-l0", "4"]
+TINY += ["--l1-l0", "4", "--reference-rounds", "2"]
 
 
 def test_xc_step_benchmark_tiny(tmp_path: Path) -> None:
@@ -29,7 +30,7 @@ def test_xc_step_benchmark_tiny(tmp_path: Path) -> None:
     assert saved["machine"]["threads"] == 1 and saved["machine"]["gemm_gflops"] > 0
     assert len(saved["machine"]["load_avg_start"]) == 3 and len(saved["machine"]["load_avg_end"]) == 3
     assert {(r["arch"], r["n_latents"], r["path"]) for r in saved["results"]} == {
-        (a, n, p) for a in ("topk", "batchtopk", "l1") for n in (256, 512) for p in ("fast", "reference")
+        (a, n, p) for a in ARCHS for n in (256, 512) for p in ("fast", "reference")
     }
     for r in res.results:
         assert r.tokens_per_s == pytest.approx(32 / r.step_s) and len(r.step_s_all) == 2
@@ -41,10 +42,13 @@ def test_xc_step_benchmark_tiny(tmp_path: Path) -> None:
             assert 1 < r.active < 8  # about --l1-l0 latents per token, so the sparse path runs
         else:
             assert r.active == 4.0
+    assert set(res.speedups) == set(res.speedups_gemm_normalised) == {f"{a}/{n}" for a in ARCHS for n in (256, 512)}
     for key, speedup in res.speedups.items():
         arch, n = key.split("/")
         fast, ref = res.find(arch, int(n), "fast"), res.find(arch, int(n), "reference")
         assert fast is not None and ref is not None and speedup == fast.tokens_per_s / ref.tokens_per_s
+        norm = (fast.tokens_per_s / fast.gemm_gflops) / (ref.tokens_per_s / ref.gemm_gflops)
+        assert res.speedups_gemm_normalised[key] == pytest.approx(norm)
 
 
 def test_xc_step_refuses_bf16_and_missing_gpu_on_cpu(tmp_path: Path) -> None:

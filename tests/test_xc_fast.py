@@ -183,7 +183,6 @@ def test_workspace_take_give() -> None:
     ws = Workspace()
     like = torch.zeros(1)
     a = ws.take("g", (4, 3), like)
-    assert torch.equal(a, torch.zeros(4, 3))  # a new buffer starts zeroed
     a.fill_(7.0)
     ws.give("g", a.t())  # not contiguous: dropped
     assert ws.take("g", (4, 3), like).data_ptr() != a.data_ptr()
@@ -193,6 +192,22 @@ def test_workspace_take_give() -> None:
     assert ws.take("g", (2, 6), like).data_ptr() != a.data_ptr()  # taken means gone from the pool
     s1 = ws.scratch("s", (5,), like)
     assert ws.scratch("s", (5,), like) is s1 and ws.scratch("s", (6,), like) is not s1
+
+
+def test_gradient_kernel_overwrites_every_element_of_a_reused_buffer() -> None:
+    """The CPU kernel writes all F rows (inactive latents as zeros) into a pooled buffer holding old values, NaN too."""
+    from crosscoder.xc.fast import group_by_latent
+    from crosscoder.xc.workspace import Workspace
+
+    ws = Workspace()
+    ws.give("W", torch.full((10, 4), float("nan")))
+    pattern = SparsePattern.from_flat(torch.tensor([3, 25, 27]), n_tokens=4, n_latents=10)  # latents 3, 5, 7
+    src = torch.randn(4, 4)
+    out = group_by_latent(pattern, src, torch.tensor([1.0, 2.0, 3.0]), ws, "W")
+    assert pattern.backend == "cpu" and bool(torch.isfinite(out).all())
+    want = torch.zeros(10, 4)
+    want[3], want[5], want[7] = src[0], 2.0 * src[2], 3.0 * src[2]
+    torch.testing.assert_close(out, want)
 
 
 def test_loss_terms_typed_and_readable_by_name() -> None:

@@ -9,8 +9,9 @@ size: d_model 576, 2 models, 1 hook, k 32, batch 1,024, fp32, lr 1e-4. No latent
 is no auxiliary-k loss (as in the peers' steps). L1 starts from an encoder bias that leaves about ``--l1-l0``
 latents active per token (a trained L1 crosscoder's L0, Kissane: ~81); the measured L0 is reported.
 
-For each size and architecture the sparse ("fast") and reference steps and a GEMM probe alternate, round after
-round, so background load hits all three alike. The probe times the encoder product itself (b + x @ W^T at the
+For each size and architecture the sparse ("fast") path, then the reference path, runs its steps alternating with a
+GEMM probe, round after round, so background load hits a path and its probe alike (the slow reference runs
+``--reference-rounds`` rounds; one path is alive at a time, as a 65,536-latent runner holds 3-4 GB). The probe times the encoder product itself (b + x @ W^T at the
 step's shape and layout), the only dense GEMM of the sparse path. Per path the JSON gives the median step time,
 tokens/s, the spread (slowest / fastest round), and, under the FLOP model of
 :func:`crosscoder.xc.metrics.flops_per_token` (sparse 2*X*F + 8*k*X, dense 10*X*F per token, X = models * hooks *
@@ -62,6 +63,8 @@ class BenchConfig:
     batch: int = 1024
     rounds: int = 6
     """Timed rounds (each: probe, fast step, reference step)."""
+    reference_rounds: int = 3
+    """The reference step runs in the first this-many rounds only (it is 5-30x slower; its spread is no target)."""
     warmup: int = 2
     """Untimed steps per path first (allocations, optimizer state)."""
     l1_l0: float = 100.0
@@ -116,6 +119,8 @@ class XcStepResult:
     results: list[PathResult] = field(default_factory=list)
     speedups: dict[str, float] = field(default_factory=dict)
     """fast / reference tokens/s, keyed ``<arch>/<n_latents>``."""
+    speedups_gemm_normalised: dict[str, float] = field(default_factory=dict)
+    """The same, each path's tokens/s first divided by its own median probe (the paths run one after the other)."""
     targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
     benchmark: str = "xc_step"
     flop_model: str = "sparse 2*X*F + 8*k*X, dense 10*X*F FLOP/token (crosscoder.xc.metrics.flops_per_token)"
@@ -173,26 +178,27 @@ def _set_l0(cc: Crosscoder, x_n_BX: torch.Tensor, l0: float) -> None:
 
 
 def _time_case(bc: BenchConfig, arch: str, n_latents: int, batches: list[torch.Tensor]) -> list[PathResult]:
-    """Interleaved rounds of the GEMM probe and each path at one size."""
+    """Each path at one size, its steps alternating with the GEMM probe (one path alive at a time: at 65,536
+    latents a runner holds 3-4 GB)."""
     dtype = torch.bfloat16 if bc.dtype == "bf16" else torch.float32
     probe = EncoderGemmProbe(bc.batch, bc.d_in, n_latents, torch.device(bc.device), dtype)
-    paths = {"fast": True, "reference": False} if bc.reference else {"fast": True}
-    runners = {}
-    for name, fast in paths.items():
-        runners[name] = _Runner(bc, arch, n_latents, fast, batches[0])
+    paths = {"fast": (True, bc.rounds), "reference": (False, bc.reference_rounds)}
+    out = []
+    for name, (fast, rounds) in paths.items():
+        if name == "reference" and not bc.reference:
+            continue
+        runner = _Runner(bc, arch, n_latents, fast, batches[0])
         for i in range(bc.warmup):
-            runners[name].step(batches[i % 2])
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    l0s: dict[str, list[float]] = {name: [] for name in runners}
-    gemm: list[float] = []
-    for i in range(bc.rounds):
-        gemm.append(probe())
-        for name, runner in runners.items():
+            runner.step(batches[i % 2])
+        times, l0s, gemm = [], [], []
+        for i in range(rounds):
+            gemm.append(probe())
             dt, l0 = runner.step(batches[i % 2])
-            times[name].append(dt)
-            l0s[name].append(l0)
-    del runners
-    return [_summarise(bc, arch, n_latents, name, times[name], l0s[name], gemm) for name in times]
+            times.append(dt)
+            l0s.append(l0)
+        del runner
+        out.append(_summarise(bc, arch, n_latents, name, times, l0s, gemm))
+    return out
 
 
 def _summarise(
@@ -240,6 +246,9 @@ def run(bc: BenchConfig | None = None, threads: int | None = None) -> XcStepResu
                 fast = res.find(arch, n_latents, "fast")
                 if ref is not None and fast is not None:
                     res.speedups[f"{arch}/{n_latents}"] = fast.tokens_per_s / ref.tokens_per_s
+                    res.speedups_gemm_normalised[f"{arch}/{n_latents}"] = (fast.tokens_per_s / fast.gemm_gflops) / (
+                        ref.tokens_per_s / ref.gemm_gflops
+                    )
         machine.finish()
     return res
 
@@ -271,6 +280,7 @@ def main(argv: list[str] | None = None) -> XcStepResult:
     p.add_argument("--latents", type=int, nargs="+", default=None, help="default 4096 16384 65536 (GPU: 16384 65536)")
     p.add_argument("--arch", nargs="+", default=["topk", "batchtopk", "l1"])
     p.add_argument("--rounds", type=int, default=6, help="timed rounds per size and architecture")
+    p.add_argument("--reference-rounds", type=int, default=3, help="rounds that also time the dense reference")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--k", type=int, default=32)
@@ -288,8 +298,8 @@ def main(argv: list[str] | None = None) -> XcStepResult:
     for dtype in a.dtype:
         bc = BenchConfig(
             latents=latents, archs=tuple(a.arch), d_model=a.d_model, n_models=a.models, k=a.k, batch=a.batch,
-            rounds=a.rounds, warmup=a.warmup, l1_l0=a.l1_l0, reference=not a.no_reference, device=a.device,
-            dtype=dtype,
+            rounds=a.rounds, reference_rounds=a.reference_rounds, warmup=a.warmup, l1_l0=a.l1_l0,
+            reference=not a.no_reference, device=a.device, dtype=dtype,
         )  # fmt: skip
         res = run(bc, threads=a.threads)
         print(f"== {bc.device} {dtype}\n{table(res)}")

@@ -35,6 +35,7 @@ from crosscoder.io import atomic_save_safetensors, atomic_write_json, load_safet
 from crosscoder.xc.architectures import ARCHITECTURES, BatchTopK, Sparsity
 from crosscoder.xc.config import CrosscoderConfig
 from crosscoder.xc.loss import LossTerms, loss_terms
+from crosscoder.xc.pattern import backend_for
 from crosscoder.xc.workspace import Workspace
 
 FORMAT = "crosscoder.xc/1"
@@ -108,7 +109,7 @@ class Crosscoder(nn.Module):
     def recycle_grads(self) -> None:
         """Hand the encoder's and decoder's ``.grad`` to the workspace for the next sparse backward, and set them to
         None. Call it after the optimizer step (the trainer does); references kept to those gradients go stale."""
-        if not self.fast:
+        if not self.fast or backend_for(self.W_dec_FMLD.device) != "cpu":  # the GPU kernels allocate (cached)
             return
         for name, p in (("W_enc", self.W_enc_FMLD), ("W_dec", self.W_dec_FMLD)):
             if p.grad is not None:

@@ -40,15 +40,12 @@ class Workspace:
         return buf
 
     def take(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
-        """A gradient buffer the caller will overwrite entirely; ownership passes to the caller (and autograd).
-
-        A new buffer starts zeroed, so a kernel that skips rows (or whose ``beta=0`` still reads its output) never
-        sees uninitialised memory.
-        """
+        """A gradient buffer the caller will overwrite entirely (contents undefined, e.g. the last step's gradient);
+        ownership passes to the caller (and autograd)."""
         buf = self._pool.pop(name, None)
         if buf is not None and buf.numel() == _numel(shape) and buf.dtype == like.dtype and buf.device == like.device:
             return buf.view(shape)
-        return torch.zeros(shape, dtype=like.dtype, device=like.device)
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
 
     def give(self, name: str, buf: Tensor) -> None:
         """Return a gradient buffer for the next :meth:`take` (contiguous tensors only; others are dropped)."""
