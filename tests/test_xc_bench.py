@@ -35,7 +35,7 @@ def test_xc_step_benchmark_tiny(tmp_path: Path) -> None:
     for r in res.results:
         assert r.tokens_per_s == pytest.approx(32 / r.step_s) and len(r.step_s_all) == 2
         assert r.spread == pytest.approx(max(r.step_s_all) / min(r.step_s_all)) and r.spread >= 1.0
-        assert len(r.gemm_gflops_all) == 2 and r.gemm_gflops > 0 and r.mfu > 0
+        assert len(r.gemm_gflops_all) == 2 and r.gemm_gflops > 0 and r.mfu > 0 and 0 < r.active_rows_frac <= 1
         assert r.frac_sparse_bound == pytest.approx(r.tokens_per_s / r.sparse_bound_tokens_per_s)
         assert r.frac_sparse_bound_best_gemm <= r.frac_sparse_bound + 1e-12  # the best probe is the highest bound
         if r.arch == "l1":

@@ -64,14 +64,28 @@ def square_gemm_gflops(device: torch.device, n: int = 1024, min_seconds: float =
 
 class EncoderGemmProbe:
     """The crosscoder's encoder GEMM, b + x_BX @ W^T with W stored [F, X] (as the training step runs it), timed
-    alone: the rate this machine reaches on exactly the product the sparse bound counts."""
+    alone: the rate this machine reaches on exactly the product the sparse bound counts.
 
-    def __init__(self, batch: int, d_in: int, n_latents: int, device: torch.device, dtype: torch.dtype) -> None:
+    ``W_FX`` and ``out`` may be borrowed from the model being timed (its encoder and its pre-activation buffer), so
+    the probe adds no memory; the product only overwrites ``out``."""
+
+    def __init__(
+        self,
+        batch: int,
+        d_in: int,
+        n_latents: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        W_FX: torch.Tensor | None = None,
+        out: torch.Tensor | None = None,
+    ) -> None:
         gen = torch.Generator().manual_seed(0)
         self.x = torch.randn(batch, d_in, generator=gen).to(device, dtype)
-        self.W_FX = torch.randn(n_latents, d_in, generator=gen).to(device, dtype)
+        self.W_FX = torch.randn(n_latents, d_in, generator=gen).to(device, dtype) if W_FX is None else W_FX.detach()
         self.b_F = torch.zeros(n_latents, device=device, dtype=dtype)
-        self.out = torch.empty(batch, n_latents, device=device, dtype=dtype)
+        self.out = torch.empty(batch, n_latents, device=device, dtype=dtype) if out is None else out
+        if tuple(self.W_FX.shape) != (n_latents, d_in) or tuple(self.out.shape) != (batch, n_latents):
+            raise ValueError("EncoderGemmProbe: borrowed tensors have the wrong shapes")
         self.flop = 2.0 * batch * d_in * n_latents
         self.device = device
         self()  # warm-up

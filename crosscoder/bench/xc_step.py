@@ -71,6 +71,8 @@ class BenchConfig:
     """L1: target active latents per token at the start."""
     reference: bool = True
     """Also time the dense reference path."""
+    reference_max_latents: int = 1 << 30
+    """Time the reference only up to this size (a 65,536-latent reference step needs ~4 GB)."""
     device: str = "cpu"
     dtype: str = "fp32"
     """fp32, or bf16 (autocast; CUDA only)."""
@@ -108,6 +110,9 @@ class PathResult:
     frac_sparse_bound: float
     frac_sparse_bound_best_gemm: float
     dense_bound_tokens_per_s: float
+    active_rows_frac: float = 0.0
+    """Latents active at least once in a batch / F: the share of weight rows with a nonzero gradient (what a
+    row-restricted optimizer could skip is the rest)."""
 
 
 @dataclass
@@ -155,8 +160,9 @@ class _Runner:
         )
         self.n = 0
 
-    def step(self, x_BMLD: torch.Tensor) -> tuple[float, float]:
-        """Seconds of one step, and its L0 (active latents per token)."""
+    def step(self, x_BMLD: torch.Tensor) -> tuple[float, float, float]:
+        """Seconds of one step, its L0 (active latents per token) and the fraction of latents active in the batch
+        (the rows of the weights with a nonzero gradient)."""
         dev = self.ctx.dist.device
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
@@ -166,7 +172,7 @@ class _Runner:
             torch.cuda.synchronize(dev)
         dt = time.perf_counter() - t0
         self.n += 1
-        return dt, float(out.terms.l0) / x_BMLD.shape[0]
+        return dt, float(out.terms.l0) / x_BMLD.shape[0], float((out.terms.fired_F > 0).float().mean())
 
 
 @torch.no_grad()
@@ -180,25 +186,35 @@ def _set_l0(cc: Crosscoder, x_n_BX: torch.Tensor, l0: float) -> None:
 def _time_case(bc: BenchConfig, arch: str, n_latents: int, batches: list[torch.Tensor]) -> list[PathResult]:
     """Each path at one size, its steps alternating with the GEMM probe (one path alive at a time: at 65,536
     latents a runner holds 3-4 GB)."""
-    dtype = torch.bfloat16 if bc.dtype == "bf16" else torch.float32
-    probe = EncoderGemmProbe(bc.batch, bc.d_in, n_latents, torch.device(bc.device), dtype)
     paths = {"fast": (True, bc.rounds), "reference": (False, bc.reference_rounds)}
     out = []
     for name, (fast, rounds) in paths.items():
-        if name == "reference" and not bc.reference:
+        if name == "reference" and (not bc.reference or n_latents > bc.reference_max_latents):
             continue
         runner = _Runner(bc, arch, n_latents, fast, batches[0])
         for i in range(bc.warmup):
             runner.step(batches[i % 2])
-        times, l0s, gemm = [], [], []
+        probe = _probe(bc, runner.cc)
+        times, l0s, rows, gemm = [], [], [], []
         for i in range(rounds):
             gemm.append(probe())
-            dt, l0 = runner.step(batches[i % 2])
+            dt, l0, active_rows = runner.step(batches[i % 2])
             times.append(dt)
             l0s.append(l0)
-        del runner
+            rows.append(active_rows)
+        del runner, probe
         out.append(_summarise(bc, arch, n_latents, name, times, l0s, gemm))
+        out[-1].active_rows_frac = statistics.mean(rows)
     return out
+
+
+def _probe(bc: BenchConfig, cc: Crosscoder) -> EncoderGemmProbe:
+    """The encoder-GEMM probe, on the runner's own encoder (and, on CPU, its pre-activation buffer)."""
+    dtype = torch.bfloat16 if bc.dtype == "bf16" else torch.float32
+    F_ = cc.cfg.n_latents
+    W_FX = cc.W_enc_FMLD.detach().view(F_, bc.d_in) if dtype == torch.float32 else None
+    out = cc.workspace.scratch("pre_BF", (bc.batch, F_), cc.W_enc_FMLD) if bc.device == "cpu" else None
+    return EncoderGemmProbe(bc.batch, bc.d_in, F_, torch.device(bc.device), dtype, W_FX=W_FX, out=out)
 
 
 def _summarise(
@@ -288,6 +304,7 @@ def main(argv: list[str] | None = None) -> XcStepResult:
     p.add_argument("--models", type=int, default=2)
     p.add_argument("--l1-l0", type=float, default=100.0, help="L1: active latents per token at the start")
     p.add_argument("--no-reference", action="store_true", help="time the sparse path only")
+    p.add_argument("--reference-max-latents", type=int, default=1 << 30, help="time the reference up to this size")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", nargs="+", default=["fp32"], choices=["fp32", "bf16"], help="bf16: CUDA autocast")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, normally nproc)")
@@ -299,7 +316,8 @@ def main(argv: list[str] | None = None) -> XcStepResult:
         bc = BenchConfig(
             latents=latents, archs=tuple(a.arch), d_model=a.d_model, n_models=a.models, k=a.k, batch=a.batch,
             rounds=a.rounds, reference_rounds=a.reference_rounds, warmup=a.warmup, l1_l0=a.l1_l0,
-            reference=not a.no_reference, device=a.device, dtype=dtype,
+            reference=not a.no_reference, reference_max_latents=a.reference_max_latents, device=a.device,
+            dtype=dtype,
         )  # fmt: skip
         res = run(bc, threads=a.threads)
         print(f"== {bc.device} {dtype}\n{table(res)}")

@@ -52,7 +52,7 @@ class LossTerms:
 
     def __getitem__(self, name: str) -> Tensor:
         """Read access by name, for scripts written against the former ``dict`` output."""
-        value = getattr(self, name)
+        value = getattr(self, name, None) if not name.startswith("_") else None
         if value is None:
             raise KeyError(name)
         assert isinstance(value, Tensor)
