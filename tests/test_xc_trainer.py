@@ -209,3 +209,33 @@ def test_clip_inside_fused_adam_matches_clip_then_adam(fused: bool, max_norm: fl
     assert runs[0][1] == pytest.approx(runs[1][1]) and not torch.equal(runs[0][0], w0)
     clipped = 0 < max_norm < runs[2][1]
     assert torch.allclose(runs[0][0], runs[2][0], rtol=1e-6, atol=1e-6) != clipped  # clipping changed the step
+
+
+def test_sigkill_then_resume_is_bitwise_identical(tmp_path: Path) -> None:
+    """kill -9 in the middle of a run, resume in a new process: the final weights equal an uninterrupted run's."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    arch = "batchtopk"  # the default: sparse path, recycled gradient buffers, threshold EMA, dead-latent counters
+    worker = [sys.executable, str(Path(__file__).parent / "kill_worker.py")]
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    subprocess.run([*worker, str(tmp_path / "ref"), arch], env=env, check=True, timeout=300)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([*worker, str(run), arch, "25"], env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while not Path(f"{run}.stalled").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "worker ended before reaching step 25"
+            time.sleep(0.2)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup, no finally blocks in the worker
+        proc.wait()
+    assert proc.returncode == -9 and (run / "checkpoints" / "step_0000020").is_dir()
+    assert not (run / "final").exists()
+    subprocess.run([*worker, str(run), arch], env=env, check=True, timeout=300)
+    ref, resumed = Crosscoder.load(tmp_path / "ref" / "final"), Crosscoder.load(run / "final")
+    for name, t in ref.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], t), name
+    assert [r["step"] for r in records(run) if "fve/m0" in r] == [10, 20, 30, 40]
