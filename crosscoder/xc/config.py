@@ -60,7 +60,7 @@ class CrosscoderConfig:
     "shifted" by chance)."""
     fast_path: bool = True
     """topk / batchtopk / l1: use the sparse decode and sparse backward over the active latents (crosscoder.xc.fast;
-    l1 while its L0 is below n_latents/32); false runs the dense plain-torch reference path."""
+    l1 while its L0 is below n_latents/16); false runs the dense plain-torch reference path."""
     n_models: int = 0
     """Number of models N (>= 2). 0 = filled from the activation data at run time."""
     n_hooks: int = 0
