@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from crosscoder.xc.pattern import SparsePattern, use_backend
+from crosscoder.xc.pattern import SparsePattern, one_thread, use_backend
 from crosscoder.xc.select import batchtopk_select, relu_select, topk_select
 from crosscoder.xc.workspace import Workspace
 
@@ -95,7 +95,8 @@ class GatherEncode(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_W = group_by_latent(pattern, x_BX, g_N, ctx.ws, "W_enc").t()  # [F, X] -> [X, F] view
         if ctx.needs_input_grad[2]:
-            grad_b = g_N.new_zeros(pattern.n_latents).index_add_(0, pattern.cols_N, g_N)
+            with one_thread(g_N.device):
+                grad_b = g_N.new_zeros(pattern.n_latents).index_add_(0, pattern.cols_N, g_N)
         return None, grad_W, grad_b, None, None, None
 
 

@@ -130,19 +130,26 @@ class SquaredError(torch.autograd.Function):
         ctx, x_BX: Tensor, xhat_BX: Tensor, b_dec_MLD: Tensor, shape: tuple[int, int, int]
     ) -> tuple[Tensor, Tensor, Tensor]:
         B = x_BX.shape[0]
-        err_BX = torch.sub(x_BX, xhat_BX).sub_(b_dec_MLD.reshape(-1))
-        sq_err_ML = torch.linalg.vector_norm(err_BX.view(B, *shape), dim=(0, 3)).square()
+        with one_thread(x_BX.device):  # B x X is small (4.7 MB at the default size): one thread is as fast
+            err_BX = torch.sub(x_BX, xhat_BX).sub_(b_dec_MLD.reshape(-1))
+            sq_err_ML = torch.linalg.vector_norm(err_BX.view(B, *shape), dim=(0, 3)).square()
+            recon = sq_err_ML.sum() / B
         ctx.save_for_backward(err_BX)
         ctx.b_shape = b_dec_MLD.shape
         ctx.mark_non_differentiable(sq_err_ML, err_BX)
-        return sq_err_ML.sum() / B, sq_err_ML, err_BX
+        ctx.set_materialize_grads(False)  # no zero tensors for the outputs without grad
+        return recon, sq_err_ML, err_BX
 
     @staticmethod
-    def backward(ctx, g: Tensor, _g_ML: Tensor, _g_err: Tensor):  # type: ignore[override]
+    def backward(ctx, g: Tensor | None, _g_ML: Tensor | None, _g_err: Tensor | None):  # type: ignore[override]
+        if g is None:
+            return None, None, None, None
         (err_BX,) = ctx.saved_tensors
-        g_xhat = err_BX * (g * (-2.0 / err_BX.shape[0]))
-        g_b = g_xhat.sum(0).view(ctx.b_shape) if ctx.needs_input_grad[2] else None
-        return (-g_xhat if ctx.needs_input_grad[0] else None), g_xhat, g_b, None
+        with one_thread(err_BX.device):
+            g_xhat = err_BX * (g * (-2.0 / err_BX.shape[0]))
+            g_b = g_xhat.sum(0).view(ctx.b_shape) if ctx.needs_input_grad[2] else None
+            g_x = -g_xhat if ctx.needs_input_grad[0] else None
+        return g_x, g_xhat, g_b, None
 
 
 def squared_error(
@@ -178,7 +185,9 @@ def _sparse_forward(cc: Crosscoder, x_n_BX: Tensor, k: int) -> _Forward | None:
     with torch.no_grad():  # the selection is not differentiable; values re-enter the graph below
         pre_BF = _pre_activations(cc, x_n_BX)
         if cc.sparsity.uses_k:
-            dec_norm_F = cc._dec_norm_F()
+            norm_FML = cc.decoder_norms_FML()
+            with one_thread(x_n_BX.device):
+                dec_norm_F = norm_FML.sum(dim=(1, 2))
             pattern = cc.sparsity.select(pre_BF, dec_norm_F, cc.share_F, k, ws=ws)
         else:
             positive_BF = torch.gt(pre_BF, 0, out=ws.scratch("positive_BF", tuple(pre_BF.shape), pre_BF, torch.bool))
