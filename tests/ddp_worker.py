@@ -21,8 +21,13 @@ DATA = SyntheticPairs(n_models=2, n_hooks=2, d_model=16, n_features=48, n_exclus
 
 
 def setup(arch: str, steps: int) -> tuple[Crosscoder, TrainerConfig, LoggingConfig]:
-    """The run both the 2-process job and the single-process reference train (same seed, same global batches)."""
-    cfg = CrosscoderConfig(architecture=arch, n_latents=64, k=4, n_shared=4, n_models=2, n_hooks=2, d_model=16)
+    """The run both the 2-process job and the single-process reference train (same seed, same global batches).
+
+    ``ARCH-ref`` is ARCH on the dense reference path (fast_path=False)."""
+    name, _, ref = arch.partition("-")
+    cfg = CrosscoderConfig(
+        architecture=name, fast_path=ref != "ref", n_latents=64, k=4, n_shared=4, n_models=2, n_hooks=2, d_model=16
+    )
     cc = Crosscoder(cfg, seed=0)
     cc.scale_ML.copy_(DATA.scale_ML())
     trainer = TrainerConfig(
@@ -43,6 +48,7 @@ def main() -> None:
             res = train(cc, DATA.batches_from, trainer, log, out_dir / arch)
             out = {"rank": dist.rank, "world": dist.world_size, "metrics": res.metrics}
             out["threshold"] = None if cc.threshold is None else float(cc.threshold)
+            out["select_restored"] = not {"select", "activate"} & set(vars(cc.sparsity))
             (out_dir / arch / f"rank{dist.rank}.json").write_text(json.dumps(out))
     finally:
         dist.owns_group = True

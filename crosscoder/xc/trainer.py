@@ -29,7 +29,15 @@ from tqdm.auto import tqdm
 from crosscoder.errors import ConfigError, DataError, NumericsError
 from crosscoder.xc import checkpoint as ckpt
 from crosscoder.xc.config import CrosscoderConfig, LoggingConfig, TrainerConfig
-from crosscoder.xc.distributed import DistInfo, all_reduce_mean_, barrier, cleanup, init_distributed, local_batch
+from crosscoder.xc.distributed import (
+    DistInfo,
+    all_reduce_mean_,
+    barrier,
+    cleanup,
+    global_batch_selection,
+    init_distributed,
+    local_batch,
+)
 from crosscoder.xc.logger import RunLogger
 from crosscoder.xc.metrics import (
     DeadTracker,
@@ -148,7 +156,8 @@ def train(
     dist = init_distributed(cfg.device)
     try:
         _check_compatible(cc, cfg, dist)
-        return _train(cc, batches_from, cfg, log_cfg, run_dir, run_info, dist)
+        with global_batch_selection(cc, dist):  # BatchTopK keeps the top k * B of the global batch under DDP
+            return _train(cc, batches_from, cfg, log_cfg, run_dir, run_info, dist)
     finally:
         cleanup(dist)
 

@@ -14,9 +14,10 @@ import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from crosscoder.errors import DataError, NumericsError
@@ -110,6 +111,42 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 1.0 - 0.9 * (step - warmup) / max(total - warmup, 1)
 
 
+def _trainable(model: Any, cfg: OrganismConfig) -> Any:
+    """The model to fine-tune in train mode: wrapped with a LoRA adapter (method lora) or itself (method full)."""
+    if cfg.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lcfg = LoraConfig(
+            r=cfg.r,
+            lora_alpha=cfg.alpha,
+            lora_dropout=cfg.dropout,
+            target_modules=cfg.target_modules,
+            task_type="CAUSAL_LM",
+        )
+        model = cast(Any, get_peft_model(model, lcfg))
+    model.train()
+    return model
+
+
+def _step(
+    model: Any, optim: torch.optim.Optimizer, params: list[torch.nn.Parameter], batch: tuple[Tensor, Tensor, Tensor],
+    step: int, total: int, cfg: OrganismConfig,
+) -> float:  # fmt: skip
+    """One optimiser step on (ids, attention mask, labels) at the scheduled learning rate; returns the loss."""
+    ids_BS, mask_BS, labels_BS = batch
+    for group in optim.param_groups:
+        group["lr"] = cfg.lr * _lr_factor(step, total, cfg.warmup_steps)
+    loss = model(input_ids=ids_BS, attention_mask=mask_BS, labels=labels_BS).loss
+    if not torch.isfinite(loss):
+        raise NumericsError(f"organism {cfg.name}: loss is {loss.item()} at step {step}; lower organism.lr")
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    optim.step()
+    return float(loss.item())
+
+
 def train_organism(base: ModelSpec, sft_jsonl: Path, cfg: OrganismConfig, folder: Path) -> dict[str, Any]:
     """Train into `folder` (resuming when possible); returns the metadata of the finished run."""
     hf = load_hf(base)
@@ -121,18 +158,7 @@ def train_organism(base: ModelSpec, sft_jsonl: Path, cfg: OrganismConfig, folder
     examples = encode_dataset(tok, read_sft_jsonl(sft_jsonl), cfg.max_len, str(sft_jsonl))
     data_sha = sha256_file(sft_jsonl)
     torch.manual_seed(cfg.seed)
-    if cfg.method == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        lcfg = LoraConfig(
-            r=cfg.r,
-            lora_alpha=cfg.alpha,
-            lora_dropout=cfg.dropout,
-            target_modules=cfg.target_modules,
-            task_type="CAUSAL_LM",
-        )
-        model = get_peft_model(model, lcfg)
-    model.train()
+    model = _trainable(model, cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
@@ -164,18 +190,8 @@ def train_organism(base: ModelSpec, sft_jsonl: Path, cfg: OrganismConfig, folder
         order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
         batch = [examples[i] for i in order[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]]
         ids_BS, mask_BS, labels_BS = collate(batch, pad_id)
-        for group in optim.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(step, total, cfg.warmup_steps)
-        loss = model(input_ids=ids_BS, attention_mask=mask_BS, labels=labels_BS).loss
-        if not torch.isfinite(loss):
-            raise NumericsError(f"organism {cfg.name}: loss is {loss.item()} at step {step}; lower organism.lr")
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optim.step()
+        loss_val = _step(model, optim, params, (ids_BS, mask_BS, labels_BS), step, total, cfg)
         step += 1
-        loss_val = loss.item()
         n_tok += int(mask_BS.sum())
         rate = n_tok / max(time.perf_counter() - t0, 1e-9)
         bar.update(1)
