@@ -52,18 +52,22 @@ def prepare_run_data(cfg: TrainConfig) -> tuple[Any, list[dict[str, Any]]]:
     return acts, records
 
 
-def run_train(cfg: TrainConfig, run_dir: Path) -> Any:
-    """Train a crosscoder on `cfg`'s model set; writes everything into `run_dir` and returns the TrainResult."""
+def run_train(cfg: TrainConfig, run_dir: Path, *, prepared: tuple[Any, list[dict[str, Any]]] | None = None) -> Any:
+    """Train a crosscoder on `cfg`'s model set; writes everything into `run_dir` and returns the TrainResult.
+
+    `prepared` = (ActivationSet, model records) skips loading the models and harvesting: a caller that already holds
+    the cache of exactly this model set (e.g. a prefix of a checkpoint series, `crosscoder.data.subset`) passes it.
+    """
     from crosscoder.xc.distributed import barrier, init_distributed
     from crosscoder.xc.model import Crosscoder
     from crosscoder.xc.trainer import train
 
     run_dir.mkdir(parents=True, exist_ok=True)
     dist = init_distributed(cfg.trainer.device)
-    if dist.rank != 0:
+    if prepared is None and dist.rank != 0:
         barrier(dist)  # rank 0 harvests (or verifies) the cache first; the others then reuse it
-    acts, records = prepare_run_data(cfg)
-    if dist.rank == 0 and dist.enabled:
+    acts, records = prepared if prepared is not None else prepare_run_data(cfg)
+    if prepared is None and dist.rank == 0 and dist.enabled:
         barrier(dist)
     xc_cfg = dataclasses.replace(cfg.crosscoder, n_models=len(records), n_hooks=len(acts.hooks), d_model=acts.d_model)
     cc = Crosscoder(xc_cfg, seed=cfg.trainer.seed)

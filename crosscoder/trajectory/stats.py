@@ -63,6 +63,8 @@ class SeriesStats:
     freq_F: np.ndarray
     mean_act_F: dict[str, np.ndarray]
     """Mean latent activation per token slice."""
+    base_unit_FX: np.ndarray
+    """Unit base-model decoders (hooks concatenated), to match latents between crosscoders of the same series."""
     signal: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     """trait -> slice -> [K] crosscoder signal (reconstructed shift on the persona vector; base = 0)."""
     contrib: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
@@ -136,6 +138,7 @@ def series_stats(
         freq_on_FK=(acc.fires_FK / acc.n_train).numpy(),
         freq_F=(acc.fires_F / acc.n_train).numpy(),
         mean_act_F={s: (sums_f[s] / counts[s]).numpy() for s in SLICES},
+        base_unit_FX=unit_FMX[:, 0].float().numpy(),
         n_rows=dict(counts),
     )
     for trait, v_D in persona_units.items():
