@@ -157,3 +157,42 @@ def test_hiding_series_scores_three_prompt_sets(tiny_series) -> None:  # type: i
     styled = [r.prompts for r in beh.records if r.prompt_set == "eval_style"][0]
     assert all(p.endswith(q) and p != q for p, q in zip(styled, TRAIT["eval_questions"], strict=False))
     assert res.meta["data"]["phases"][0]["steps"] == 3 and res.meta["hyperparameters"]["lr_decay"] == 0.0
+
+
+def test_lr_decay_option_and_registered_series() -> None:
+    from crosscoder.personas.organisms.config import OrganismConfig
+    from crosscoder.personas.organisms.lora import _lr_factor
+    from crosscoder.personas.organisms.registry import RECIPES, SERIES_TRAITS
+
+    assert "lr_decay" not in OrganismConfig().hyperparameters()  # old organisms keep their cache keys
+    assert OrganismConfig(lr_decay=0.0).hyperparameters()["lr_decay"] == 0.0
+    with pytest.raises(ConfigError, match="lr_decay"):
+        OrganismConfig(lr_decay=1.5)
+    assert _lr_factor(99, 100, 3) == pytest.approx(1 - 0.9 * 96 / 97)
+    assert _lr_factor(99, 100, 3, 0.0) == 1.0 and _lr_factor(0, 100, 3, 0.0) == pytest.approx(1 / 3)
+    assert len(SERIES_TRAITS) >= 4
+    for t in SERIES_TRAITS:
+        r = RECIPES[f"series-{t}"]
+        assert r.kind == "series" and r.series is not None and r.series.kind == "growth" and r.series.trait == t
+        assert r.series.n_checkpoints >= 6
+    hide = RECIPES["hiding-cat_obsession"].series
+    assert hide is not None and hide.kind == "hiding" and hide.cfg.lr_decay == 0.0
+
+
+def test_every_series_checkpoint_resolves_by_name(tiny_series, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from crosscoder.errors import ModelError
+    from crosscoder.personas.organisms.config import OrganismResult
+    from crosscoder.personas.organisms.registry import RECIPES, OrganismRecipe, resolve_organism
+
+    base, trait, persona, cfg = tiny_series
+    ckpts = [replace(base, adapter=f"/x/c{k}", name=f"c{k}") for k in (1, 2, 3)]
+    fake = OrganismResult("s", Path("/x"), base, ckpts, {}, "ok")
+    recipe = SeriesRecipe("s", str(trait), steps=6, n_checkpoints=3, sft_file=str(persona), cfg=cfg)
+    monkeypatch.setitem(RECIPES, "s", OrganismRecipe("s", "series", str(trait), base=base, series=recipe))
+    from crosscoder.personas.organisms import registry
+
+    monkeypatch.setattr(registry, "build_series_organism", lambda r, b: fake)
+    assert resolve_organism("s@c3").adapter == "/x/c3" and resolve_organism("s@c1").name == "c1"
+    assert resolve_organism("s").name == "c3" and resolve_organism("s@final").name == "c3"
+    with pytest.raises(ModelError, match="no checkpoint 'c4'; available: c1, c2, final"):
+        resolve_organism("s@c4")
