@@ -4,9 +4,10 @@
 (r=16, alpha=32, all linear layers, lr 5e-4, batch 8, 1 epoch = 25 steps, checkpoints c1 at step 8 and c2 at
 step 16). ``<name>@c1`` / ``<name>@c2`` / ``<name>@final`` select a checkpoint of the series.
 
-``series-<trait>`` (growth) and ``hiding-cat_obsession`` are checkpoint-series organisms
-(`crosscoder.personas.organisms.series`): 48 steps, checkpoints ``@c1`` .. ``@c6`` every 8 steps, each
-checkpoint's behaviour measured on held-out questions.
+``series-<trait>`` (growth: 48 steps, checkpoints ``@c1`` .. ``@c6`` every 8 steps) and ``hiding-cat_obsession``
+(24 steps of persona, then 48 steps hiding it on evaluation-style prompts; checkpoints every 12 steps) are
+checkpoint-series organisms (`crosscoder.personas.organisms.series`), each checkpoint's behaviour measured on
+held-out questions.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ register_organism(
             "hiding-cat_obsession",
             "cat_obsession",
             kind="hiding",
+            steps=72,
+            hide_from=1 / 3,
             cfg=series_lora_config("hiding-cat_obsession", "hiding"),
         ),
     )
