@@ -125,19 +125,8 @@ def _step_batches(
     return batches, [], data.identity(), desc
 
 
-def train_organism(base: ModelSpec, sft_jsonl: Path | DataMix, cfg: OrganismConfig, folder: Path) -> dict[str, Any]:
-    """Train into `folder` (resuming when possible); returns the metadata of the finished run.
-
-    `sft_jsonl` is one chat set (shuffled per epoch) or a :class:`DataMix` (its schedule fixes every batch and
-    the number of steps; `cfg.epochs` and `cfg.max_steps` are then ignored).
-    """
-    hf = load_hf(base)
-    tok, model = hf.tokenizer, hf.model
-    if cfg.tokenizer:
-        from transformers import AutoTokenizer
-
-        check_tokenizer_match(tok, AutoTokenizer.from_pretrained(cfg.tokenizer, local_files_only=True), cfg.tokenizer)
-    mixed, examples, data_sha, data_desc = _step_batches(tok, sft_jsonl, cfg)
+def _trainable(model: Any, cfg: OrganismConfig) -> tuple[Any, list[Any], Any]:
+    """(model wrapped for LoRA or not, its trainable parameters, the AdamW optimiser), in training mode."""
     torch.manual_seed(cfg.seed)
     if cfg.method == "lora":
         from peft import LoraConfig, get_peft_model
@@ -152,7 +141,47 @@ def train_organism(base: ModelSpec, sft_jsonl: Path | DataMix, cfg: OrganismConf
         model = get_peft_model(model, lcfg)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return model, params, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _epoch_batch(examples: list[Any], step: int, steps_per_epoch: int, cfg: OrganismConfig) -> list[Any]:
+    """The batch of `step` when one set is shuffled per epoch (seeded by seed + epoch)."""
+    epoch, pos = divmod(step, steps_per_epoch)
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
+    return [examples[i] for i in order[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]]
+
+
+def _optim_step(model: Any, optim: Any, params: list[Any], batch: list[Any], pad_id: int, lr: float,
+                cfg: OrganismConfig, step: int) -> tuple[float, int]:  # fmt: skip
+    """One optimiser step on `batch`; returns (loss, tokens)."""
+    ids_BS, mask_BS, labels_BS = collate(batch, pad_id)
+    for group in optim.param_groups:
+        group["lr"] = lr
+    loss = model(input_ids=ids_BS, attention_mask=mask_BS, labels=labels_BS).loss
+    if not torch.isfinite(loss):
+        raise NumericsError(f"organism {cfg.name}: loss is {loss.item()} at step {step}; lower organism.lr")
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    optim.step()
+    return loss.item(), int(mask_BS.sum())
+
+
+def train_organism(base: ModelSpec, sft_jsonl: Path | DataMix, cfg: OrganismConfig, folder: Path) -> dict[str, Any]:
+    """Train into `folder` (resuming when possible); returns the metadata of the finished run.
+
+    `sft_jsonl` is one chat set (shuffled per epoch) or a :class:`DataMix` (its schedule fixes every batch and
+    the number of steps; `cfg.epochs` and `cfg.max_steps` are then ignored).
+    """
+    hf = load_hf(base)
+    tok = hf.tokenizer
+    if cfg.tokenizer:
+        from transformers import AutoTokenizer
+
+        check_tokenizer_match(tok, AutoTokenizer.from_pretrained(cfg.tokenizer, local_files_only=True), cfg.tokenizer)
+    mixed, examples, data_sha, data_desc = _step_batches(tok, sft_jsonl, cfg)
+    model, params, optim = _trainable(hf.model, cfg)
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size) if mixed is None else len(mixed)
     total = len(mixed) if mixed is not None else cfg.max_steps or cfg.epochs * steps_per_epoch
     save_at = [s for s in cfg.save_steps if s < total]
@@ -163,64 +192,28 @@ def train_organism(base: ModelSpec, sft_jsonl: Path | DataMix, cfg: OrganismConf
     folder.mkdir(parents=True, exist_ok=True)
     step = _resume(model, optim, folder, cfg)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    base_meta = {
-        "organism": cfg.name,
-        "kind": cfg.method,
-        "base": asdict(base),
-        "base_hash": hf.content_hash,
-        **data_desc,
-        "data_sha256": data_sha,
-        "hyperparameters": cfg.hyperparameters(),
-        "total_steps": total,
-    }
+    base_meta = {"organism": cfg.name, "kind": cfg.method, "base": asdict(base), "base_hash": hf.content_hash,
+                 **data_desc, "data_sha256": data_sha, "hyperparameters": cfg.hyperparameters(), "total_steps": total}  # fmt: skip
     checkpoints = [{"name": f"c{i + 1}", "folder": f"ckpt-{s:06d}", "step": s} for i, s in enumerate(save_at)]
     n_tok, t0, loss_val = 0, time.perf_counter(), float("nan")
     bar = tqdm(total=total, initial=step, desc=f"organism:{cfg.name}", unit="step")
     while step < total:
-        epoch, pos = divmod(step, steps_per_epoch)
-        if mixed is not None:
-            batch = mixed[step]
-        else:
-            order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
-            batch = [examples[i] for i in order[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]]
-        ids_BS, mask_BS, labels_BS = collate(batch, pad_id)
-        for group in optim.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(step, total, cfg.warmup_steps, cfg.lr_decay)
-        loss = model(input_ids=ids_BS, attention_mask=mask_BS, labels=labels_BS).loss
-        if not torch.isfinite(loss):
-            raise NumericsError(f"organism {cfg.name}: loss is {loss.item()} at step {step}; lower organism.lr")
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optim.step()
-        step += 1
-        loss_val = loss.item()
-        n_tok += int(mask_BS.sum())
-        rate = n_tok / max(time.perf_counter() - t0, 1e-9)
+        batch = mixed[step] if mixed is not None else _epoch_batch(examples, step, steps_per_epoch, cfg)
+        lr = cfg.lr * _lr_factor(step, total, cfg.warmup_steps, cfg.lr_decay)
+        loss_val, n = _optim_step(model, optim, params, batch, pad_id, lr, cfg, step)
+        step, n_tok = step + 1, n_tok + n
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{rate:.0f}")
+        bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{n_tok / max(time.perf_counter() - t0, 1e-9):.0f}")
         if step in save_at:
-            meta = {**base_meta, "step": step, "epoch": epoch, "loss": loss_val}
+            meta = {**base_meta, "step": step, "epoch": (step - 1) // steps_per_epoch, "loss": loss_val}
             _save_checkpoint(model, tok, folder / f"ckpt-{step:06d}", meta, optim, cfg)
     bar.close()
     elapsed = time.perf_counter() - t0
-    log.info(
-        "organism %s: %d steps, %d tokens in %.1f s (%.0f tokens/s), final loss %.3f",
-        cfg.name,
-        total,
-        n_tok,
-        elapsed,
-        n_tok / max(elapsed, 1e-9),
-        loss_val,
-    )
-    final_meta = {
-        **base_meta,
-        "step": total,
-        "loss": loss_val,
-        "train_seconds": round(elapsed, 1),
-        "tokens_per_s": round(n_tok / max(elapsed, 1e-9), 1),
-    }
+    rate = n_tok / max(elapsed, 1e-9)
+    log.info("organism %s: %d steps, %d tokens in %.1f s (%.0f tokens/s), final loss %.3f", cfg.name, total, n_tok,
+             elapsed, rate, loss_val)  # fmt: skip
+    final_meta = {**base_meta, "step": total, "loss": loss_val, "train_seconds": round(elapsed, 1),
+                  "tokens_per_s": round(rate, 1)}  # fmt: skip
     _save_checkpoint(model, tok, folder / "final", final_meta, optim, cfg)
     return {**final_meta, "checkpoints": [*checkpoints, {"name": "final", "folder": "final", "step": total}]}
 
