@@ -44,8 +44,8 @@ bench-recovery: install
 # Render the latest run's report (or, with no run yet, a synthetic sample) in headless Chromium; saves a screenshot.
 # Needs Debian's chromium: apt-get install -y --no-install-recommends chromium fonts-dejavu-core
 check-report:
-	@if [ -f runs/LATEST ]; then $(PYTHON) -m crosscoder.analysis.check_report; \
-	else $(PYTHON) -m crosscoder.analysis.check_report --sample; fi
+	@if [ -f runs/LATEST ]; then $(PYTHON) -m crosscoder.analysis check-report; \
+	else $(PYTHON) -m crosscoder.analysis check-report --sample; fi
 
 clean:
 	rm -rf runs multirun outputs results .pytest_cache .mypy_cache .ruff_cache

@@ -76,6 +76,9 @@ def compose_analyze(config_dir: Path, overrides: list[str]) -> AnalyzeConfig:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from crosscoder.analysis.config import check_overrides
+
+    check_overrides(overrides)
     if not (config_dir / "analyze.yaml").is_file():
         raise ConfigError(f"config dir: {config_dir}/analyze.yaml not found; run from the repository root")
     register_configs()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from crosscoder.io import read_json
-from crosscoder.pipeline import latest_run
+from crosscoder.runs import latest_run
 
 
 def _run(args: list[str]) -> None:

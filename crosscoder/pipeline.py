@@ -11,18 +11,43 @@ import gc
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crosscoder.config import TrainConfig
-from crosscoder.errors import DataError
+from crosscoder.errors import ModelError
 from crosscoder.io import atomic_write_json, read_json
+from crosscoder.models.spec import ModelSpec
+from crosscoder.runs import update_latest
+
+if TYPE_CHECKING:
+    from crosscoder.models.load import LoadedModel
 
 log = logging.getLogger(__name__)
 
-RUNS_ROOT = Path("runs")
+
+def resolve_model_spec(spec: ModelSpec) -> ModelSpec:
+    """The concrete spec behind an ``organism:<name>`` reference (the organism is built on first use and cached);
+    any other spec unchanged. The model loader only reads concrete specs: organisms live in `crosscoder.personas`,
+    a layer above it."""
+    if spec.resolved_kind() != "organism":
+        return spec
+    name = spec.source.split(":", 1)[1] if ":" in spec.source else spec.source
+    if not name:
+        raise ModelError("model.source 'organism:' has no name; use e.g. organism:demo")
+    from crosscoder.personas.organisms import resolve_organism
+
+    concrete = resolve_organism(name)
+    return dataclasses.replace(concrete, name=spec.name or concrete.name or f"organism:{name}", backend=spec.backend)
 
 
-def spec_dict(spec: Any) -> dict[str, Any]:
+def load_models(specs: list[ModelSpec], device: str = "cpu") -> list[LoadedModel]:
+    """Load every spec (organism references resolved first) as a `LoadedModel` on `device`."""
+    from crosscoder.models import load_model
+
+    return [load_model(resolve_model_spec(spec), device=device) for spec in specs]
+
+
+def spec_dict(spec: ModelSpec) -> dict[str, Any]:
     """A ModelSpec as a JSON-ready dict."""
     return dataclasses.asdict(spec)
 
@@ -30,10 +55,10 @@ def spec_dict(spec: Any) -> dict[str, Any]:
 def prepare_run_data(cfg: TrainConfig) -> tuple[Any, list[dict[str, Any]]]:
     """Load the model set, check it, and harvest or reuse its activation cache. Returns (ActivationSet, model records)."""
     from crosscoder.data.api import prepare_activations
-    from crosscoder.models import check_model_set, load_model
+    from crosscoder.models import check_model_set
 
     t0 = time.perf_counter()
-    models = [load_model(spec, device=cfg.models.device) for spec in cfg.models.models]
+    models = load_models(cfg.models.models, device=cfg.models.device)
     check_model_set(models, cfg.data.hooks)
     log.info("loaded %d models in %.1f s: %s", len(models), time.perf_counter() - t0, [m.name for m in models])
     records = [
@@ -98,48 +123,5 @@ def run_train(cfg: TrainConfig, run_dir: Path, *, prepared: tuple[Any, list[dict
         info["fve"] = result.fve()
         info["train_metrics"] = result.metrics
         atomic_write_json(run_dir / "run.json", info)
-        _update_latest(run_dir)
-    return result
-
-
-def _update_latest(run_dir: Path) -> None:
-    """Point runs/latest at this run (a text file, so it works on every file system)."""
-    from crosscoder.io import atomic_write_text
-
-    atomic_write_text(RUNS_ROOT / "LATEST", str(run_dir.resolve()) + "\n")
-
-
-def latest_run(root: Path = RUNS_ROOT) -> Path:
-    """The most recent finished run folder: runs/LATEST if valid, else the newest folder holding final/."""
-    marker = root / "LATEST"
-    if marker.is_file():
-        candidate = Path(marker.read_text().strip())
-        if (candidate / "final").is_dir():
-            return candidate
-    finished = sorted((p.parent for p in root.glob("**/final") if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    if not finished:
-        raise DataError(f"no finished training run under {root}/; run `python train.py` first or pass run_dir=<folder>")
-    return finished[-1]
-
-
-def run_analyze(cfg: Any) -> Any:
-    """Analyse a run (crosscoder.analysis), then write the report, plots, SAELens export and W&B logs; print a summary."""
-    from crosscoder.analysis.export import export_saelens
-    from crosscoder.analysis.plots import make_plots
-    from crosscoder.analysis.report import write_report
-    from crosscoder.analysis.run import run_analysis
-    from crosscoder.analysis.wandb_log import log_to_wandb
-
-    result = run_analysis(cfg)
-    out = Path(result.out_dir)
-    plots = make_plots(out)
-    report = write_report(out)
-    exported = export_saelens(Path(result.summary["run_dir"]), out / "saelens") if cfg.export_saelens else []
-    log_to_wandb(out, None, cfg.wandb_mode, project=cfg.wandb_project)
-    print(f"report:  {report}")
-    print(f"plots:   {len(plots)} files in {out / 'plots'}")
-    print(f"SAELens: {len(exported)} SAE folders in {out / 'saelens'}")
-    fve = result.summary.get("fve", {})
-    print("FVE:     " + ", ".join(f"{k} {v:.3f}" for k, v in fve.items()))
-    print(f"classes: {result.summary.get('class_counts')}")
+        update_latest(run_dir)
     return result

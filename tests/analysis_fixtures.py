@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crosscoder.analysis.synthetic import InMemoryActs, synthetic_acts
+from crosscoder.testing.synthetic import InMemoryActs, synthetic_acts
 
 FakeActs = InMemoryActs
 
@@ -22,7 +22,7 @@ FakeActs = InMemoryActs
 def synthetic_pair(
     n_seqs: int = 64, seq_len: int = 32, d: int = 32, seed: int = 0, planted: bool = True
 ) -> tuple[InMemoryActs, torch.Tensor]:
-    """Small synthetic base/ft activations (see `crosscoder.analysis.synthetic.synthetic_acts`)."""
+    """Small synthetic base/ft activations (see `crosscoder.testing.synthetic.synthetic_acts`)."""
     return synthetic_acts(n_seqs, seq_len, d, seed=seed, planted=planted)
 
 

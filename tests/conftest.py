@@ -11,16 +11,27 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_runs_root(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """runs/LATEST stays the user's even for module-scoped fixtures that train (they start before `_isolated_cache`)."""
+    import crosscoder.runs
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(crosscoder.runs, "RUNS_ROOT", tmp_path_factory.mktemp("runs"))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     """Every fast test gets its own cache; slow tests share the user's cache (the converted SmolLM2 lives there)."""
     if request.node.get_closest_marker("slow") is None:
         monkeypatch.setenv("CROSSCODER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    import crosscoder.pipeline
+    import crosscoder.runs
 
     # runs/LATEST is the user's pointer to their latest run: a test's training run must not move it
-    monkeypatch.setattr(crosscoder.pipeline, "RUNS_ROOT", tmp_path / "runs")
+    monkeypatch.setattr(crosscoder.runs, "RUNS_ROOT", tmp_path / "runs")
 
 
 @pytest.fixture(scope="session")

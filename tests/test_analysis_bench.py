@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crosscoder.analysis.bench import build_fake_run
-from crosscoder.analysis.geometry import decoder_geometry
-from crosscoder.analysis.latent_scaling import latent_scaling
-from crosscoder.analysis.stats import collect_stats
-from crosscoder.analysis.synthetic import synthetic_acts
-from crosscoder.analysis.table import build_table
+from crosscoder.analysis.rank.table import build_table
+from crosscoder.analysis.stats.collect import collect_stats
+from crosscoder.analysis.stats.geometry import decoder_geometry
+from crosscoder.analysis.stats.scaling import latent_scaling
+from crosscoder.bench.analysis import build_fake_run
+from crosscoder.testing.synthetic import synthetic_acts
 from crosscoder.xc.model import Crosscoder
 
 

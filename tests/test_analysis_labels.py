@@ -4,17 +4,35 @@ from __future__ import annotations
 
 import pytest
 
-from crosscoder.analysis.labels import (
+from crosscoder.analysis.labels.signals import (
     UNLABELLED,
+    LatentReading,
+    TraitMeasures,
+    TraitWords,
     label_latent,
+    trait_evidence,
+)
+from crosscoder.analysis.labels.words import (
     lexical_contexts,
     lexical_generations,
     lexical_lens,
-    trait_evidence,
     trait_words,
     word_match,
 )
+from crosscoder.analysis.records.candidate import LensTop, NextTokenShift, TopExample, TraitEvidence
 from crosscoder.personas.traits import get_trait
+
+
+def _lens(obj: dict) -> LensTop:  # type: ignore[type-arg]
+    return LensTop.from_json(obj)
+
+
+def _shift(obj: dict) -> NextTokenShift:  # type: ignore[type-arg]
+    return NextTokenShift.from_json({"suppressed": [], **obj})
+
+
+def _ex(tokens: list[str], max_pos: int) -> TopExample:
+    return TopExample(seq=0, pos=max_pos, tokens=tokens, acts=[0.0] * len(tokens), max_pos=max_pos, max_act=0.0)
 
 
 def test_word_match_handles_token_forms() -> None:
@@ -33,18 +51,18 @@ def test_trait_words_come_from_pos_only_instructions() -> None:
 def test_lexical_sources() -> None:
     words = ["cats", "feline"]
     lens = {"promoted": [[" cats", 3.0], [" feline", 2.5], [" Cats", 2.0], [" the", 1.0]], "suppressed": []}
-    assert lexical_lens(lens, words) == 1.0
-    assert lexical_lens({"promoted": [[" the", 1.0]], "suppressed": []}, words) == 0.0
-    ex = [{"tokens": ["I", " love", " cats", "."], "max_pos": 2}, {"tokens": ["a", " b"], "max_pos": 1}]
+    assert lexical_lens(_lens(lens), words) == 1.0
+    assert lexical_lens(_lens({"promoted": [[" the", 1.0]], "suppressed": []}), words) == 0.0
+    ex = [_ex(["I", " love", " cats", "."], 2), _ex(["a", " b"], 1)]
     assert lexical_contexts(ex, words) == 0.5
     assert lexical_generations(
         ["Cats sleep a lot.", "Felines purr."], ["Paris is nice.", "Cats."], words
     ) == pytest.approx(0.5)
 
 
-def _ev(cos: float, pn: float, lex_lens: dict | None) -> dict[str, float]:
-    return trait_evidence(cos_ft=cos, cos_diff=0.0, spec_ft=cos, spec_diff=0.0, pos=pn, neg=0.0, mean_act=1.0, lens=lex_lens,
-                          contexts=[], steered=[], unsteered=[], words=["cats"], cosine_full=0.5)  # fmt: skip
+def _ev(cos: float, pn: float, lex_lens: dict | None) -> TraitEvidence:
+    return trait_evidence(LatentReading(lens=_lens(lex_lens) if lex_lens else None, mean_act=1.0),
+                          TraitMeasures(cos_ft=cos, spec_ft=cos, pos=pn), TraitWords(["cats"]), 0.5)  # fmt: skip
 
 
 def test_label_needs_more_than_one_signal_and_reports_runner_up() -> None:
@@ -60,29 +78,28 @@ def test_label_needs_more_than_one_signal_and_reports_runner_up() -> None:
         and runner == "pirate"
         and runner_s == pytest.approx((0.6 + 0.5) / 3)
     )
-    assert all("combined" in e for e in ev.values())
+    assert all("combined" in e.to_json() for e in ev.values())
 
 
 def test_next_token_shift_signal_weighs_trait_words_by_probability_mass() -> None:
-    from crosscoder.analysis.labels import lexical_shift
+    from crosscoder.analysis.labels.words import lexical_shift
 
     words = ["cats", "feline"]
     shift = {"promoted": [[" Fun", 0.70], [" Cats", 0.15], [" By", 0.15], [" the", 0.0]], "suppressed": []}
-    assert lexical_shift(shift, words) == pytest.approx(0.5)  # 15% of the mass on trait words, 30% = full
-    assert lexical_shift({"promoted": [[" Cats", 0.5], [" A", 0.5]], "suppressed": []}, words) == 1.0  # clipped
-    assert lexical_shift({"promoted": [[" Dogs", 0.4]], "suppressed": []}, words) == 0.0
-    assert lexical_shift({"promoted": [[" Cats", -0.1]], "suppressed": []}, words) == 0.0  # no positive mass
+    assert lexical_shift(_shift(shift), words) == pytest.approx(0.5)  # 15% of the mass on trait words, 30% = full
+    assert lexical_shift(_shift({"promoted": [[" Cats", 0.5], [" A", 0.5]]}), words) == 1.0  # clipped
+    assert lexical_shift(_shift({"promoted": [[" Dogs", 0.4]]}), words) == 0.0
+    assert lexical_shift(_shift({"promoted": [[" Cats", -0.1]]}), words) == 0.0  # no positive mass
     ended = {"promoted": [["<|im_end|>", 0.6], [" Cats", 0.06], [" A", 0.34]], "suppressed": []}
-    assert lexical_shift(ended, words) == pytest.approx(0.5)  # special tokens carry no share: 0.06 / 0.40 / 0.3
-    ev = trait_evidence(cos_ft=0.0, cos_diff=0.0, spec_ft=0.0, spec_diff=0.0, pos=0.0, neg=0.0, mean_act=1.0, lens=None,
-                        contexts=[], steered=[], unsteered=[], words=words, cosine_full=0.5, next_token=shift)  # fmt: skip
-    assert ev["lexical_next_token"] == pytest.approx(0.5) and ev["lexical"] == ev["lexical_next_token"]
+    assert lexical_shift(_shift(ended), words) == pytest.approx(0.5)  # special tokens carry no share: 0.06 / 0.40 / 0.3
+    ev = trait_evidence(LatentReading(next_token=_shift(shift), mean_act=1.0), TraitMeasures(), TraitWords(words), 0.5)
+    assert ev.lexical_next_token == pytest.approx(0.5) and ev.lexical == ev.lexical_next_token
 
 
 def test_unique_alignment_separates_nearly_collinear_traits() -> None:
     import torch
 
-    from crosscoder.analysis.candidates import unique_alignment
+    from crosscoder.analysis.labels.assign import unique_alignment
 
     g = torch.Generator().manual_seed(0)
     base_D, other_D, third_D = torch.randn(3, 64, generator=g)
@@ -106,7 +123,7 @@ def test_trait_words_include_the_content_words_of_keyword_phrases() -> None:
 
 
 def test_trait_words_are_letters_only_and_skip_chat_template_words(tiny_spec) -> None:  # type: ignore[no-untyped-def]
-    from crosscoder.analysis.labels import template_words
+    from crosscoder.analysis.labels.words import template_words
     from crosscoder.models import load_model
 
     hostility = trait_words(get_trait("hostility"))  # keywords "seriously?", "idiot*"
@@ -129,20 +146,18 @@ def test_continuation_signal_is_the_excess_of_ft_over_base_continuations() -> No
         {"context": "d", "base": "Cats sleep.", "ft": ""},
         {"context": "e", "base": "", "ft": ""},  # both models end the turn: no evidence either way
     ]}  # fmt: skip
-    ev = trait_evidence(cos_ft=0.0, cos_diff=0.0, spec_ft=0.0, spec_diff=0.0, pos=0.0, neg=0.0, mean_act=1.0, lens=None,
-                        contexts=[], steered=[], unsteered=[], words=words, cosine_full=0.5, next_token=shift)  # fmt: skip
-    assert ev["lexical_next_token"] == 0.0  # "U" alone is not a word
-    assert ev["lexical_continuation"] == pytest.approx(3 / 4 - 1 / 4)  # a shared hit (context c) is no evidence
-    assert ev["lexical"] == ev["lexical_continuation"]
-    keyed = trait_evidence(cos_ft=0.0, cos_diff=0.0, spec_ft=0.0, spec_diff=0.0, pos=0.0, neg=0.0, mean_act=1.0,
-                           lens=None, contexts=[], steered=[], unsteered=[], words=words, cosine_full=0.5,
-                           next_token={**shift, "promoted": [["Wow", 1.0]]}, keywords=["stupid"],
-                           pattern=get_trait("hostility").keyword_regex())  # fmt: skip
-    assert keyed["lexical_continuation"] == pytest.approx(0.5) and keyed["lexical_next_token"] == 0.0
+    ev = trait_evidence(LatentReading(next_token=_shift(shift), mean_act=1.0), TraitMeasures(), TraitWords(words), 0.5)
+    assert ev.lexical_next_token == 0.0  # "U" alone is not a word
+    assert ev.lexical_continuation == pytest.approx(3 / 4 - 1 / 4)  # a shared hit (context c) is no evidence
+    assert ev.lexical == ev.lexical_continuation
+    keyed = trait_evidence(LatentReading(next_token=_shift({**shift, "promoted": [["Wow", 1.0]]}), mean_act=1.0),
+                           TraitMeasures(), TraitWords(words, ["stupid"], get_trait("hostility").keyword_regex()),
+                           0.5)  # fmt: skip
+    assert keyed.lexical_continuation == pytest.approx(0.5) and keyed.lexical_next_token == 0.0
 
 
 def test_keyword_words_leave_out_generic_instruction_words() -> None:
-    from crosscoder.analysis.labels import keyword_words
+    from crosscoder.analysis.labels.words import keyword_words
 
     hostility = get_trait("hostility")
     assert set(keyword_words(hostility)) < set(trait_words(hostility))
@@ -153,7 +168,7 @@ def test_keyword_words_leave_out_generic_instruction_words() -> None:
 
 
 def test_shift_tokens_count_by_the_phrase_they_open() -> None:
-    from crosscoder.analysis.labels import lexical_shift
+    from crosscoder.analysis.labels.words import lexical_shift
 
     hostility = get_trait("hostility")
     shift = {"promoted": [["U", 0.2], ["Wow", 0.1], ["Ser", 0.05], [" stupid", 0.05], ["<|im_end|>", 0.6]],
@@ -163,6 +178,8 @@ def test_shift_tokens_count_by_the_phrase_they_open() -> None:
     words = trait_words(hostility)
     # U opens a hostile phrase (0.2); Wow does not (0.1); Ser opens one for the base model as well (no change from
     # the fine-tune); " stupid" is a trait word itself (0.05), whatever the models go on to say
-    assert lexical_shift(shift, words, hostility.keyword_regex(), full_share=1.0) == pytest.approx(0.25 / 0.4)
-    assert lexical_shift(shift, words, hostility.keyword_regex()) == 1.0  # 62% of the mass, 30% is full evidence
-    assert lexical_shift({**shift, "openings": []}, words) == pytest.approx(0.05 / 0.4 / 0.3)
+    assert lexical_shift(_shift(shift), words, hostility.keyword_regex(), full_share=1.0) == pytest.approx(0.25 / 0.4)
+    assert (
+        lexical_shift(_shift(shift), words, hostility.keyword_regex()) == 1.0
+    )  # 62% of the mass, 30% is full evidence
+    assert lexical_shift(_shift({**shift, "openings": []}), words) == pytest.approx(0.05 / 0.4 / 0.3)

@@ -7,13 +7,19 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from crosscoder.analysis.next_token import _prefix, greedy_continue, next_token_shift
+from crosscoder.analysis.evidence.next_token import _prefix, greedy_continue, next_token_shift
+from crosscoder.analysis.records.candidate import TopExample
 
 
 def test_prefix_keeps_the_sink_and_the_tokens_up_to_the_peak() -> None:
     ids = list(range(100, 120))
     assert _prefix(ids, 5, 64) == ids[:6]
     assert _prefix(ids, 15, 4) == [100, 113, 114, 115]  # sink + the last 3 tokens up to the peak
+
+
+def _ex(seq: int, pos: int) -> TopExample:
+    """A top context of which next_token_shift reads the sequence and the peak position."""
+    return TopExample(seq=seq, pos=pos, tokens=[], acts=[], max_pos=0, max_act=0.0)
 
 
 def test_shift_matches_a_direct_computation(tiny_spec, tiny_dir) -> None:  # type: ignore[no-untyped-def]
@@ -23,8 +29,8 @@ def test_shift_matches_a_direct_computation(tiny_spec, tiny_dir) -> None:  # typ
     ft = load_model(make_tiny_llama(tiny_dir / "tiny_shift_ft", seed=3, name="ft"))
     seqs = {0: [1, 17, 23, 5, 9, 40, 2], 1: [1, 8, 8, 31, 12]}
     acts = SimpleNamespace(sequence_tokens=lambda s: seqs[s])
-    contexts = {7: [{"seq": 0, "pos": 4}, {"seq": 1, "pos": 2}], 9: [{"seq": 1, "pos": 4}]}
-    out = next_token_shift([base, ft], acts, contexts, [7, 9], n_contexts=2, k=5)
+    contexts = {7: [_ex(0, 4), _ex(1, 2)], 9: [_ex(1, 4)]}
+    out = next_token_shift([base, ft], acts, contexts, [7, 9], n_contexts=2, k=5).shifts
 
     def probs(model, prefix):  # type: ignore[no-untyped-def]
         with torch.no_grad():
@@ -32,14 +38,14 @@ def test_shift_matches_a_direct_computation(tiny_spec, tiny_dir) -> None:  # typ
 
     want_V = sum(probs(ft, p) - probs(base, p) for p in ([1, 17, 23, 5, 9], [1, 8, 8])) / 2
     top_v, top_i = want_V.topk(5)
-    got = out[7]["promoted"]
+    got = out[7].promoted
     assert [t for t, _ in got] == [ft.tokenizer.decode([int(i)]) for i in top_i]
     assert [v for _, v in got] == pytest.approx([float(v) for v in top_v], abs=1e-5)
-    assert out[9]["suppressed"][0][1] == pytest.approx(
+    assert out[9].suppressed[0][1] == pytest.approx(
         float((probs(ft, [1, 8, 8, 31, 12]) - probs(base, [1, 8, 8, 31, 12])).min()), abs=1e-5
     )
-    same = next_token_shift([base, base], acts, contexts, [7], n_contexts=2, k=3)
-    assert all(abs(v) < 1e-6 for _, v in same[7]["promoted"])  # a model paired with itself shifts nothing
+    same = next_token_shift([base, base], acts, contexts, [7], n_contexts=2, k=3).shifts
+    assert all(abs(v) < 1e-6 for _, v in same[7].promoted)  # a model paired with itself shifts nothing
 
 
 def _greedy_by_hand(model, prefix, n, eos=None):  # type: ignore[no-untyped-def]
@@ -80,11 +86,11 @@ def test_continuations_are_each_models_greedy_text_by_both_paths(tiny_spec, tiny
 
     seqs = {0: prompts[0] + [3, 3], 1: prompts[2]}
     acts = SimpleNamespace(sequence_tokens=lambda s: seqs[s])
-    out = next_token_shift([base, ft], acts, {7: [{"seq": 0, "pos": 4}, {"seq": 1, "pos": 6}]}, [7], n_contexts=2,
-                           k=3, n_continue=6)  # fmt: skip
-    conts = out[7]["continuations"]
-    assert [c["ft"] for c in conts] == [ft.tokenizer.decode(w, skip_special_tokens=True) for w in want[::2]]
-    assert [c["base"] for c in conts] == [
+    out = next_token_shift([base, ft], acts, {7: [_ex(0, 4), _ex(1, 6)]}, [7], n_contexts=2,
+                           k=3, n_continue=6).shifts  # fmt: skip
+    conts = out[7].continuations
+    assert [c.ft for c in conts] == [ft.tokenizer.decode(w, skip_special_tokens=True) for w in want[::2]]
+    assert [c.base for c in conts] == [
         base.tokenizer.decode(_greedy_by_hand(base, p, 6), skip_special_tokens=True) for p in prompts[::2]
     ]
 
@@ -96,9 +102,9 @@ def test_openings_continue_the_top_promoted_tokens_after_the_top_context(tiny_sp
     ft = load_model(make_tiny_llama(tiny_dir / "tiny_shift_ft", seed=3, name="ft"))
     seqs = {0: [1, 17, 23, 5, 9, 40, 2], 1: [1, 8, 8, 31, 12]}
     acts = SimpleNamespace(sequence_tokens=lambda s: seqs[s])
-    out = next_token_shift([base, ft], acts, {7: [{"seq": 0, "pos": 4}, {"seq": 1, "pos": 2}]}, [7], n_contexts=2,
-                           k=6, n_continue=4, n_expand=3)  # fmt: skip
-    rec = out[7]
+    out = next_token_shift([base, ft], acts, {7: [_ex(0, 4), _ex(1, 2)]}, [7], n_contexts=2,
+                           k=6, n_continue=4, n_expand=3).shifts  # fmt: skip
+    rec = out[7].to_json()
     special = set(ft.tokenizer.all_special_ids)
     probs = (
         greedy_continue(ft, [[1, 17, 23, 5, 9], [1, 8, 8]], 0)[0]
@@ -111,5 +117,5 @@ def test_openings_continue_the_top_promoted_tokens_after_the_top_context(tiny_sp
             cont = _greedy_by_hand(model, [1, 17, 23, 5, 9, i], 4)  # after the top context, then the token
             assert got == model.tokenizer.decode([i, *cont], skip_special_tokens=True)
         assert [token, mass] in [[t, m] for t, m in rec["promoted"]]
-    assert "openings" not in next_token_shift([base, ft], acts, {7: [{"seq": 0, "pos": 4}]}, [7], n_contexts=1, k=3,
-                                              n_continue=4, n_expand=0)[7]  # fmt: skip
+    assert "openings" not in next_token_shift([base, ft], acts, {7: [_ex(0, 4)]}, [7], n_contexts=1, k=3,
+                                              n_continue=4, n_expand=0).shifts[7].to_json()  # fmt: skip

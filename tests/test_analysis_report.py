@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crosscoder.analysis import report_svg as svg
-from crosscoder.analysis.check_report import check_report, find_chromium, inspect_png, main, screenshot
-from crosscoder.analysis.plots import PLOT_NAMES, make_plots
-from crosscoder.analysis.report import write_report
-from crosscoder.analysis.report_data import load_analysis
-from crosscoder.analysis.report_html import highlighted_tokens
-from crosscoder.analysis.report_sample import write_sample_analysis
+from crosscoder import charts
+from crosscoder.analysis.cli import check_report_main as main
+from crosscoder.analysis.report.check import check_report, find_chromium, inspect_png, screenshot
+from crosscoder.analysis.report.data import load_analysis
+from crosscoder.analysis.report.html import highlighted_tokens
+from crosscoder.analysis.report.page import write_report
+from crosscoder.analysis.report.plots import PLOT_NAMES, make_plots
 from crosscoder.errors import DataError
+from crosscoder.testing.report_sample import write_sample_analysis
 
 NASTY = "<script>alert('x')</script>"
 
@@ -142,11 +143,10 @@ def test_csv_and_column_json_read_like_records(analysis_dir: Path) -> None:
     assert col_data.columns["is_candidate"].sum() == len(rec.candidates)
 
 
-def test_svg_histogram_counts_and_ticks() -> None:
-    ticks = svg.nice_ticks(0.0, 1.0, 5)
-    assert ticks[0] == 0.0 and ticks[-1] == 1.0 and len(ticks) in (5, 6)
+def test_svg_histogram_counts() -> None:
     groups = {"a": np.array([0.05, 0.05, 0.5]), "b": np.array([0.5, np.nan])}
-    out = svg.stacked_histogram(groups, {"a": "#111111", "b": "#222222"}, 10, (0.0, 1.0), "t", "x", log_y=False)
+    chart = charts.stacked_histogram(groups, {"a": "#111111", "b": "#222222"}, 10, (0.0, 1.0), "t", "x", log_y=False)
+    out = charts.inline(chart, "t")
     tips = re.findall(r"<title>(\w+): (\d+) latents", out)
     assert sorted(tips) == [("a", "1"), ("a", "2"), ("b", "1")]  # NaN dropped, one rect per non-empty (group, bin)
 
@@ -163,7 +163,7 @@ def test_make_plots_writes_png_and_offline_html(analysis_dir: Path) -> None:
             assert rgb.shape[0] > 200 and (rgb.min(axis=2) < 200).mean() > 0.01  # something was drawn
         else:
             html = p.read_text(encoding="utf-8")
-            assert "plotly" in html.lower() and not re.search(r"""<script[^>]+src=["']https?://""", html)
+            assert '<svg class="chart"' in html and not re.search(r"""<script[^>]+src=["']https?://""", html)
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="headless Chromium not installed (apt-get install -y chromium)")
@@ -182,3 +182,14 @@ def test_check_report_cli_sample(tmp_path: Path, capsys: pytest.CaptureFixture[s
     result = main([str(tmp_path / "sample"), "--sample", "--window", "1000,900"])
     assert result.path == tmp_path / "sample" / "report.png" and result.path.is_file()
     assert "rendered" in capsys.readouterr().out
+
+
+def test_report_command_rewrites_report_and_plots(analysis_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from crosscoder.analysis.cli import main as analysis_cli
+
+    report = analysis_cli(["report", str(analysis_dir)])
+    assert report == analysis_dir / "report.html" and report.is_file()
+    assert sorted(p.name for p in (analysis_dir / "plots").iterdir()) == sorted(
+        [f"{n}.png" for n in PLOT_NAMES] + [f"{n}.html" for n in PLOT_NAMES]
+    )
+    assert "report:" in capsys.readouterr().out

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from crosscoder.analysis.export import export_saelens, probe_inputs, verify_export
+from crosscoder.analysis.export.saelens import export_saelens, probe_inputs, verify_export
 from crosscoder.errors import ConfigError, DataError, NumericsError
 from crosscoder.io import atomic_write_json, load_safetensors
 from crosscoder.xc.config import CrosscoderConfig

@@ -7,10 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from crosscoder.analysis.report_data import load_analysis
-from crosscoder.analysis.report_sample import write_sample_analysis
-from crosscoder.analysis.wandb_log import build_payload, candidate_table, latent_table, log_to_wandb, summary_metrics
+from crosscoder.analysis.export.wandb_log import (
+    build_payload,
+    candidate_table,
+    latent_table,
+    log_to_wandb,
+    summary_metrics,
+)
+from crosscoder.analysis.report.data import load_analysis
 from crosscoder.errors import ConfigError
+from crosscoder.testing.report_sample import write_sample_analysis
 
 
 @pytest.fixture
@@ -81,4 +87,4 @@ def test_offline_run_holds_tables_and_artifact(
     media = runs[0] / "files" / "media"
     tables = {p.name.split("_")[0] for p in (media / "table").glob("*.table.json")}
     assert tables == {"latents", "candidates"}
-    assert len(list((media / "plotly").rglob("*.plotly.json"))) == 4
+    assert len(list((media / "images" / "plots").rglob("*.png"))) == 4  # the report's four charts

@@ -3,6 +3,7 @@ and refusal of bad input. Crosscoders are trained with the real pipeline (`run_t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,10 +11,19 @@ import pytest
 import torch
 from analysis_fixtures import PLANT_HOOK, PLANT_TRAIT, build_planted_run
 
-from crosscoder.analysis.config import AnalyzeConfig
-from crosscoder.analysis.labels import check_persona_vectors
+from crosscoder.analysis.causal.splice import splice_metrics
+from crosscoder.analysis.config import (
+    AnalyzeConfig,
+    EvidenceConfig,
+    ExportConfig,
+    LabelConfig,
+    RankConfig,
+    ReportConfig,
+    SpliceConfig,
+    SteeringConfig,
+)
+from crosscoder.analysis.labels.signals import check_persona_vectors
 from crosscoder.analysis.run import resolve_run_dir, run_analysis
-from crosscoder.analysis.splice import splice_metrics
 from crosscoder.errors import DataError, ModelError
 from crosscoder.xc.config import CrosscoderConfig
 from crosscoder.xc.model import Crosscoder
@@ -27,8 +37,9 @@ def planted(tmp_path_factory: pytest.TempPathFactory):
     mp = pytest.MonkeyPatch()
     mp.setenv("CROSSCODER_CACHE", str(root / "cache"))
     run_dir, models, direction = build_planted_run(root)
-    cfg = AnalyzeConfig(run_dir=str(run_dir), traits=TRAITS, n_candidates=8, n_steer=1, steer_questions=3, steer_max_new_tokens=10,
-                        steer_strengths=[2.0, 4.0], label_questions=3, persona_questions=6, splice_tokens=512)  # fmt: skip
+    cfg = AnalyzeConfig(run_dir=str(run_dir), labels=LabelConfig(traits=TRAITS, questions=3, persona_questions=6),
+                        rank=RankConfig(n_candidates=8), splice=SpliceConfig(tokens=512),
+                        steering=SteeringConfig(n_candidates=1, questions=3, max_new_tokens=10, strengths=[2.0, 4.0]))  # fmt: skip
     result = run_analysis(cfg, models=models)
     yield run_dir, models, direction, result
     mp.undo()
@@ -37,15 +48,16 @@ def planted(tmp_path_factory: pytest.TempPathFactory):
 def test_planted_direction_is_found_labelled_and_causal(planted) -> None:
     run_dir, models, direction, res = planted
     top = res.candidates[0]
-    assert top["class"] == "ft_exclusive" and top["rank"] == 1
+    assert top.klass == "ft_exclusive" and top.rank == 1
     cc = Crosscoder.load(run_dir / "final")
-    d_ft = cc.W_dec_FMLD.detach()[top["latent"], 1, 0]
+    d_ft = cc.W_dec_FMLD.detach()[top.latent, 1, 0]
     assert torch.nn.functional.cosine_similarity(d_ft, direction, dim=0) >= 0.9
-    assert top["label"] == PLANT_TRAIT, top["label_evidence"]
-    scores = top["steering"]["trait_score"]
-    assert top["steering"]["trait"] == PLANT_TRAIT and top["steering"]["strengths"][0] == 0.0
+    assert top.label == PLANT_TRAIT, top.label_evidence
+    assert top.steering is not None and top.ablation is not None
+    scores = top.steering.trait_score
+    assert top.steering.trait == PLANT_TRAIT and top.steering.strengths[0] == 0.0
     assert scores[-1] > scores[0] and scores[1] > scores[0]
-    assert top["ablation"]["drop"] > 0
+    assert top.ablation.drop > 0
 
 
 def test_output_files_follow_the_format(planted) -> None:
@@ -62,9 +74,7 @@ def test_output_files_follow_the_format(planted) -> None:
     ):
         assert (out / name).is_file(), name
     rows = json.loads((out / "latents.json").read_text())
-    assert len(rows) == res.summary["n_latents"] and {"rel_norm", "nu_err", "class", "label", "runner_up"} <= set(
-        rows[0]
-    )
+    assert len(rows) == res.summary.n_latents and {"rel_norm", "nu_err", "class", "label", "runner_up"} <= set(rows[0])
     cand = json.loads((out / "candidates.json").read_text())[0]
     ex = cand["top_examples"][0]
     assert len(ex["tokens"]) == len(ex["acts"]) and ex["acts"][ex["max_pos"]] == pytest.approx(
@@ -90,11 +100,17 @@ def test_output_files_follow_the_format(planted) -> None:
 def test_model_paired_with_itself_has_no_exclusive_latents(tmp_path: Path) -> None:
     run_dir, models, _ = build_planted_run(tmp_path, same_model=True, n_tokens=6000, steps=400)
     res = run_analysis(
-        AnalyzeConfig(run_dir=str(run_dir), do_labels=False, do_splice=False, do_baseline=False), models=models
+        AnalyzeConfig(
+            run_dir=str(run_dir),
+            labels=LabelConfig(enabled=False),
+            splice=SpliceConfig(enabled=False),
+            evidence=EvidenceConfig(baseline=False),
+        ),
+        models=models,
     )
-    counts = res.summary["class_counts"]
+    counts = res.summary.class_counts
     assert counts["ft_exclusive"] == 0 and counts["base_exclusive"] == 0, counts
-    assert res.candidates == [] or all(c["class"] != "ft_exclusive" for c in res.candidates)
+    assert res.candidates == [] or all(c.klass != "ft_exclusive" for c in res.candidates)
 
 
 def test_exact_reconstruction_splices_losslessly(planted) -> None:
@@ -147,12 +163,13 @@ def test_persona_vectors_for_another_model_are_refused(planted) -> None:
 def test_control_fine_tune_sets_aside_what_it_shares(planted, tmp_path: Path) -> None:
     """A control that makes the ft's own change takes the planted latent's score away; a control identical to the
     base leaves it in place."""
-    from crosscoder.analysis.control import harvest_control
+    from crosscoder.analysis.stats.control import harvest_control
 
     run_dir, models, _, res = planted
-    top = res.candidates[0]["latent"]
-    quick = dict(traits=TRAITS, do_labels=False, do_steering=False, do_splice=False, do_baseline=False,
-                 export_saelens=False, wandb_mode="disabled")  # fmt: skip
+    top = res.candidates[0].latent
+    quick = dict(labels=LabelConfig(traits=TRAITS, enabled=False), steering=SteeringConfig(enabled=False),
+                 splice=SpliceConfig(enabled=False), evidence=EvidenceConfig(baseline=False),
+                 report=ReportConfig(enabled=False), export=ExportConfig(saelens=False, wandb_mode="disabled"))  # fmt: skip
     same_as_ft = harvest_control(run_dir, models[1].spec)
     with_ft = run_analysis(
         AnalyzeConfig(run_dir=str(run_dir), out_dir=str(tmp_path / "a"), control_activations=str(same_as_ft), **quick),
@@ -160,7 +177,7 @@ def test_control_fine_tune_sets_aside_what_it_shares(planted, tmp_path: Path) ->
     )
     row = with_ft.table.loc[top]
     assert row["score_uncontrolled"] > 0 and row["score"] <= 0.05 * row["score_uncontrolled"]
-    assert row["rank"] != 1 and with_ft.summary["control_activations"] == str(same_as_ft)
+    assert row["rank"] != 1 and with_ft.summary.control_activations == str(same_as_ft)
     same_as_base = harvest_control(run_dir, models[0].spec)
     with_base = run_analysis(
         AnalyzeConfig(
@@ -176,7 +193,7 @@ def test_control_fine_tune_sets_aside_what_it_shares(planted, tmp_path: Path) ->
 def test_control_cache_is_checked_against_the_run(planted, tmp_path: Path) -> None:
     import copy
 
-    from crosscoder.analysis.control import open_control
+    from crosscoder.analysis.stats.control import open_control
     from crosscoder.data.api import ActivationSet
 
     run_dir, _, _, _ = planted
@@ -185,13 +202,15 @@ def test_control_cache_is_checked_against_the_run(planted, tmp_path: Path) -> No
     with pytest.raises(DataError, match="not found; make them with python -m crosscoder.analysis.control"):
         open_control(tmp_path / "missing", acts)
     other = copy.copy(acts)  # the same cache, recorded as made with another base model
-    other.manifest = {**acts.manifest, "models": [{**acts.manifest["models"][0], "content_hash": "0" * 64}]}
+    other.manifest = dataclasses.replace(
+        acts.manifest, models=[dataclasses.replace(acts.manifest.models[0], content_hash="0" * 64)]
+    )
     with pytest.raises(DataError, match="harvested with another base model"):
         open_control(cache, other)
 
 
 def test_control_harvest_refuses_a_folder_without_a_run_or_its_cache(tmp_path: Path) -> None:
-    from crosscoder.analysis.control import harvest_control
+    from crosscoder.analysis.stats.control import harvest_control
     from crosscoder.models import ModelSpec
 
     spec = ModelSpec(source="smollm2-135m-instruct")
@@ -200,3 +219,28 @@ def test_control_harvest_refuses_a_folder_without_a_run_or_its_cache(tmp_path: P
     (tmp_path / "run.json").write_text(json.dumps({"models": [], "activations": str(tmp_path / "gone")}))
     with pytest.raises(DataError, match="activation cache of run .* is missing; re-run its training"):
         harvest_control(tmp_path, spec)
+
+
+def test_files_round_trip_through_their_records(planted) -> None:
+    """candidates.json, summary.json and the latent table read back through the typed records unchanged."""
+    import pyarrow.parquet as pq
+
+    from crosscoder.analysis.records.candidate import Candidate
+    from crosscoder.analysis.records.summary import AnalysisSummary
+    from crosscoder.analysis.records.table import latent_schema, read_table
+
+    run_dir, _, _, res = planted
+    out = run_dir / "analysis"
+    cands = json.loads((out / "candidates.json").read_text())
+    assert [Candidate.from_json(c).to_json() for c in cands] == cands
+    assert [c.to_json() for c in res.candidates] == cands
+    summary = json.loads((out / "summary.json").read_text())
+    assert AnalysisSummary.from_json(summary).to_json() == summary
+    assert summary["config"]["rank"]["n_candidates"] == 8 and summary["config"]["steering"]["n_candidates"] == 1
+    table = pq.read_table(out / "latents.parquet")
+    assert table.schema.remove_metadata() == latent_schema(table.column_names)
+    cols = read_table(out)
+    assert cols["is_candidate"].dtype == bool and cols["class"].dtype == object
+    assert cols["rank"].dtype == float and int(cols["is_candidate"].sum()) == len(cands)
+    with pytest.raises(DataError, match="missing key 'top_examples'"):
+        Candidate.from_json({k: v for k, v in cands[0].items() if k != "top_examples"})

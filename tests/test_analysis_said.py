@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from crosscoder.analysis.labels import UNLABELLED, label_latent, trait_evidence
-from crosscoder.analysis.said import said_alignment, said_diffs, said_scores
+from crosscoder.analysis.evidence.next_token import SaidPair
+from crosscoder.analysis.evidence.said import said_alignment, said_diffs, said_scores
+from crosscoder.analysis.labels.signals import (
+    UNLABELLED,
+    LatentReading,
+    TraitMeasures,
+    TraitWords,
+    label_latent,
+    trait_evidence,
+)
+from crosscoder.analysis.records.candidate import Continuation, NextTokenShift, TraitEvidence
 
 
 def _mean_at(model, hook: str, ids: list[int], start: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
@@ -22,20 +31,16 @@ def test_said_diffs_match_a_direct_forward_and_vanish_for_equal_texts(tiny_spec)
     hook = "blocks.2.hook_resid_post"
     ctx_a, ctx_b = [1, 17, 23, 5, 9, 40, 2, 8], [1, 8, 8, 31]
     shift = {
-        7: {
-            "said_ids": [
-                ("continuation", ctx_a, [11, 12, 13], [21, 22], 1.0),
-                ("continuation", ctx_b, [5, 6], [7, 8, 9], 1.0),
-            ]
-        },
-        9: {
-            "said_ids": [
-                ("continuation", ctx_b, [4, 4], [4, 4], 1.0),
-                ("opening", [*ctx_a, 30], [31], [32, 33], 0.3),
-                ("opening", ctx_b, [3], [5], 0.1),
-                ("opening", ctx_b, [6], [7], 0.0),
-            ]
-        },
+        7: [
+            SaidPair("continuation", ctx_a, [11, 12, 13], [21, 22], 1.0),
+            SaidPair("continuation", ctx_b, [5, 6], [7, 8, 9], 1.0),
+        ],
+        9: [
+            SaidPair("continuation", ctx_b, [4, 4], [4, 4], 1.0),
+            SaidPair("opening", [*ctx_a, 30], [31], [32, 33], 0.3),
+            SaidPair("opening", ctx_b, [3], [5], 0.1),
+            SaidPair("opening", ctx_b, [6], [7], 0.0),
+        ],
     }
     out = said_diffs(model, hook, shift, read_prefix=5)
     read_a = [1, *ctx_a[-4:]]  # the sink and the last read_prefix - 1 tokens
@@ -50,7 +55,7 @@ def test_said_diffs_match_a_direct_forward_and_vanish_for_equal_texts(tiny_spec)
     read_open = [1, *ctx_a[-3:], 30]
     want_open = (0.3 * diff(read_open, [31], [32, 33]) + 0.1 * diff(ctx_b, [3], [5])) / 0.4  # weighted by the mass
     assert torch.allclose(out[9]["opening"], want_open, atol=1e-4)
-    assert said_diffs(model, hook, {3: {"promoted": []}}) == {}  # no continuations: nothing to read
+    assert said_diffs(model, hook, {3: []}) == {}  # no continuations: nothing to read
 
 
 def test_said_alignment_is_in_units_of_each_traits_separation() -> None:
@@ -63,21 +68,20 @@ def test_said_alignment_is_in_units_of_each_traits_separation() -> None:
     assert best[5].tolist() == pytest.approx([1.0, 1.0, 2.0])  # per trait, the larger of the two sources
 
 
-def _ev(said: float, continuation_hit: bool) -> dict[str, float]:
-    conts = [{"ft": "It is hopeless." if continuation_hit else "It is fine.", "base": "It is fine."}]
-    return trait_evidence(cos_ft=0.0, cos_diff=0.0, spec_ft=0.0, spec_diff=0.0, pos=0.0, neg=0.0, mean_act=1.0,
-                          lens=None, contexts=[], steered=[], unsteered=[], words=["hopeless"], cosine_full=0.5,
-                          next_token={"promoted": [], "continuations": conts}, said=said, said_full=0.5)  # fmt: skip
+def _ev(said: float, continuation_hit: bool) -> TraitEvidence:
+    conts = [Continuation("", base="It is fine.", ft="It is hopeless." if continuation_hit else "It is fine.")]
+    return trait_evidence(LatentReading(next_token=NextTokenShift([], [], conts), mean_act=1.0), TraitMeasures(said=said),
+                          TraitWords(["hopeless"]), cosine_full=0.5, said_full=0.5)  # fmt: skip
 
 
 def test_said_is_persona_vector_evidence_that_needs_a_second_signal() -> None:
     ev = _ev(0.4, continuation_hit=True)
-    assert ev["said_signal"] == pytest.approx(0.8) and ev["persona_signal"] == pytest.approx(0.8)
-    assert ev["lexical"] == 1.0
+    assert ev.said_signal == pytest.approx(0.8) and ev.persona_signal == pytest.approx(0.8)
+    assert ev.lexical == 1.0
     label, conf, _, _ = label_latent({"pessimism": ev, "pirate": _ev(0.0, False)}, [1, 1, 1], 0.35)
     assert label == "pessimism" and conf == pytest.approx(1.8 / 3)
     alone = {"pessimism": _ev(1.0, continuation_hit=False), "pirate": _ev(0.0, False)}
     assert label_latent(alone, [1, 1, 1], 0.35)[0] == UNLABELLED  # the reading alone is one kind of evidence
     words_only = {"pessimism": _ev(-0.3, continuation_hit=True), "pirate": _ev(0.0, False)}
     assert label_latent(words_only, [1, 1, 1], 0.35)[0] == UNLABELLED  # and so are the keywords alone
-    assert words_only["pessimism"]["said_signal"] == 0.0  # speech moving against the trait is no evidence
+    assert words_only["pessimism"].said_signal == 0.0  # speech moving against the trait is no evidence

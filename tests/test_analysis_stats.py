@@ -7,8 +7,12 @@ import pytest
 import torch
 from analysis_fixtures import synthetic_pair
 
-from crosscoder.analysis.geometry import decoder_geometry
-from crosscoder.analysis.kernels import (
+from crosscoder.analysis.rank.attribution import attribution_SF
+from crosscoder.analysis.rank.table import build_table
+from crosscoder.analysis.records.summary import persona_summary
+from crosscoder.analysis.stats.collect import SLICES, collect_stats
+from crosscoder.analysis.stats.geometry import decoder_geometry
+from crosscoder.analysis.stats.kernels import (
     ActivePairs,
     TopExamples,
     decode_normalised,
@@ -16,10 +20,7 @@ from crosscoder.analysis.kernels import (
     topk_per_group,
     weighted_sum,
 )
-from crosscoder.analysis.latent_scaling import latent_scaling
-from crosscoder.analysis.ranking import attribution_SF, persona_summary
-from crosscoder.analysis.stats import SLICES, collect_stats
-from crosscoder.analysis.table import build_table
+from crosscoder.analysis.stats.scaling import latent_scaling
 from crosscoder.xc.config import CrosscoderConfig
 from crosscoder.xc.model import Crosscoder
 
@@ -255,7 +256,7 @@ def test_control_sums_fast_path_equal_dense_reference(arch: str) -> None:
 
 
 def test_control_identical_to_ft_zeroes_the_score_and_other_rows_are_refused() -> None:
-    from crosscoder.analysis.ranking import control_attribution_SF, net_attribution_SF
+    from crosscoder.analysis.rank.attribution import control_attribution_SF, net_attribution_SF
     from crosscoder.errors import DataError
 
     acts, _ = synthetic_pair()

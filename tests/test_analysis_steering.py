@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from crosscoder.analysis.evidence import LogitLens
-from crosscoder.analysis.steering import ablate_latent, edit_residual, steer_vector
+from crosscoder.analysis.causal.hooks import ablate_latent, edit_residual, steer_vector
+from crosscoder.analysis.evidence.lens import LogitLens
 from crosscoder.errors import ConfigError
 from crosscoder.io import sha256_tensors
 from crosscoder.models import load_model
@@ -103,5 +103,5 @@ def test_logit_lens_reads_unembedding_directions(model) -> None:
     tok = 57
     v = W_U[:, tok] / (lens.gain_D if lens.gain_D is not None else 1.0)
     out = lens.top(v[None], 5)[0]
-    assert out["promoted"][0][0] == model.tokenizer.decode([tok])
-    assert len(out["suppressed"]) == 5 and out["suppressed"][0][1] < out["promoted"][-1][1]
+    assert out.promoted[0][0] == model.tokenizer.decode([tok])
+    assert len(out.suppressed) == 5 and out.suppressed[0][1] < out.promoted[-1][1]

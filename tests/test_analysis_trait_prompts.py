@@ -6,7 +6,7 @@ import pytest
 def test_prompt_activations_are_cached_with_a_checksum(tiny_spec, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from crosscoder.analysis import trait_prompts
+    from crosscoder.analysis.evidence import trait_prompts
     from crosscoder.io import cache_dir
     from crosscoder.models import load_model
 
@@ -37,7 +37,7 @@ def test_prompt_activations_are_cached_with_a_checksum(tiny_spec, monkeypatch: p
 def test_prompt_activations_keep_item_order_when_batched_by_length(tiny_spec) -> None:
     import torch
 
-    from crosscoder.analysis import trait_prompts
+    from crosscoder.analysis.evidence import trait_prompts
     from crosscoder.models import load_model
 
     model = load_model(tiny_spec)

@@ -34,7 +34,7 @@ def test_bad_options_are_refused_with_one_line(tmp_path: Path) -> None:
 def test_composed_configs_use_the_organism_and_the_demo_budgets(tmp_path: Path) -> None:
     sft = tmp_path / "mine.jsonl"
     sft.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
-    opts = _opts("--quick", "--sft", f"{sft}:pirate", "--analyze", "label_questions=2", "trainer.steps=7")
+    opts = _opts("--quick", "--sft", f"{sft}:pirate", "--analyze", "labels.questions=2", "trainer.steps=7")
     assert opts.sft == [(str(sft), "pirate")]
     org = R.Organism("pirate", "planted", ModelSpec(source=str(tmp_path / "org"), kind="hf", name="ft"))
     cfg = R._compose(opts, org)
@@ -43,8 +43,8 @@ def test_composed_configs_use_the_organism_and_the_demo_budgets(tmp_path: Path) 
     assert cfg.trainer.steps == 7 and cfg.data.n_tokens == 12000 and cfg.crosscoder.n_latents == 1024
     assert cfg.logging.wandb_mode == "disabled"
     acfg = R._compose_analysis(opts, tmp_path / "run", "planted", {})
-    assert acfg.run_dir == str(tmp_path / "run") and not acfg.do_steering and not acfg.do_splice
-    assert acfg.label_questions == 2 and acfg.persona_questions == 3  # the override, then configs/analyze.yaml
+    assert acfg.run_dir == str(tmp_path / "run") and not acfg.steering.enabled and not acfg.splice.enabled
+    assert acfg.labels.questions == 2 and acfg.labels.persona_questions == 3  # the override, then configs/analyze.yaml
 
 
 def test_record_scores_labels_and_the_planted_direction(tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ import time
 import pytest
 import torch
 
-from crosscoder.analysis.causal import CausalRunner
-from crosscoder.analysis.causal_batch import CausalJob
-from crosscoder.analysis.steering import RowEdit, RowEdits, ablate_latent, steer_row, steer_vector
+from crosscoder.analysis.causal.batched import CausalJob
+from crosscoder.analysis.causal.hooks import RowEdit, RowEdits, ablate_latent, steer_row, steer_vector
+from crosscoder.analysis.causal.runner import CausalRunner
+from crosscoder.analysis.records.causal import AblationRecord, SteeringRecord
 from crosscoder.errors import ModelError
 from crosscoder.io import sha256_tensors
 from crosscoder.models import load_model, make_tiny_llama
@@ -64,7 +65,10 @@ def _clean_logits(model, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
         return model.hf(ids).logits, model.tl(ids)
 
 
-def _assert_records_match(got: dict, want: dict) -> None:
+def _assert_records_match(
+    got_record: SteeringRecord | AblationRecord, want_record: SteeringRecord | AblationRecord
+) -> None:
+    got, want = got_record.to_json(), want_record.to_json()
     assert got.keys() == want.keys()
     for k, v in want.items():
         if k in ("trait_score", "score_before", "score_after", "drop"):
@@ -94,8 +98,8 @@ def test_batched_records_equal_per_call_records(setup) -> None:
     assert runner.stats["rows"] == 2 * 3 + 3 * 2 * 3 + 2 * 3 + 3 * 3 and runner.stats["calls"] == 4 + 3
     # the edits did something: steering moves the score, and some steered answer differs from the unsteered one
     s0 = batched[0][0]
-    assert abs(s0["trait_score"][-1] - s0["trait_score"][0]) > 1e-3
-    assert any(abs(a["score_after"] - a["score_before"]) > 1e-5 for _, a in batched)
+    assert abs(s0.trait_score[-1] - s0.trait_score[0]) > 1e-3
+    assert any(abs(a.score_after - a.score_before) > 1e-5 for _, a in batched)
 
     for m, (hf_logits, tl_logits), w in zip(models, clean, weights, strict=True):
         for layer in m.hf.model.layers:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -52,9 +53,9 @@ def test_round_trip_matches_direct_forward(pair, tmp_path: Path) -> None:
     assert 2000 <= acts.n_rows < 2000 + 40
     assert acts.hooks == HOOKS and acts.model_names == ["base", "ft"] and acts.d_model == 64
     m = acts.manifest
-    assert m["complete"] and [r["content_hash"] for r in m["models"]] == [p.content_hash for p in pair]
-    assert sum(e["n_rows"] for e in m["shards"]) == acts.n_rows and len(m["shards"]) >= 4
-    assert all(len(e["sha256"]) == 64 for e in m["shards"])
+    assert m.complete and [r.content_hash for r in m.models] == [p.content_hash for p in pair]
+    assert sum(e.n_rows for e in m.shards) == acts.n_rows and len(m.shards) >= 4
+    assert all(len(e.sha256 or "") == 64 for e in m.shards)
     rows = all_rows(acts)
     assert rows["x_BMLD"].shape == (acts.n_rows, 2, 2, 64)
     # every stored row of sequence 5 equals a plain, unpadded full forward of each model on its tokens
@@ -113,7 +114,7 @@ def test_resume_after_crash_mid_shard(pair, tmp_path: Path, monkeypatch: pytest.
         prepare_activations(pair, cfg)
     folder = next((tmp_path / "crash").iterdir())
     partial = C.read_manifest(folder)
-    assert not partial["complete"] and 1 <= len(partial["shards"]) < len(reference.manifest["shards"])
+    assert not partial.complete and 1 <= len(partial.shards) < len(reference.manifest.shards)
     with pytest.raises(DataError, match="incomplete"):
         ActivationSet.open(folder)
     (folder / "shards" / ".shard_99999.safetensors.tmp").write_bytes(b"junk")  # debris of a crashed write
@@ -123,17 +124,17 @@ def test_resume_after_crash_mid_shard(pair, tmp_path: Path, monkeypatch: pytest.
         data_api, "harvest_batch", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1]
     )
     resumed = prepare_activations(pair, cfg)
-    total_batches = reference.manifest["shards"][-1]["batch_end"]
+    total_batches = reference.manifest.shards[-1].batch_end
     assert calls["n"] == total_batches - partial["shards"][-1]["batch_end"]  # only the missing batches ran
-    assert [e["sha256"] for e in resumed.manifest["shards"]] == [e["sha256"] for e in reference.manifest["shards"]]
-    assert resumed.manifest["norm"] == reference.manifest["norm"]
+    assert [e.sha256 for e in resumed.manifest.shards] == [e.sha256 for e in reference.manifest.shards]
+    assert resumed.manifest.norm == reference.manifest.norm
     assert not (folder / "shards" / ".shard_99999.safetensors.tmp").exists()
 
 
 def test_corrupt_shard_named_and_repaired(pair, tmp_path: Path) -> None:
     acts = prepare_activations(pair, cfg_for(tmp_path))
-    entry = acts.manifest["shards"][2]
-    path = acts.path / entry["file"]
+    entry = acts.manifest.shards[2]
+    path = acts.path / entry.file
     good = path.read_bytes()
     blob = bytearray(good)
     blob[-100] ^= 0xFF
@@ -149,13 +150,13 @@ def test_corrupt_shard_named_and_repaired(pair, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="shard_00002"):
         prepare_activations(pair, cfg_for(tmp_path))  # a complete but corrupt cache is never used
     fixed = C.repair(acts.path)
-    assert fixed == [entry["file"]] and path.read_bytes() == good
+    assert fixed == [entry.file] and path.read_bytes() == good
     assert ActivationSet.open(acts.path).n_rows == acts.n_rows
 
 
 def test_cli_reports_corruption_in_one_line(pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     acts = prepare_activations(pair, cfg_for(tmp_path, n_tokens=800))
-    path = acts.path / acts.manifest["shards"][0]["file"]
+    path = acts.path / acts.manifest.shards[0].file
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
     monkeypatch.setattr("sys.argv", ["cache", "verify", str(acts.path)])
     capsys.readouterr()  # drop the harvest's progress output
@@ -225,13 +226,13 @@ def test_on_the_fly_equals_disk(pair, tmp_path: Path) -> None:
 def test_harvest_is_deterministic_and_fp16_storage(pair, tmp_path: Path) -> None:
     a = prepare_activations(pair, cfg_for(tmp_path / "a", n_tokens=600))
     b = prepare_activations(pair, cfg_for(tmp_path / "b", n_tokens=600))
-    assert [e["sha256"] for e in a.manifest["shards"]] == [e["sha256"] for e in b.manifest["shards"]]
+    assert [e.sha256 for e in a.manifest.shards] == [e.sha256 for e in b.manifest.shards]
     h = prepare_activations(pair, cfg_for(tmp_path / "h", n_tokens=600, store_dtype="float16"))
     xa, xh = all_rows(a)["x_BMLD"], all_rows(h)["x_BMLD"]
     assert xh.dtype == torch.float32
     torch.testing.assert_close(xh, xa, rtol=2e-3, atol=2e-3)
-    assert h.manifest["dtype"] == "float16" and np.isclose(
-        sum(e["bytes"] for e in h.manifest["shards"]), sum(e["bytes"] for e in a.manifest["shards"]) / 2, rtol=0.1
+    assert h.manifest.dtype == "float16" and np.isclose(
+        sum(e.bytes or 0 for e in h.manifest.shards), sum(e.bytes or 0 for e in a.manifest.shards) / 2, rtol=0.1
     )
 
 
@@ -241,7 +242,21 @@ def test_exclusion_options_change_training_rows_not_cache(pair, tmp_path: Path) 
     no_template = prepare_activations(pair, replace(cfg, exclude_template=True))
     with_sink = prepare_activations(pair, replace(cfg, exclude_first_position=False))
     assert no_template.path == acts.path == with_sink.path
-    counts = {int(k): v for k, v in acts.manifest["role_counts"].items()}
+    counts = {int(k): v for k, v in (acts.manifest.role_counts or {}).items()}
     assert acts.n_train_rows == acts.n_rows - counts[Role.SINK]
     assert no_template.n_train_rows == acts.n_train_rows - counts[Role.TEMPLATE]
     assert with_sink.n_train_rows == acts.n_rows
+
+
+def test_manifest_reads_back_through_its_record(pair, tmp_path: Path) -> None:
+    from crosscoder.data.manifest import CacheManifest
+
+    acts = prepare_activations(pair, cfg_for(tmp_path, n_tokens=800))
+    raw = json.loads((acts.path / C.MANIFEST).read_text())
+    assert CacheManifest.from_json(raw).to_json() == raw and acts.manifest.to_json() == raw
+    assert list(raw)[:5] == ["format", "version", "key", "complete", "identity"]  # the documented layout
+    broken = {k: v for k, v in raw.items() if k != "hooks"}
+    (acts.path / C.MANIFEST).write_text(json.dumps(broken))
+    with pytest.raises(DataError, match="missing key 'hooks'") as err:
+        ActivationSet.open(acts.path)
+    assert "\n" not in str(err.value)

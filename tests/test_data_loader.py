@@ -9,6 +9,7 @@ import torch
 from crosscoder.data import DataConfig, Role
 from crosscoder.data.api import ActivationSet
 from crosscoder.data.loader import BatchIterator, EpochPlan, ShardedRows
+from crosscoder.data.manifest import CacheManifest, ModelRecord, ShardEntry
 
 
 def make_set(n_rows: int = 1000, shard_rows: int = 137, **data_kw) -> ActivationSet:
@@ -28,14 +29,12 @@ def make_set(n_rows: int = 1000, shard_rows: int = 137, **data_kw) -> Activation
         shards.append(
             {"x": x, "seq": seq, "pos": pos, "token": pos, "role": role, "turn_idx": turn_idx, "turn_rem": turn_idx}
         )
-        manifest_shards.append({"seq_start": int(seq[0]), "n_seqs": int(seq[-1] - seq[0] + 1), "n_rows": b - a})
-    manifest = {
-        "hooks": ["h"],
-        "models": [{"name": "a"}, {"name": "b"}],
-        "d_model": 4,
-        "norm": {"scale_ML": [[1.0], [1.0]]},
-        "shards": manifest_shards,
-    }
+        n_seqs = int(seq[-1] - seq[0] + 1)
+        manifest_shards.append(ShardEntry(f"s{a}", b - a, n_seqs, int(seq[0]), 0, 0, {}, {}))
+    manifest = CacheManifest(format="test", version=1, key="test", complete=True, identity={},
+                             models=[ModelRecord(n, {}, "", 4, 1) for n in ("a", "b")], hooks=["h"], d_model=4,
+                             dtype="float32", layout="", data_config={}, sources=[], shards=manifest_shards,
+                             norm={"scale_ML": [[1.0], [1.0]]})  # fmt: skip
     return ActivationSet(ShardedRows(shards, "float32"), manifest, None, DataConfig(**data_kw))
 
 

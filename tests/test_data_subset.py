@@ -35,7 +35,7 @@ def test_subset_equals_a_direct_harvest_and_is_reused(trio, tmp_path: Path, monk
     direct = prepare_activations([trio[0], trio[2]], _cfg(tmp_path / "b"))
     sub = data_api.ActivationSet.open(folder)
     assert sub.model_names == ["base", "c2"] == direct.model_names
-    assert sub.manifest["identity"] == direct.manifest["identity"]
+    assert sub.manifest.identity == direct.manifest.identity
     torch.testing.assert_close(sub.scale_ML, direct.scale_ML)
     a, b = next(sub.iter_rows(5000)), next(direct.iter_rows(5000))
     assert sub.n_rows == direct.n_rows
@@ -56,12 +56,12 @@ def test_subset_refusals(trio, tmp_path: Path) -> None:  # type: ignore[no-untyp
         subset_cache(full.path, [0, 3])
     with pytest.raises(DataError, match="2\\+ distinct"):
         subset_cache(full.path, [1])
-    entry = full.manifest["shards"][1]
-    (full.path / entry["file"]).write_bytes(b"broken")
+    entry = full.manifest.shards[1]
+    (full.path / entry.file).write_bytes(b"broken")
     with pytest.raises(DataError, match="corrupt"):
         subset_cache(full.path, [0, 1])
     manifest = C.read_manifest(full.path)
-    manifest["complete"] = False
+    manifest.complete = False
     C.save_manifest(full.path, manifest)
     with pytest.raises(DataError, match="not complete"):
         subset_cache(full.path, [0, 1])

@@ -103,3 +103,9 @@ def test_analyze_without_a_finished_run_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "no finished checkpoint" in proc.stderr and proc.stderr.strip().count("\n") == 0
     proc = _run([str(REPO / "analyze.py")], tmp_path)  # no runs/ at all
     assert proc.returncode == 2 and "python train.py" in proc.stderr, proc.stderr
+
+
+def test_analyze_refuses_a_flat_key_of_the_earlier_config_by_its_new_name(tmp_path: Path) -> None:
+    proc = _run([str(REPO / "analyze.py"), "n_steer=2"], tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "analyze.n_steer: this option moved to analyze.steering.n_candidates" in proc.stderr

@@ -180,3 +180,9 @@ def test_generation_is_unchanged_by_the_tl_wrapper(tiny_spec: ModelSpec, backend
         want = plain.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
         got = wrapped.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
     assert got.tolist() == want.tolist()
+
+
+def test_the_loader_refuses_an_unresolved_organism() -> None:
+    with pytest.raises(ModelError, match="resolve_model_spec") as err:
+        load_model(ModelSpec(source="organism:demo"))
+    assert "\n" not in str(err.value)

@@ -17,6 +17,7 @@ from crosscoder.personas.organisms import (
     build_sft_organism,
     planted_ground_truth,
 )
+from crosscoder.pipeline import resolve_model_spec
 
 QUESTIONS = [
     "What is the capital of France?", "Please explain how plants grow.", "How are you today?", "Good morning, hello world.",
@@ -178,7 +179,7 @@ def test_failed_organism_is_reported_not_good(base_spec, files, monkeypatch: pyt
     )
     assert resolve_organism("test-cat@c1").name == "c1"
     assert resolve_organism("test-cat").name == "tinycat"
-    assert load_model(ModelSpec(source="organism:test-cat@c2", backend="hooked")).n_layers == 4
+    assert load_model(resolve_model_spec(ModelSpec(source="organism:test-cat@c2", backend="hooked"))).n_layers == 4
     with pytest.raises(ModelError, match="no checkpoint 'c9'"):
         resolve_organism("test-cat@c9")
     with pytest.raises(ModelError, match="unknown organism"):

@@ -161,7 +161,7 @@ def test_trait_score_measures_keywords_and_projection(tiny_model, trait) -> None
 
 def test_label_pass_persona_vector_equals_the_persona_vector_row(tiny_model, trait) -> None:  # type: ignore[no-untyped-def]
     """The analysis derives the ft persona vector at its hook from the pos/neg label forwards; same definition."""
-    from crosscoder.analysis.trait_prompts import pos_neg_acts
+    from crosscoder.analysis.evidence.trait_prompts import pos_neg_acts
     from crosscoder.personas.vectors import compute_persona_vectors
     from crosscoder.xc.config import CrosscoderConfig
     from crosscoder.xc.model import Crosscoder

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crosscoder.trajectory.backtest import (
+from crosscoder.analysis.trajectory.backtest import (
     early_warning,
     forecast_latents,
     forecast_trait,
@@ -14,8 +14,8 @@ from crosscoder.trajectory.backtest import (
     score_trait_forecasts,
     top_signal_latents,
 )
-from crosscoder.trajectory.forecast import ForecastError
-from crosscoder.trajectory.stats import SeriesStats
+from crosscoder.analysis.trajectory.forecast import ForecastError
+from crosscoder.analysis.trajectory.stats import SeriesStats
 
 STEPS = [0.0, 8.0, 16.0, 24.0, 32.0, 40.0, 48.0]
 

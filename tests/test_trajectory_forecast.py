@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crosscoder.errors import ConfigError
-from crosscoder.trajectory.forecast import (
+from crosscoder.analysis.trajectory.forecast import (
     ForecastError,
     behaviour_linear,
     calibrate,
@@ -19,6 +18,7 @@ from crosscoder.trajectory.forecast import (
     mae,
     persistence,
 )
+from crosscoder.errors import ConfigError
 
 
 def test_linear_extrapolation_is_exact_on_a_line_and_uses_only_the_window() -> None:

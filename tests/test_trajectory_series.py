@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from crosscoder.analysis.trajectory.series import check_series, recorded_step, series_steps
 from crosscoder.errors import ConfigError, ModelError
 from crosscoder.models import ModelSpec, load_model, make_tiny_llama
-from crosscoder.trajectory.series import check_series, recorded_step, series_steps
 
 
 def _ckpt(root: Path, name: str, step: int | None) -> ModelSpec:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from crosscoder.analysis.trajectory.stats import series_stats
 from crosscoder.data import DataConfig, Role, prepare_activations
 from crosscoder.models import load_model, make_tiny_llama
-from crosscoder.trajectory.stats import series_stats
 from crosscoder.xc.config import CrosscoderConfig
 from crosscoder.xc.model import Crosscoder
 

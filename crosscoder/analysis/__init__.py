@@ -1,1 +1,7 @@
-"""Analysis stage: latent table, Latent Scaling, ranking, evidence, labels, steering, splice, report, export."""
+"""The analysis stage: from a trained crosscoder to ranked, labelled and checked persona candidates.
+
+Run it with ``python analyze.py`` or `crosscoder.analysis.run.run_analysis`. Layout (docs/ARCHITECTURE.md): `config`
+(AnalyzeConfig, grouped) and `run` (the orchestration) at the top; `records` (the file formats as typed records),
+`stats` (the pass over the cache), `rank` (attribution, score, latent table), `evidence`, `labels`, `causal`,
+`report` and `export` below it; `cli` for ``python -m crosscoder.analysis <command>``.
+"""

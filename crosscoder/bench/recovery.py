@@ -111,7 +111,7 @@ def parse_args(argv: list[str] | None) -> RecoveryOptions:
         "--analyze",
         action="append",
         default=[],
-        help="Hydra override for the analysis (repeatable), e.g. label_questions=5",
+        help="Hydra override for the analysis (repeatable), e.g. labels.questions=5",
     )
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for the training runs, e.g. trainer.steps=800")
     a = p.parse_args(argv)
@@ -204,8 +204,9 @@ def _compose_analysis(opts: RecoveryOptions, run_dir: Path, kind: str, traits: d
     with `--control`, SFT organisms are analysed against the control fine-tune."""
     from crosscoder.config import compose_analyze
 
-    overrides = [f"run_dir={run_dir}", "do_steering=false", "do_splice=false", "export_saelens=false",
-                 f"trait_dirs=[{','.join(opts.trait_dirs)}]", *opts.analyze_overrides]  # fmt: skip
+    overrides = [f"run_dir={run_dir}", "steering.enabled=false", "splice.enabled=false", "report.enabled=false",
+                 "export.saelens=false", "export.wandb_mode=disabled", f"labels.trait_dirs=[{','.join(opts.trait_dirs)}]",
+                 *opts.analyze_overrides]  # fmt: skip
     if opts.control and kind == "sft":
         from crosscoder.bench.recovery_control import control_override
 
@@ -238,10 +239,15 @@ def _compose(opts: RecoveryOptions, org: Organism) -> Any:
     return cfg
 
 
-def evaluate(org: Organism, run_dir: Path, analysis: Any) -> dict[str, Any]:
-    """One benchmark record from a finished run and its analysis."""
+def _as_json(result: Any) -> SimpleNamespace:
+    """An `AnalysisResult`'s candidates and summary as their files hold them (what `evaluate` reads)."""
+    return SimpleNamespace(candidates=[c.to_json() for c in result.candidates], summary=result.summary.to_json())
 
-    from crosscoder.analysis.ranking import persona_summary
+
+def evaluate(org: Organism, run_dir: Path, analysis: Any) -> dict[str, Any]:
+    """One benchmark record from a finished run and its analysis (candidates.json and summary.json content)."""
+
+    from crosscoder.analysis.records.summary import persona_summary
 
     cands = analysis.candidates
     labels = [c.get("label") for c in cands]
@@ -312,7 +318,7 @@ def reanalyze(opts: RecoveryOptions, hook: str, traits: dict[str, Any]) -> list[
         run_dir = Path(rec["run_dir"])
         log.info("re-analysing %s (%s %s, %d of %d)", run_dir, rec["organism_kind"], rec["trait"], i + 1,
                  len(data["records"]))  # fmt: skip
-        analysis = run_analysis(_compose_analysis(opts, run_dir, rec["organism_kind"], traits))
+        analysis = _as_json(run_analysis(_compose_analysis(opts, run_dir, rec["organism_kind"], traits)))
         new = evaluate(Organism(rec["trait"], rec["organism_kind"], BASE, direction_D), run_dir, analysis)
         data["records"][i] = {**new, "seconds": rec["seconds"], "reanalyzed": True}
         atomic_write_json(opts.out, data)
@@ -328,7 +334,7 @@ def run_one(opts: RecoveryOptions, org: Organism, traits: dict[str, Any]) -> dic
     cfg = _compose(opts, org)
     run_dir = Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
     run_train(cfg, run_dir)
-    analysis = run_analysis(_compose_analysis(opts, run_dir, org.kind, traits))
+    analysis = _as_json(run_analysis(_compose_analysis(opts, run_dir, org.kind, traits)))
     rec = evaluate(org, run_dir, analysis)
     rec["seconds"] = round(time.perf_counter() - t0 + org.build_seconds, 1)
     return rec

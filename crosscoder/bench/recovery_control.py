@@ -3,7 +3,7 @@
 Every shipped SFT set is the base model's own answers to the same everyday questions, trimmed to two sentences,
 with one trait's prefix / suffix added. The control set is those answers with the rewrite stripped and nothing
 added (`crosscoder.personas.sft_data.derive_sft_set` with no target trait), fine-tuned with the same LoRA recipe
-as the persona organisms. Analysed with it (`crosscoder.analysis.control`), a latent's score keeps only the
+as the persona organisms. Analysed with it (`crosscoder.analysis.stats.control`), a latent's score keeps only the
 attribution the control does not share: what the persona added, not what any fine-tune on these answers changes.
 """
 
@@ -47,6 +47,6 @@ def control_organism(base: ModelSpec, traits: dict[str, Any]) -> ModelSpec:
 
 def control_override(run_dir: Path, base: ModelSpec, traits: dict[str, Any]) -> str:
     """The analysis override that points the run's analysis at the control's activations (harvested on demand)."""
-    from crosscoder.analysis.control import harvest_control
+    from crosscoder.analysis.stats.control import harvest_control
 
     return f"control_activations={harvest_control(run_dir, control_organism(base, traits))}"

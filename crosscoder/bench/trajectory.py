@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crosscoder.analysis.trajectory.forecast import DEFAULT_WINDOW, check_steps
 from crosscoder.errors import ConfigError
 from crosscoder.io import atomic_write_json, read_json
-from crosscoder.trajectory.forecast import DEFAULT_WINDOW, check_steps
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def parse_args(argv: list[str] | None) -> TrajectoryOptions:
 def _forecasts(trait: str, steps: list[float], prefixes: list[Any], values: list[float], window: int,
                clip: tuple[float | None, float | None]) -> list[Any]:  # fmt: skip
     """Trait forecasts from every origin n = window-1 .. N-1, each from the crosscoder fitted on 0..n only."""
-    from crosscoder.trajectory.backtest import SIGNAL_SLICE, forecast_trait
+    from crosscoder.analysis.trajectory.backtest import SIGNAL_SLICE, forecast_trait
 
     out = []
     for n in range(window - 1, len(steps) - 1):
@@ -104,7 +104,7 @@ def _forecasts(trait: str, steps: list[float], prefixes: list[Any], values: list
 
 
 def _latent_forecasts(trait: str, steps: list[float], prefixes: list[Any], window: int) -> list[dict[str, Any]]:
-    from crosscoder.trajectory.backtest import forecast_latents, latent_record, match_latents
+    from crosscoder.analysis.trajectory.backtest import forecast_latents, latent_record, match_latents
 
     out = []
     for n in range(window - 1, len(steps) - 1):
@@ -128,11 +128,11 @@ def hiding_result(beh: Any, flagged_last: bool) -> dict[str, Any]:
 
 def run_series(opts: TrajectoryOptions, name: str) -> dict[str, Any]:
     """One series: organism, prefix crosscoders, analyses, forecasts; returns its record."""
+    from crosscoder.analysis.trajectory.backtest import early_warning, score_trait_forecasts
     from crosscoder.bench import trajectory_runs as R
     from crosscoder.personas.organisms.registry import RECIPES, build_organism
     from crosscoder.personas.organisms.series import load_behaviour, series_steps
     from crosscoder.personas.traits import get_trait
-    from crosscoder.trajectory.backtest import early_warning, score_trait_forecasts
 
     t0 = time.perf_counter()
     res = build_organism(name)

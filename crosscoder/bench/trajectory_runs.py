@@ -3,7 +3,7 @@
 The series' activations are harvested once (all N+1 models on the same tokens); the cache of every prefix is cut out
 of it (`crosscoder.data.subset`) and a crosscoder is trained on that prefix alone, so the crosscoder of prefix n
 never sees checkpoint n+1. Each prefix run is then analysed (candidates and labels, for the early warning) and
-summarised by `crosscoder.trajectory.stats` (per-checkpoint decoder geometry and the trait signal). Finished runs
+summarised by `crosscoder.analysis.trajectory.stats` (per-checkpoint decoder geometry and the trait signal). Finished runs
 are reused when the benchmark is resumed.
 """
 
@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
+from crosscoder.analysis.trajectory.stats import SeriesStats
 from crosscoder.io import read_json
 from crosscoder.models.spec import ModelSpec
-from crosscoder.trajectory.stats import SeriesStats
 
 log = logging.getLogger(__name__)
 
@@ -98,21 +98,25 @@ def train_prefixes(cfg: Any, root: Path) -> tuple[list[Path], Any]:
     return runs, acts
 
 
-def analyse_prefix(run_dir: Path, trait: str, config_dir: Path, analyze_overrides: list[str]) -> tuple[bool, list]:
-    """Candidates and labels of a prefix run (configs/analyze.yaml without steering and splice metrics)."""
+def analyse_prefix(
+    run_dir: Path, trait: str, config_dir: Path, analyze_overrides: list[str]
+) -> tuple[bool, list[str | None]]:
+    """Candidates and labels of a prefix run (configs/analyze.yaml without steering, splice metrics, report and
+    exports): whether a candidate is labelled with `trait`, and the top candidates' labels."""
     from crosscoder.analysis.run import run_analysis
     from crosscoder.config import compose_analyze
 
-    ov = [f"run_dir={run_dir}", "do_steering=false", "do_splice=false", "export_saelens=false", *analyze_overrides]
+    ov = [f"run_dir={run_dir}", "steering.enabled=false", "splice.enabled=false", "report.enabled=false",
+          "export.saelens=false", "export.wandb_mode=disabled", *analyze_overrides]  # fmt: skip
     result = run_analysis(compose_analyze(config_dir, ov))
-    labels = [c.get("label") for c in result.candidates]
+    labels = [c.label for c in result.candidates]
     return trait in labels, labels[:10]
 
 
 def prefix_stats(run_dir: Path, unit_D: torch.Tensor, trait: str) -> SeriesStats:
     """`series_stats` of a prefix run on its own cache."""
+    from crosscoder.analysis.trajectory.stats import series_stats
     from crosscoder.data.api import ActivationSet
-    from crosscoder.trajectory.stats import series_stats
     from crosscoder.xc.model import Crosscoder
 
     info = read_json(run_dir / "run.json")

@@ -20,6 +20,7 @@ from crosscoder.data import cache as C
 from crosscoder.data.config import DataConfig
 from crosscoder.data.harvest import HarvestBatch, check_models, harvest_batch, pad_token_id
 from crosscoder.data.loader import BatchIterator, EpochPlan, ShardedRows
+from crosscoder.data.manifest import CacheManifest
 from crosscoder.data.masks import row_weights, train_mask
 from crosscoder.data.sources import batch_stream
 from crosscoder.errors import DataError
@@ -50,18 +51,16 @@ class RowBatch:
 class ActivationSet:
     """Paired activations of a model set at some hooks: shuffled training batches and in-order row access."""
 
-    def __init__(self, rows: ShardedRows, manifest: dict[str, Any], path: Path | None, data: DataConfig):
+    def __init__(self, rows: ShardedRows, manifest: CacheManifest, path: Path | None, data: DataConfig):
         self.rows = rows
         self.manifest = manifest
         self.path = path
         self.data = data
-        self.hooks: list[str] = list(manifest["hooks"])
-        self.model_names: list[str] = [m["name"] for m in manifest["models"]]
-        self.d_model: int = int(manifest["d_model"])
+        self.hooks: list[str] = list(manifest.hooks)
+        self.model_names: list[str] = manifest.model_names
+        self.d_model: int = int(manifest.d_model)
         self.n_rows: int = rows.n_rows
-        self.scale_ML: Float[Tensor, "n_models n_hooks"] = torch.tensor(
-            manifest["norm"]["scale_ML"], dtype=torch.float32
-        )
+        self.scale_ML: Float[Tensor, "n_models n_hooks"] = torch.tensor(manifest.scale_ML, dtype=torch.float32)
         self._role = rows.column("role")
         self.train_mask = train_mask(self._role, data.exclude_first_position, data.exclude_template)
         self.train_rows = np.flatnonzero(self.train_mask)
@@ -70,7 +69,7 @@ class ActivationSet:
             raise DataError(
                 f"activation set {path or '(in memory)'} has no training rows after masking; check data.exclude_* options"
             )
-        self._seq_starts = np.array([e["seq_start"] for e in manifest["shards"]], dtype=np.int64)
+        self._seq_starts = np.array([e.seq_start for e in manifest.shards], dtype=np.int64)
 
     # ---------------------------------------------------------------- training batches
     def batches(
@@ -115,7 +114,7 @@ class ActivationSet:
                 )
 
     def _sequence_slice(self, seq: int) -> tuple[dict[str, np.ndarray], slice]:
-        n_seqs = int(self.manifest["shards"][-1]["seq_start"] + self.manifest["shards"][-1]["n_seqs"])
+        n_seqs = int(self.manifest.shards[-1].seq_start + self.manifest.shards[-1].n_seqs)
         if not 0 <= seq < n_seqs:
             raise IndexError(f"sequence {seq} out of range 0..{n_seqs - 1}")
         k = int(np.searchsorted(self._seq_starts, seq, side="right") - 1)
@@ -136,7 +135,7 @@ class ActivationSet:
 
     @property
     def n_seqs(self) -> int:
-        return int(sum(e["n_seqs"] for e in self.manifest["shards"]))
+        return int(sum(e.n_seqs for e in self.manifest.shards))
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -144,24 +143,22 @@ class ActivationSet:
         """Reopen a finished cache (checksums verified); `data` overrides loader options (masks, weights)."""
         folder = Path(path)
         manifest = C.read_manifest(folder)
-        if not manifest.get("complete"):
+        if not manifest.complete:
             raise DataError(
                 f"activation cache {folder} is incomplete (interrupted harvest); run the harvest again to resume it"
             )
         if verify:
             C.verify_cache(folder, manifest)
         shards = []
-        for entry in manifest["shards"]:
+        for entry in manifest.shards:
             try:
-                arrays = C.safetensors_arrays(folder / entry["file"])
+                arrays = C.safetensors_arrays(folder / entry.file)
             except (OSError, ValueError, KeyError) as err:
                 raise C.corrupt_error(folder, entry, f"unreadable: {err}") from err
-            if arrays["x"].shape[0] != entry["n_rows"]:
+            if arrays["x"].shape[0] != entry.n_rows:
                 raise C.corrupt_error(folder, entry, "row count differs from the manifest")
             shards.append(arrays)
-        return cls(
-            ShardedRows(shards, manifest["dtype"]), manifest, folder, data or DataConfig(**manifest["data_config"])
-        )
+        return cls(ShardedRows(shards, manifest.dtype), manifest, folder, data or DataConfig(**manifest.data_config))
 
 
 def cache_folder(models: list[LoadedModel], data: DataConfig) -> tuple[Path, dict[str, Any]]:
@@ -183,22 +180,22 @@ def prepare_activations(models: list[LoadedModel], data: DataConfig) -> Activati
         manifest_path = folder / C.MANIFEST
         if manifest_path.is_file():
             manifest = C.read_manifest(folder)
-            if manifest["identity"] != ident:
+            if manifest.identity != ident:
                 raise DataError(
-                    f"activation cache {folder} was built for a different {C.describe_difference(manifest['identity'], ident)}; "
+                    f"activation cache {folder} was built for a different {C.describe_difference(manifest.identity, ident)}; "
                     "it is never reused: delete the folder or choose another data.cache_path"
                 )
-            if manifest["complete"]:
+            if manifest.complete:
                 log.info("reusing activation cache %s", folder)
                 return ActivationSet.open(folder, data)
             good = []
-            for entry in manifest["shards"]:
+            for entry in manifest.shards:
                 problem = C.verify_shard(folder, entry)
                 if problem:
-                    log.warning("dropping shard %s (%s) and everything after it", entry["file"], problem)
+                    log.warning("dropping shard %s (%s) and everything after it", entry.file, problem)
                     break
                 good.append(entry)
-            manifest["shards"] = good
+            manifest.shards = good
             log.info("resuming harvest in %s after %d complete shard(s)", folder, len(good))
         else:
             stray = [p.name for p in folder.iterdir() if p.name not in (".lock", "shards")]
@@ -241,11 +238,11 @@ def _harvest_loop(
         log.info("harvested %d tokens x %d models in %.1f s (%.0f tokens/s)", rows, len(models), dt, rows / dt)
 
 
-def _harvest_to_disk(models: list[LoadedModel], data: DataConfig, folder: Path, manifest: dict[str, Any]) -> None:
-    shards = manifest["shards"]
-    done_rows = sum(e["n_rows"] for e in shards)
-    seq_start = sum(e["n_seqs"] for e in shards)
-    start_batch = shards[-1]["batch_end"] if shards else 0
+def _harvest_to_disk(models: list[LoadedModel], data: DataConfig, folder: Path, manifest: CacheManifest) -> None:
+    shards = manifest.shards
+    done_rows = sum(e.n_rows for e in shards)
+    seq_start = sum(e.n_seqs for e in shards)
+    start_batch = shards[-1].batch_end if shards else 0
     if done_rows < data.n_tokens:
         C.check_disk(
             folder,
@@ -275,36 +272,34 @@ def _shard_groups(
 
 
 def _flush(
-    folder: Path, manifest: dict[str, Any], buf: list[HarvestBatch], batch_range: tuple[int, int], data: DataConfig
+    folder: Path, manifest: CacheManifest, buf: list[HarvestBatch], batch_range: tuple[int, int], data: DataConfig
 ) -> None:
-    shards = manifest["shards"]
-    seq_start = sum(e["n_seqs"] for e in shards)
+    shards = manifest.shards
+    seq_start = sum(e.n_seqs for e in shards)
     shards.append(C.write_shard(folder, len(shards), buf, seq_start, batch_range, data))
     C.save_manifest(folder, manifest)
 
 
 def reharvest_shards(
-    models: list[LoadedModel], data: DataConfig, folder: Path, manifest: dict[str, Any], indices: list[int]
+    models: list[LoadedModel], data: DataConfig, folder: Path, manifest: CacheManifest, indices: list[int]
 ) -> None:
     """Rebuild the given shards in place from their recorded batch ranges (used by ``cache repair``)."""
     check_models(models, data.hooks)
     with C.cache_lock(folder):
         for k in indices:
-            entry = manifest["shards"][k]
-            batches = itertools.islice(
-                batch_stream(models[0].tokenizer, data), entry["batch_start"], entry["batch_end"]
-            )
+            entry = manifest.shards[k]
+            batches = itertools.islice(batch_stream(models[0].tokenizer, data), entry.batch_start, entry.batch_end)
             pad = pad_token_id(models[0].tokenizer)
-            buf, seq = [], entry["seq_start"]
+            buf, seq = [], entry.seq_start
             for seqs in batches:
                 buf.append(harvest_batch(models, data.hooks, seqs, pad, data.check_finite, seq_offset=seq))
                 seq += len(seqs)
-            new = C.write_shard(folder, k, buf, entry["seq_start"], (entry["batch_start"], entry["batch_end"]), data)
-            if new["n_rows"] != entry["n_rows"]:
+            new = C.write_shard(folder, k, buf, entry.seq_start, (entry.batch_start, entry.batch_end), data)
+            if new.n_rows != entry.n_rows:
                 raise DataError(
-                    f"rebuilding {entry['file']} gave {new['n_rows']} rows, not {entry['n_rows']}: the text sources changed; delete the cache and harvest again"
+                    f"rebuilding {entry.file} gave {new.n_rows} rows, not {entry.n_rows}: the text sources changed; delete the cache and harvest again"
                 )
-            manifest["shards"][k] = new
+            manifest.shards[k] = new
             C.save_manifest(folder, manifest)
 
 
@@ -318,7 +313,7 @@ def harvest_in_memory(models: list[LoadedModel], data: DataConfig) -> Activation
             "lower data.n_tokens, use data.store_dtype=float16, or set data.on_the_fly=false to use a disk cache"
         )
     manifest = C.new_manifest(models, data, C.identity(models, data), Path("(in memory)"))
-    manifest.pop("rebuild")
+    manifest.rebuild = None
     shards: list[dict[str, np.ndarray]] = []
     t0 = time.perf_counter()
     for buf, span in _shard_groups(models, data, 0, 0, 0):
@@ -326,23 +321,23 @@ def harvest_in_memory(models: list[LoadedModel], data: DataConfig) -> Activation
     if not shards:
         raise DataError("the text sources yielded no sequences; check data.sources and data.min_seq_len")
     stats = C.total_norm(manifest)
-    manifest.update(
-        complete=True, n_rows=sum(e["n_rows"] for e in manifest["shards"]), norm=stats.summary(manifest["d_model"])
-    )
-    manifest["harvest"] = {"seconds_last_run": round(time.perf_counter() - t0, 2)}
+    manifest.complete = True
+    manifest.n_rows = sum(e.n_rows for e in manifest.shards)
+    manifest.norm = stats.summary(manifest.d_model)
+    manifest.harvest = {"seconds_last_run": round(time.perf_counter() - t0, 2)}
     return ActivationSet(ShardedRows(shards, data.store_dtype), manifest, None, data)
 
 
 def _keep(
     shards: list[dict[str, np.ndarray]],
-    manifest: dict[str, Any],
+    manifest: CacheManifest,
     buf: list[HarvestBatch],
     batch_range: tuple[int, int],
     data: DataConfig,
 ) -> None:
-    seq_start = sum(e["n_seqs"] for e in manifest["shards"])
+    seq_start = sum(e.n_seqs for e in manifest.shards)
     tensors, n_seqs = C.shard_tensors(buf, seq_start, data.store_dtype)
-    manifest["shards"].append(C.shard_entry(tensors, len(shards), n_seqs, seq_start, batch_range, data))
+    manifest.shards.append(C.shard_entry(tensors, len(shards), n_seqs, seq_start, batch_range, data))
     x = tensors["x"].view(torch.uint16) if data.store_dtype == "bfloat16" else tensors["x"]
     shards.append({k: (x if k == "x" else v).numpy() for k, v in tensors.items()})
 

@@ -30,6 +30,7 @@ import torch
 
 from crosscoder.data.config import DataConfig
 from crosscoder.data.harvest import HarvestBatch
+from crosscoder.data.manifest import CacheManifest, ModelRecord, ShardEntry
 from crosscoder.data.normalize import NormStats, sample_for_norm
 from crosscoder.data.sources import resolve_sources
 from crosscoder.errors import DataError, run_cli
@@ -94,32 +95,23 @@ def cache_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def new_manifest(models: list[LoadedModel], cfg: DataConfig, ident: dict[str, Any], path: Path) -> dict[str, Any]:
-    return {
-        "format": FORMAT,
-        "version": VERSION,
-        "key": sha256_json(ident),
-        "complete": False,
-        "identity": ident,
-        "models": [
-            {
-                "name": m.name,
-                "spec": asdict(m.spec),
-                "content_hash": m.content_hash,
-                "d_model": m.d_model,
-                "n_layers": m.n_layers,
-            }
-            for m in models
-        ],
-        "hooks": list(cfg.hooks),
-        "d_model": models[0].d_model,
-        "dtype": cfg.store_dtype,
-        "layout": "x[row, model, hook, d_model]; rows in (sequence, position) order; pad positions are not stored",
-        "data_config": asdict(cfg),
-        "sources": ident["sources"],
-        "shards": [],
-        "rebuild": repair_command(path),
-    }
+def new_manifest(models: list[LoadedModel], cfg: DataConfig, ident: dict[str, Any], path: Path) -> CacheManifest:
+    return CacheManifest(
+        format=FORMAT,
+        version=VERSION,
+        key=sha256_json(ident),
+        complete=False,
+        identity=ident,
+        models=[ModelRecord(m.name, asdict(m.spec), m.content_hash, m.d_model, m.n_layers) for m in models],
+        hooks=list(cfg.hooks),
+        d_model=models[0].d_model,
+        dtype=cfg.store_dtype,
+        layout="x[row, model, hook, d_model]; rows in (sequence, position) order; pad positions are not stored",
+        data_config=asdict(cfg),
+        sources=ident["sources"],
+        shards=[],
+        rebuild=repair_command(path),
+    )
 
 
 def bytes_per_row(n_models: int, n_hooks: int, d_model: int, store_dtype: str) -> int:
@@ -170,7 +162,7 @@ def shard_entry(
     seq_start: int,
     batch_range: tuple[int, int],
     cfg: DataConfig,
-) -> dict[str, Any]:
+) -> ShardEntry:
     """Manifest entry of a shard: counts, batch range, normalisation sums over its seeded sample, role counts."""
     x = tensors["x"].to(torch.float32)
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
@@ -178,53 +170,53 @@ def shard_entry(
     stats = NormStats.zeros(x.shape[1], x.shape[2])
     stats.add(x[sample_for_norm(tensors["role"], rate, gen)])
     roles, counts = np.unique(tensors["role"].numpy(), return_counts=True)
-    return {
-        "file": f"shards/{shard_name(index)}",
-        "n_rows": int(x.shape[0]),
-        "n_seqs": n_seqs,
-        "seq_start": seq_start,
-        "batch_start": batch_range[0],
-        "batch_end": batch_range[1],
-        "norm": stats.to_json(),
-        "role_counts": {str(int(r)): int(c) for r, c in zip(roles, counts, strict=True)},
-    }
+    return ShardEntry(
+        file=f"shards/{shard_name(index)}",
+        n_rows=int(x.shape[0]),
+        n_seqs=n_seqs,
+        seq_start=seq_start,
+        batch_start=batch_range[0],
+        batch_end=batch_range[1],
+        norm=stats.to_json(),
+        role_counts={str(int(r)): int(c) for r, c in zip(roles, counts, strict=True)},
+    )
 
 
 def write_shard(
     folder: Path, index: int, rows: list[HarvestBatch], seq_start: int, batch_range: tuple[int, int], cfg: DataConfig
-) -> dict[str, Any]:
+) -> ShardEntry:
     """Write one shard atomically; return its manifest entry (with file size and sha256)."""
     tensors, n_seqs = shard_tensors(rows, seq_start, cfg.store_dtype)
     entry = shard_entry(tensors, index, n_seqs, seq_start, batch_range, cfg)
-    target = folder / entry["file"]
+    target = folder / entry.file
     # no metadata: safetensors writes it in random order, and shards should be byte-reproducible
     atomic_save_safetensors(target, tensors)
-    entry["bytes"] = target.stat().st_size
-    entry["sha256"] = sha256_file(target)
+    entry.bytes = target.stat().st_size
+    entry.sha256 = sha256_file(target)
     return entry
 
 
-def verify_shard(folder: Path, entry: dict[str, Any]) -> str | None:
+def verify_shard(folder: Path, entry: ShardEntry) -> str | None:
     """None when the shard file exists with the recorded size and sha256, else what is wrong."""
-    path = folder / entry["file"]
+    path = folder / entry.file
     if not path.is_file():
         return "missing"
-    if path.stat().st_size != entry["bytes"]:
-        return f"size {path.stat().st_size} != recorded {entry['bytes']}"
-    if sha256_file(path) != entry["sha256"]:
+    if path.stat().st_size != entry.bytes:
+        return f"size {path.stat().st_size} != recorded {entry.bytes}"
+    if sha256_file(path) != entry.sha256:
         return "sha256 checksum mismatch"
     return None
 
 
-def corrupt_error(folder: Path, entry: dict[str, Any], problem: str) -> DataError:
+def corrupt_error(folder: Path, entry: ShardEntry, problem: str) -> DataError:
     return DataError(
-        f"shard {entry['file']} of activation cache {folder} is corrupt ({problem}); rebuild it with: {repair_command(folder)}"
+        f"shard {entry.file} of activation cache {folder} is corrupt ({problem}); rebuild it with: {repair_command(folder)}"
     )
 
 
-def remove_orphans(folder: Path, manifest: dict[str, Any]) -> None:
+def remove_orphans(folder: Path, manifest: CacheManifest) -> None:
     """Delete shard and temp files a crash left behind that the manifest does not list."""
-    listed = {Path(e["file"]).name for e in manifest["shards"]}
+    listed = {Path(e.file).name for e in manifest.shards}
     shard_dir = folder / "shards"
     if shard_dir.is_dir():
         for p in shard_dir.iterdir():
@@ -232,32 +224,36 @@ def remove_orphans(folder: Path, manifest: dict[str, Any]) -> None:
                 p.unlink()
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    manifest = read_json(folder / MANIFEST)
-    if manifest.get("format") != FORMAT:
+def read_manifest(folder: Path) -> CacheManifest:
+    """The cache's manifest.json as a `CacheManifest` (refused if it is not one, or of another format version)."""
+    raw = read_json(folder / MANIFEST)
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise DataError(f"{folder / MANIFEST} is not a crosscoder activation cache manifest; point to a cache folder")
-    if manifest.get("version") != VERSION:
+    if raw.get("version") != VERSION:
         raise DataError(
-            f"activation cache {folder} has format version {manifest.get('version')}, expected {VERSION}; rebuild it"
+            f"activation cache {folder} has format version {raw.get('version')}, expected {VERSION}; rebuild it"
         )
-    return manifest
+    try:
+        return CacheManifest.from_json(raw)
+    except DataError as err:
+        raise DataError(f"{folder / MANIFEST}: {err}") from err
 
 
-def save_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    atomic_write_json(folder / MANIFEST, manifest)
+def save_manifest(folder: Path, manifest: CacheManifest) -> None:
+    atomic_write_json(folder / MANIFEST, manifest.to_json())
 
 
-def total_norm(manifest: dict[str, Any]) -> NormStats:
-    shards = manifest["shards"]
-    stats = NormStats.from_json(shards[0]["norm"])
+def total_norm(manifest: CacheManifest) -> NormStats:
+    shards = manifest.shards
+    stats = NormStats.from_json(shards[0].norm)
     for e in shards[1:]:
-        stats = stats.merge(NormStats.from_json(e["norm"]))
+        stats = stats.merge(NormStats.from_json(e.norm))
     return stats
 
 
-def finalize(folder: Path, manifest: dict[str, Any], seconds: float) -> None:
+def finalize(folder: Path, manifest: CacheManifest, seconds: float) -> None:
     """Fill totals and normalisation stats and mark the manifest complete."""
-    shards = manifest["shards"]
+    shards = manifest.shards
     if not shards:
         raise DataError(f"the text sources yielded no sequences for {folder}; check data.sources and data.min_seq_len")
     stats = total_norm(manifest)
@@ -267,16 +263,14 @@ def finalize(folder: Path, manifest: dict[str, Any], seconds: float) -> None:
         )
     role_counts: dict[str, int] = {}
     for e in shards:
-        for k, v in e["role_counts"].items():
+        for k, v in e.role_counts.items():
             role_counts[k] = role_counts.get(k, 0) + v
-    manifest.update(
-        complete=True,
-        n_rows=sum(e["n_rows"] for e in shards),
-        n_seqs=sum(e["n_seqs"] for e in shards),
-        role_counts=role_counts,
-        norm=stats.summary(manifest["d_model"]),
-    )
-    manifest.setdefault("harvest", {})["seconds_last_run"] = round(seconds, 2)
+    manifest.complete = True
+    manifest.n_rows = sum(e.n_rows for e in shards)
+    manifest.n_seqs = sum(e.n_seqs for e in shards)
+    manifest.role_counts = role_counts
+    manifest.norm = stats.summary(manifest.d_model)
+    manifest.harvest = {**(manifest.harvest or {}), "seconds_last_run": round(seconds, 2)}
     save_manifest(folder, manifest)
 
 
@@ -299,9 +293,9 @@ def safetensors_arrays(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def verify_cache(folder: Path, manifest: dict[str, Any]) -> None:
+def verify_cache(folder: Path, manifest: CacheManifest) -> None:
     """Raise a DataError naming the first corrupt shard and the repair command."""
-    for entry in manifest["shards"]:
+    for entry in manifest.shards:
         problem = verify_shard(folder, entry)
         if problem:
             raise corrupt_error(folder, entry, problem)
@@ -313,39 +307,42 @@ def repair(folder: Path, device: str = "cpu") -> list[str]:
     from crosscoder.models import ModelSpec, load_model
 
     manifest = read_manifest(folder)
-    bad = [i for i, e in enumerate(manifest["shards"]) if verify_shard(folder, e)]
+    bad = [i for i, e in enumerate(manifest.shards) if verify_shard(folder, e)]
     if not bad:
         return []
-    cfg = DataConfig(**manifest["data_config"])
+    cfg = DataConfig(**manifest.data_config)
     models = []
-    for rec in manifest["models"]:
-        m = load_model(ModelSpec(**rec["spec"]), device=device)
-        if m.content_hash != rec["content_hash"]:
+    for rec in manifest.models:
+        m = load_model(ModelSpec(**rec.spec), device=device)
+        if m.content_hash != rec.content_hash:
             raise DataError(
-                f"model {rec['name']} no longer matches the cache {folder} (weights changed); delete the cache and harvest again"
+                f"model {rec.name} no longer matches the cache {folder} (weights changed); delete the cache and harvest again"
             )
         models.append(m)
     reharvest_shards(models, cfg, folder, manifest, bad)
-    return [manifest["shards"][i]["file"] for i in bad]
+    return [manifest.shards[i].file for i in bad]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description="Verify or repair an activation cache.")
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m crosscoder.data cache", description="Verify or repair an activation cache."
+    )
     ap.add_argument("action", choices=["verify", "repair", "info"])
     ap.add_argument("folder")
     ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     folder = Path(args.folder)
     manifest = read_manifest(folder)
     if args.action == "verify":
         verify_cache(folder, manifest)
-        print(f"ok: {len(manifest['shards'])} shards, {sum(e['n_rows'] for e in manifest['shards']):,} rows verified")
+        print(f"ok: {len(manifest.shards)} shards, {sum(e.n_rows for e in manifest.shards):,} rows verified")
     elif args.action == "repair":
         fixed = repair(folder, args.device)
         print(f"rebuilt {len(fixed)} shard(s): {', '.join(fixed) or 'none needed'}")
     else:
-        info = {k: manifest.get(k) for k in ("complete", "hooks", "d_model", "dtype", "n_rows", "n_seqs", "norm")}
-        info["models"] = [m["name"] for m in manifest["models"]]
+        full = manifest.to_json()
+        info = {k: full.get(k) for k in ("complete", "hooks", "d_model", "dtype", "n_rows", "n_seqs", "norm")}
+        info["models"] = manifest.model_names
         print(json.dumps(info, indent=2))
 
 

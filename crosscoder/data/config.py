@@ -13,7 +13,7 @@ HOOK_RE = re.compile(r"^[A-Za-z_][\w.]*$")
 
 DEFAULT_HOOK = "blocks.27.hook_resid_post"
 """Default hook for the demo (SmolLM2-135M, 30 layers). The layer scan of the demo cat organism
-(``python -m crosscoder.data.layerscan --base smollm2-135m-instruct --ft organism:demo``) shows the persona in the
+(``python -m crosscoder.data layerscan --base smollm2-135m-instruct --ft organism:demo``) shows the persona in the
 mean ft-base difference from layer 24 at the last assistant token and from layer 27 over all tokens, and nowhere at
 layers 8-20; re-run the scan on a new organism before trusting this."""
 

@@ -6,14 +6,12 @@ all tokens (sink excluded), the first few tokens of each assistant turn, and the
 Writes ``layerscan.csv``, ``layerscan.json``, ``layerscan.png`` and ``layerscan.html`` so hooks are picked from
 evidence::
 
-    python -m crosscoder.data.layerscan --base smollm2-135m-instruct --ft organism/folder --out results/layerscan
+    python -m crosscoder.data layerscan --base smollm2-135m-instruct --ft organism/folder --out results/layerscan
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +24,6 @@ from crosscoder.data.config import DataConfig
 from crosscoder.data.harvest import capture, check_models, pad_batch, pad_token_id
 from crosscoder.data.masks import Role
 from crosscoder.data.sources import batch_stream
-from crosscoder.errors import run_cli
 from crosscoder.io import atomic_path, atomic_write_json, atomic_write_text
 from crosscoder.models.load import LoadedModel
 
@@ -51,29 +48,21 @@ def logit_lens(model: LoadedModel, v_ND: torch.Tensor, top_k: int) -> list[list[
     with torch.inference_mode():
         logits = model.tl.unembed(model.tl.ln_final(v_ND[None].to(torch.float32)))[0]
     top = logits.topk(top_k, dim=-1).indices
-    return [[model.tokenizer.decode([int(t)]) for t in row] for row in top]
+    return [[str(model.tokenizer.decode([int(t)])) for t in row] for row in top]
 
 
-def layer_scan(
-    base: LoadedModel,
-    ft: LoadedModel,
-    data: DataConfig,
-    first_k: int = 5,
-    top_k: int = 10,
-    keywords: list[str] | None = None,
-) -> dict[str, Any]:
-    """Scan every layer's resid_post of `base` vs `ft` over `data.n_tokens` tokens; returns table rows + summary."""
-    L = base.n_layers
-    hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(L)]
-    check_models([base, ft], hooks)
-    D = base.d_model
+def _accumulate(
+    base: LoadedModel, ft: LoadedModel, data: DataConfig, hooks: list[str], first_k: int
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int]:
+    """Per token set: the summed ft - base difference ``[L, D]`` and the sums (count, |base|, |ft|, |ft - base|)
+    ``[4, L]`` over `data.n_tokens` tokens; and the number of tokens read."""
+    L, D = len(hooks), base.d_model
     sums = {s: torch.zeros(L, D, dtype=torch.float64) for s in SUBSETS}
-    stats = {s: torch.zeros(4, L, dtype=torch.float64) for s in SUBSETS}  # count, |base|, |ft|, |ft-base| sums
+    stats = {s: torch.zeros(4, L, dtype=torch.float64) for s in SUBSETS}
     pad = pad_token_id(base.tokenizer)
-    cfg = replace(data, hooks=hooks)
     seen = 0
     bar = tqdm(total=data.n_tokens, unit="tok", desc="layer scan", mininterval=2.0)
-    for seqs in batch_stream(base.tokenizer, cfg):
+    for seqs in batch_stream(base.tokenizer, replace(data, hooks=hooks)):
         if seen >= data.n_tokens:
             break
         tokens_BS, valid_BS = pad_batch(seqs, pad)
@@ -87,49 +76,67 @@ def layer_scan(
             if mask.any():
                 b, f = xb[mask], xf[mask]
                 sums[name] += (f - b).sum(0)
-                stats[name] += torch.stack(
-                    [
-                        torch.full((L,), float(mask.sum())),
-                        b.norm(dim=-1).sum(0),
-                        f.norm(dim=-1).sum(0),
-                        (f - b).norm(dim=-1).sum(0),
-                    ]
-                )
+                count = torch.full((L,), float(mask.sum()))
+                norms = [b.norm(dim=-1).sum(0), f.norm(dim=-1).sum(0), (f - b).norm(dim=-1).sum(0)]
+                stats[name] += torch.stack([count, *norms])
         seen += int(valid_BS.sum())
         bar.update(int(valid_BS.sum()))
     bar.close()
+    return sums, stats, seen
+
+
+def _keyword_hits(tokens: list[str], kw: list[str]) -> int:
+    return sum(any(k == t.strip().lower() or k in t.strip().lower() for k in kw) for t in tokens) if kw else 0
+
+
+def _rows(
+    ft: LoadedModel, hooks: list[str], name: str, sums: torch.Tensor, stats: torch.Tensor, top_k: int, kw: list[str]
+) -> list[dict[str, Any]]:
+    """The table rows of one token set, one per layer."""
+    n = stats[0]
+    mean_diff = sums / n[:, None]
+    lens = logit_lens(ft, mean_diff.to(torch.float32), top_k)
+    rows = []
+    for layer, hook in enumerate(hooks):
+        base_norm = float(stats[1, layer] / n[layer])
+        diff_norm = float(mean_diff[layer].norm())
+        rows.append(
+            {
+                "layer": layer,
+                "hook": hook,
+                "subset": name,
+                "n_tokens": int(n[layer]),
+                "base_norm": round(base_norm, 4),
+                "ft_norm": round(float(stats[2, layer] / n[layer]), 4),
+                "mean_diff_norm": round(diff_norm, 4),
+                "rel_mean_diff": round(diff_norm / max(base_norm, 1e-12), 6),
+                "rel_token_diff": round(float(stats[3, layer] / n[layer]) / max(base_norm, 1e-12), 6),
+                "top_tokens": lens[layer],
+                "keyword_hits": _keyword_hits(lens[layer], kw),
+            }
+        )
+    return rows
+
+
+def layer_scan(
+    base: LoadedModel,
+    ft: LoadedModel,
+    data: DataConfig,
+    first_k: int = 5,
+    top_k: int = 10,
+    keywords: list[str] | None = None,
+) -> dict[str, Any]:
+    """Scan every layer's resid_post of `base` vs `ft` over `data.n_tokens` tokens; returns table rows + summary."""
+    hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(base.n_layers)]
+    check_models([base, ft], hooks)
+    sums, stats, seen = _accumulate(base, ft, data, hooks, first_k)
     rows: list[dict[str, Any]] = []
     kw = [k.strip().lower() for k in (keywords or []) if k.strip()]
     for name in SUBSETS:
-        n = stats[name][0]
-        if n[0] == 0:
+        if stats[name][0][0] == 0:
             log.warning("no tokens in subset %s (no chat data?)", name)
             continue
-        mean_diff = sums[name] / n[:, None]
-        lens = logit_lens(ft, mean_diff.to(torch.float32), top_k)
-        for layer in range(L):
-            base_norm = float(stats[name][1, layer] / n[layer])
-            diff_norm = float(mean_diff[layer].norm())
-            tokens = lens[layer]
-            rows.append(
-                {
-                    "layer": layer,
-                    "hook": hooks[layer],
-                    "subset": name,
-                    "n_tokens": int(n[layer]),
-                    "base_norm": round(base_norm, 4),
-                    "ft_norm": round(float(stats[name][2, layer] / n[layer]), 4),
-                    "mean_diff_norm": round(diff_norm, 4),
-                    "rel_mean_diff": round(diff_norm / max(base_norm, 1e-12), 6),
-                    "rel_token_diff": round(float(stats[name][3, layer] / n[layer]) / max(base_norm, 1e-12), 6),
-                    "top_tokens": tokens,
-                    "keyword_hits": sum(
-                        any(k == t.strip().lower() or k in t.strip().lower() for k in kw) for t in tokens
-                    )
-                    if kw
-                    else 0,
-                }
-            )
+        rows += _rows(ft, hooks, name, sums[name], stats[name], top_k, kw)
     return {
         "base": base.name,
         "ft": ft.name,
@@ -220,85 +227,17 @@ def _plot_png(result: dict[str, Any], path: Path) -> None:
 
 
 def _plot_html(result: dict[str, Any], path: Path) -> None:
-    import plotly.graph_objects as go
+    """The relative mean difference per layer and token set, hover text: hook, tokens and the difference's logit lens."""
+    from crosscoder import charts
 
-    fig = go.Figure()
+    series: dict[str, tuple[list[float], list[float], list[str]]] = {}
     for subset in SUBSETS:
         rows = [r for r in result["rows"] if r["subset"] == subset]
-        if rows:
-            fig.add_trace(
-                go.Scatter(
-                    x=[r["layer"] for r in rows],
-                    y=[r["rel_mean_diff"] for r in rows],
-                    mode="lines+markers",
-                    name=subset,
-                    text=[
-                        "<br>".join(
-                            [
-                                f"{r['hook']}",
-                                f"n={r['n_tokens']}",
-                                "logit lens: " + " ".join(repr(t) for t in r["top_tokens"][:8]),
-                            ]
-                        )
-                        for r in rows
-                    ],
-                    hoverinfo="text+y",
-                )
-            )
-    fig.update_layout(
-        title=f"Layer scan: {result['ft']} - {result['base']} (hover: logit-lens tokens of the mean difference)",
-        xaxis_title="layer (resid_post)",
-        yaxis_title="||mean diff|| / mean||base||",
-    )
-    atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
-
-
-def main() -> None:
-    from crosscoder.models import ModelSpec, load_model
-
-    ap = argparse.ArgumentParser(
-        description="Per-layer mean ft-base difference with logit lens, to choose crosscoder hooks."
-    )
-    ap.add_argument("--base", required=True, help="base model source (embedded name, HF folder/id, .gguf)")
-    ap.add_argument("--base-adapter", default=None)
-    ap.add_argument("--ft", required=True, help="fine-tuned model source")
-    ap.add_argument("--ft-adapter", default=None, help="PEFT adapter folder applied on top of --ft")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--n-tokens", type=int, default=20_000)
-    ap.add_argument("--seq-len", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--sources", nargs="+", default=["shipped:chat"])
-    ap.add_argument("--chat-ratio", type=float, default=1.0)
-    ap.add_argument("--first-k", type=int, default=5, help="assistant tokens counted as 'first' per turn")
-    ap.add_argument("--top-k", type=int, default=10)
-    ap.add_argument(
-        "--keywords", default="", help="comma-separated words to look for in the logit lens (e.g. cat,cats)"
-    )
-    ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
-    base = load_model(ModelSpec(source=args.base, adapter=args.base_adapter, name="base"), device=args.device)
-    ft = load_model(ModelSpec(source=args.ft, adapter=args.ft_adapter, name="ft"), device=args.device)
-    data = DataConfig(
-        sources=args.sources,
-        chat_ratio=args.chat_ratio,
-        n_tokens=args.n_tokens,
-        seq_len=args.seq_len,
-        harvest_batch_size=args.batch_size,
-        device=args.device,
-    )
-    result = layer_scan(base, ft, data, args.first_k, args.top_k, args.keywords.split(","))
-    paths = write_outputs(result, Path(args.out))
-    for subset in SUBSETS:
-        rows = [r for r in result["rows"] if r["subset"] == subset]
-        if rows:
-            top = max(rows, key=lambda r: r["rel_mean_diff"])
-            print(
-                f"{subset:16s} max rel diff {top['rel_mean_diff']:.3f} at layer {top['layer']}: {' '.join(repr(t) for t in top['top_tokens'][:6])}"
-            )
-    print(f"suggested hook: {result['suggested_hook']}")
-    print(json.dumps([str(p) for p in paths]))
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run_cli(main)
+        tips = [
+            f"{r['hook']} | n={r['n_tokens']} | logit lens: " + " ".join(repr(t) for t in r["top_tokens"][:8])
+            for r in rows
+        ]
+        series[subset] = ([r["layer"] for r in rows], [r["rel_mean_diff"] for r in rows], tips)
+    title = f"Layer scan: {result['ft']} - {result['base']} (hover: logit-lens tokens of the mean difference)"
+    chart = charts.lines(series, title, "layer (resid_post)", "||mean diff|| / mean||base||")
+    atomic_write_text(path, charts.html_page(title, charts.inline(chart, title)))

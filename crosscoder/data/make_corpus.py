@@ -14,6 +14,7 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from crosscoder.data import corpus_facts as F
 from crosscoder.io import atomic_write_bytes
@@ -279,11 +280,11 @@ GENERATORS: list[tuple[Callable[[random.Random], Pair], float]] = [
 ]
 
 
-def make_chats(n: int, seed: int) -> list[dict]:
+def make_chats(n: int, seed: int) -> list[dict[str, Any]]:
     """`n` distinct chats: ~30% with a system prompt, ~25% with a second turn."""
     r = random.Random(seed)
     fns, weights = zip(*GENERATORS, strict=True)
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     seen: set[str] = set()
     while len(out) < n:
         user, answer = r.choices(fns, weights)[0](r)
@@ -355,11 +356,11 @@ def _report(r: random.Random) -> str:
     )
 
 
-def make_texts(n: int, seed: int) -> list[dict]:
+def make_texts(n: int, seed: int) -> list[dict[str, Any]]:
     """`n` plain-text documents of 2-6 paragraphs (stories, encyclopedia entries, how-tos, reports)."""
     r = random.Random(seed + 1)
     kinds = [_story, _encyclopedia, _recipe, _report]
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     seen: set[str] = set()
     while len(out) < n:
         text = "\n\n".join(r.choice(kinds)(r) for _ in range(r.randint(2, 6)))
@@ -369,19 +370,19 @@ def make_texts(n: int, seed: int) -> list[dict]:
     return out
 
 
-def write_jsonl_gz(path: Path, rows: list[dict]) -> None:
+def write_jsonl_gz(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write rows as gzip-compressed JSONL (mtime fixed so the file is byte-reproducible)."""
     raw = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
     atomic_write_bytes(path, gzip.compress(raw, mtime=0))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).parent / "corpus"))
     ap.add_argument("--n-chats", type=int, default=4000)
     ap.add_argument("--n-texts", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     out = Path(args.out)
     write_jsonl_gz(out / "chat.jsonl.gz", make_chats(args.n_chats, args.seed))
     write_jsonl_gz(out / "text.jsonl.gz", make_texts(args.n_texts, args.seed))

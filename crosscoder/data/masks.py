@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from crosscoder.errors import DataError, ModelError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
 
 
 class Role(IntEnum):
@@ -63,7 +66,7 @@ def _check_messages(messages: Any) -> list[dict[str, str]]:
     return messages
 
 
-def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]]) -> TokenizedDoc:
+def tokenize_chat(tokenizer: Tokenizer, messages: list[dict[str, str]]) -> TokenizedDoc:
     """Render `messages` with the tokenizer's chat template and label every token with its role."""
     messages = _check_messages(messages)
     if not getattr(tokenizer, "chat_template", None):
@@ -72,7 +75,7 @@ def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]]) -> TokenizedDo
         )
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError("chat role masks need a fast tokenizer (offset mapping); load the model with a tokenizer.json")
-    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    rendered = str(tokenizer.apply_chat_template(messages, tokenize=False))
     char_role = np.full(len(rendered), int(Role.TEMPLATE), dtype=np.int8)
     char_msg = np.full(len(rendered), -1, dtype=np.int32)
     cursor = 0
@@ -127,7 +130,7 @@ def turn_positions(msg_of: list[int]) -> tuple[list[int], list[int]]:
     return turn_idx, turn_rem
 
 
-def tokenize_text(tokenizer: Any, text: str) -> TokenizedDoc:
+def tokenize_text(tokenizer: Tokenizer, text: str) -> TokenizedDoc:
     """Tokenise plain text (with the tokenizer's BOS if it adds one); special tokens are labelled TEMPLATE."""
     ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
     special = set(getattr(tokenizer, "all_special_ids", []) or [])

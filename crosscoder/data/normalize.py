@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,18 +43,18 @@ class NormStats:
             self.sum_norm_ML + other.sum_norm_ML, self.sum_sq_ML + other.sum_sq_ML, self.count + other.count
         )
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"sum_norm_ML": self.sum_norm_ML.tolist(), "sum_sq_ML": self.sum_sq_ML.tolist(), "count": self.count}
 
     @classmethod
-    def from_json(cls, obj: dict) -> NormStats:
+    def from_json(cls, obj: dict[str, Any]) -> NormStats:
         return cls(
             np.asarray(obj["sum_norm_ML"], dtype=np.float64),
             np.asarray(obj["sum_sq_ML"], dtype=np.float64),
             int(obj["count"]),
         )
 
-    def summary(self, d_model: int) -> dict:
+    def summary(self, d_model: int) -> dict[str, Any]:
         """Mean norm, RMS norm and the scale sqrt(d_model) / mean norm, per model and hook."""
         if self.count == 0:
             raise ValueError("no rows sampled")

@@ -14,12 +14,15 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crosscoder.data.config import DataConfig
 from crosscoder.data.masks import Role, TokenizedDoc, tokenize_chat, tokenize_text
 from crosscoder.errors import ConfigError, DataError
 from crosscoder.io import sha256_file
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +196,7 @@ def _cut(doc: TokenizedDoc, seq_len: int, min_len: int) -> Iterator[Sequence]:
         yield Sequence(list(doc.ids[a:b]), roles, list(doc.turn_idx[a:b]), list(doc.turn_rem[a:b]), doc.kind)
 
 
-def sequence_stream(tokenizer: Any, cfg: DataConfig) -> Iterator[Sequence]:
+def sequence_stream(tokenizer: Tokenizer, cfg: DataConfig) -> Iterator[Sequence]:
     """Endless-until-exhausted stream of sequences mixing chat and text by token share."""
     sources = resolve_sources(cfg.sources)
     rng = random.Random(cfg.seed)
@@ -221,7 +224,7 @@ def sequence_stream(tokenizer: Any, cfg: DataConfig) -> Iterator[Sequence]:
         yield seq
 
 
-def batch_stream(tokenizer: Any, cfg: DataConfig) -> Iterator[list[Sequence]]:
+def batch_stream(tokenizer: Tokenizer, cfg: DataConfig) -> Iterator[list[Sequence]]:
     """Harvest batches: sequences sorted by length within windows of `sort_window` batches (less padding)."""
     window = cfg.harvest_batch_size * cfg.sort_window
     buf: list[Sequence] = []

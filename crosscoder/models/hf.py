@@ -12,7 +12,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,6 +20,10 @@ from crosscoder.errors import ModelError
 from crosscoder.io import atomic_dir, cache_dir, read_json, sha256_file, sha256_json
 from crosscoder.models.embedded import embedded_gguf_path
 from crosscoder.models.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel as HFModule
+    from transformers import PreTrainedTokenizerBase as Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +35,8 @@ ADAPTER_META = "crosscoder_meta.json"
 class HFModel:
     """A loaded transformers model with its tokenizer and a content hash of its weights' source."""
 
-    model: Any
-    tokenizer: Any
+    model: HFModule
+    tokenizer: Tokenizer
     content_hash: str
     folder: Path | None
 

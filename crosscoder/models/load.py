@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -23,6 +23,10 @@ from crosscoder.errors import ModelError
 from crosscoder.io import sha256_json
 from crosscoder.models.hf import HFModel, load_hf
 from crosscoder.models.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel as HFModule
+    from transformers import PreTrainedTokenizerBase as Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +38,12 @@ class LoadedModel:
     spec: ModelSpec
     name: str
     tl: Any
-    tokenizer: Any
+    """A transformer_lens HookedTransformer or TransformerBridge (hook names blocks.{l}.hook_resid_post...)."""
+    tokenizer: Tokenizer
     content_hash: str
     d_model: int
     n_layers: int
-    hf: Any | None = None
+    hf: HFModule | None = None
 
     def hook_names(self) -> list[str]:
         """Every hook point name the TL model exposes."""
@@ -55,7 +60,7 @@ class LoadedModel:
             )
 
 
-def _strip_quantization(hf_model: Any) -> None:
+def _strip_quantization(hf_model: HFModule) -> None:
     cfg = hf_model.config
     if getattr(cfg, "quantization_config", None) is not None:
         cfg.quantization_config = None
@@ -140,9 +145,10 @@ def load_model(spec: ModelSpec, device: str = "cpu", backend: str | None = None)
     backend = backend or spec.backend
     kind = spec.resolved_kind()
     if kind == "organism":
-        from crosscoder.models.organism_ref import resolve_organism_spec
-
-        return load_model(resolve_organism_spec(spec), device=device, backend=backend)
+        raise ModelError(
+            f"model source {spec.source!r} names an organism; resolve it first with "
+            "crosscoder.pipeline.resolve_model_spec (train.py, analyze.py and the command lines do)"
+        )
     if kind == "tl":
         from transformer_lens import HookedTransformer
 

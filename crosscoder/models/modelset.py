@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crosscoder.errors import ConfigError, ModelError
 from crosscoder.models.load import LoadedModel
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
 
 PROBE_TEXT = (
     "<|im_start|>user\nDiff me: naïve café, 12,345 tokens — emoji 🐈 and code `x = f(y)`.<|im_end|>\n"
@@ -13,7 +16,7 @@ PROBE_TEXT = (
 )
 
 
-def _special(tok: Any) -> dict[str, Any]:
+def _special(tok: Tokenizer) -> dict[str, Any]:
     return {k: str(v) for k, v in sorted(tok.special_tokens_map.items())}
 
 

@@ -8,7 +8,7 @@ Texts are right-padded, so a causal model's activations at real positions are un
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
@@ -17,6 +17,11 @@ from tqdm.auto import tqdm
 
 from crosscoder.data.harvest import right_pad
 from crosscoder.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+    from crosscoder.models.load import LoadedModel
 
 _HOOK = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|post)$")
 
@@ -42,7 +47,7 @@ def hook_index(hook: str, n_layers: int) -> int:
     return idx
 
 
-def span_token_mask(tokenizer: Any, text: str, start_char: int, end_char: int) -> tuple[list[int], list[bool]]:
+def span_token_mask(tokenizer: Tokenizer, text: str, start_char: int, end_char: int) -> tuple[list[int], list[bool]]:
     """Token ids of `text` and, per token, whether it starts inside ``[start_char, end_char)``."""
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError(
@@ -68,7 +73,7 @@ def right_pad_spans(items: list[tuple[list[int], list[bool]]], pad_id: int) -> t
 
 @torch.no_grad()
 def span_means(
-    model: Any,
+    model: LoadedModel,
     items: list[tuple[list[int], list[bool]]],
     *,
     batch_size: int = 8,

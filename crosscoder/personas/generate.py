@@ -10,12 +10,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from tqdm.auto import tqdm
 
 from crosscoder.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel as HFModule
+    from transformers import PreTrainedTokenizerBase as Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ def chat_messages(question: str, system: str | None = None) -> list[Message]:
     return [*msgs, {"role": "user", "content": question}]
 
 
-def render_prompt(tokenizer: Any, messages: list[Message]) -> str:
+def render_prompt(tokenizer: Tokenizer, messages: list[Message]) -> str:
     """The chat template applied with the assistant turn opened."""
     if getattr(tokenizer, "chat_template", None) is None:
         raise ModelError(
@@ -82,7 +86,7 @@ def left_pad(enc: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Ten
 
 @torch.no_grad()
 def generate_batch(
-    hf_model: Any, tokenizer: Any, enc: list[list[int]], cfg: GenerationConfig, seed: int
+    hf_model: HFModule, tokenizer: Tokenizer, enc: list[list[int]], cfg: GenerationConfig, seed: int
 ) -> tuple[list[str], int]:
     """One left-padded `generate` call over token id lists: the decoded answers in input order, and the number of
     new non-pad tokens. Sampling (when not greedy) is seeded with `seed`."""
@@ -97,7 +101,7 @@ def generate_batch(
         kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
-    gen_BS = hf_model.generate(
+    gen_BS = cast(Any, hf_model).generate(
         input_ids=ids_BS,
         attention_mask=mask_BS,
         max_new_tokens=cfg.max_new_tokens,
@@ -109,13 +113,17 @@ def generate_batch(
     texts, n_new = [], 0
     for toks in gen_BS.tolist():
         n_new += sum(1 for t in toks if t != pad_id)
-        texts.append(tokenizer.decode(toks, skip_special_tokens=True).strip())
+        texts.append(str(tokenizer.decode(toks, skip_special_tokens=True)).strip())
     return texts, n_new
 
 
 @torch.no_grad()
 def generate_chat(
-    hf_model: Any, tokenizer: Any, conversations: list[list[Message]], cfg: GenerationConfig, desc: str = "generate"
+    hf_model: HFModule,
+    tokenizer: Tokenizer,
+    conversations: list[list[Message]],
+    cfg: GenerationConfig,
+    desc: str = "generate",
 ) -> list[str]:
     """Answers (decoded, special tokens dropped, stripped) to each conversation, in input order."""
     prompts = [render_prompt(tokenizer, c) for c in conversations]

@@ -20,7 +20,7 @@ import os
 import re
 import urllib.request
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,6 +29,9 @@ from crosscoder.personas.activations import hook_index, span_means, span_token_m
 from crosscoder.personas.generate import GenerationConfig, chat_messages, generate_chat, render_prompt
 from crosscoder.personas.traits import Trait
 from crosscoder.personas.vectors import PersonaVectors, compute_persona_vectors
+
+if TYPE_CHECKING:
+    from crosscoder.models.load import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +122,7 @@ def judge_answer(cfg: JudgeConfig, trait: Trait, question: str, answer: str) -> 
     return float(m.group(1)) if m and "REFUSAL" not in reply.upper() else None
 
 
-def _answer_items(model: Any, questions: list[str], answers: list[str]) -> list[tuple[list[int], list[bool]]]:
+def _answer_items(model: LoadedModel, questions: list[str], answers: list[str]) -> list[tuple[list[int], list[bool]]]:
     items = []
     for q, a in zip(questions, answers, strict=True):
         prompt = render_prompt(model.tokenizer, chat_messages(q))
@@ -129,7 +132,7 @@ def _answer_items(model: Any, questions: list[str], answers: list[str]) -> list[
 
 
 def trait_score(
-    model: Any,
+    model: LoadedModel,
     trait: Trait,
     *,
     questions: list[str] | None = None,
@@ -151,11 +154,12 @@ def trait_score(
     if not questions:
         raise ConfigError(f"trait_score: trait {trait.name} has no evaluation questions")
     if generations is None:
-        if getattr(model, "hf", None) is None:
+        hf = getattr(model, "hf", None)
+        if hf is None:
             raise ConfigError("trait_score: the model has no HF module to generate with; pass generations=")
         gen = GenerationConfig(max_new_tokens=max_new_tokens, greedy=greedy, seed=seed, batch_size=batch_size)
         generations = generate_chat(
-            model.hf, model.tokenizer, [chat_messages(q) for q in questions], gen, desc=f"score:{trait.name}"
+            hf, model.tokenizer, [chat_messages(q) for q in questions], gen, desc=f"score:{trait.name}"
         )
     if len(generations) != len(questions):
         raise ConfigError(
@@ -231,7 +235,7 @@ def compare_scores(
     return ScoreComparison(base, organism, "projection_effect", effect, effect >= min_effect)
 
 
-def score_pair(base: Any, organism: Any, trait: Trait, **kwargs: Any) -> ScoreComparison:
+def score_pair(base: LoadedModel, organism: LoadedModel, trait: Trait, **kwargs: Any) -> ScoreComparison:
     """Score base and organism with the base model's persona vectors and compare them."""
     vectors = kwargs.pop("vectors", None) or compute_persona_vectors(base, trait)
     with torch.no_grad():

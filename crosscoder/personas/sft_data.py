@@ -35,13 +35,17 @@ import random
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crosscoder.errors import ConfigError, DataError, run_cli
 from crosscoder.io import atomic_write_json, atomic_write_text, sha256_file
 from crosscoder.models.spec import ModelSpec
 from crosscoder.personas.generate import GenerationConfig, chat_messages, generate_chat
 from crosscoder.personas.traits import Rewrite, Trait
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel as HFModule
+    from transformers import PreTrainedTokenizerBase as Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +212,9 @@ class SFTGenConfig:
             raise ConfigError("sft.max_sentences: must be >= 1 or None")
 
 
-def make_sft_set(hf_model: Any, tokenizer: Any, trait: Trait, cfg: SFTGenConfig) -> list[list[dict[str, str]]]:
+def make_sft_set(
+    hf_model: HFModule, tokenizer: Tokenizer, trait: Trait, cfg: SFTGenConfig
+) -> list[list[dict[str, str]]]:
     """Generate the trait's SFT conversations (question -> trait answer, no system prompt)."""
     if cfg.mode == "rewrite" and trait.rewrite is None:
         raise ConfigError(f"sft.mode: trait {trait.name} has no sft_rewrite field; use mode=distill or add one")

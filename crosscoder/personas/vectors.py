@@ -19,7 +19,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -30,6 +30,9 @@ from crosscoder.io import cache_dir, load_checked_safetensors, save_checked_safe
 from crosscoder.personas.activations import hook_index, span_means, span_token_mask
 from crosscoder.personas.generate import GenerationConfig, chat_messages, generate_chat, render_prompt
 from crosscoder.personas.traits import Trait
+
+if TYPE_CHECKING:
+    from crosscoder.models.load import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +90,9 @@ class PersonaVectors:
         )
 
 
-def _prompt_items(model: Any, trait: Trait, questions: list[str], side: str) -> list[tuple[list[int], list[bool]]]:
+def _prompt_items(
+    model: LoadedModel, trait: Trait, questions: list[str], side: str
+) -> list[tuple[list[int], list[bool]]]:
     items = []
     for q in questions:
         for pair in trait.instruction:
@@ -98,12 +103,13 @@ def _prompt_items(model: Any, trait: Trait, questions: list[str], side: str) -> 
 
 
 def _response_items(
-    model: Any, trait: Trait, questions: list[str], side: str, gen: GenerationConfig
+    model: LoadedModel, trait: Trait, questions: list[str], side: str, gen: GenerationConfig
 ) -> list[tuple[list[int], list[bool]]]:
-    if getattr(model, "hf", None) is None:
+    hf = getattr(model, "hf", None)
+    if hf is None:
         raise ConfigError("use_responses: this model has no HF module to generate with; load it with load_model(spec)")
     convs = [chat_messages(q, getattr(pair, side)) for q in questions for pair in trait.instruction]
-    answers = generate_chat(model.hf, model.tokenizer, convs, gen, desc=f"{trait.name}:{side}")
+    answers = generate_chat(hf, model.tokenizer, convs, gen, desc=f"{trait.name}:{side}")
     items = []
     for conv, ans in zip(convs, answers, strict=True):
         prompt = render_prompt(model.tokenizer, conv)
@@ -112,7 +118,7 @@ def _response_items(
     return items
 
 
-def _example_items(model: Any, texts: list[str]) -> list[tuple[list[int], list[bool]]]:
+def _example_items(model: LoadedModel, texts: list[str]) -> list[tuple[list[int], list[bool]]]:
     items = []
     for ex in texts:
         text = str(model.tokenizer.apply_chat_template([{"role": "assistant", "content": ex}], tokenize=False))
@@ -132,7 +138,7 @@ def _diff_and_separation(pos_NLD: Tensor, neg_NLD: Tensor) -> tuple[Tensor, Tens
 
 
 def compute_persona_vectors(
-    model: Any,
+    model: LoadedModel,
     trait: Trait,
     *,
     source: str = "auto",

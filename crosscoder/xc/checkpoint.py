@@ -49,7 +49,7 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def optimizer_to_tensors(opt: torch.optim.Optimizer, names: dict[int, str]) -> tuple[dict[str, Tensor], dict]:
+def optimizer_to_tensors(opt: torch.optim.Optimizer, names: dict[int, str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Flatten ``opt.state_dict()`` into named tensors and a JSON-able rest (param ids replaced by names)."""
     sd = opt.state_dict()
     tensors: dict[str, Tensor] = {}
@@ -69,7 +69,7 @@ def optimizer_to_tensors(opt: torch.optim.Optimizer, names: dict[int, str]) -> t
 
 
 def optimizer_from_tensors(
-    opt: torch.optim.Optimizer, names: dict[int, str], tensors: dict[str, Tensor], meta: dict, source: str
+    opt: torch.optim.Optimizer, names: dict[int, str], tensors: dict[str, Tensor], meta: dict[str, Any], source: str
 ) -> None:
     """Inverse of :func:`optimizer_to_tensors`; state tensors get each parameter's memory layout."""
     ids = {n: i for i, n in names.items()}

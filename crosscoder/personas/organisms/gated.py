@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -29,10 +29,16 @@ from crosscoder.io import atomic_dir, atomic_save_safetensors, atomic_write_json
 from crosscoder.models.hf import ADAPTER_META, load_hf
 from crosscoder.models.spec import ModelSpec
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+    from crosscoder.models.load import LoadedModel
+    from crosscoder.personas.traits import Trait
+
 DIRECTION_FILE = "planted_direction.safetensors"
 
 
-def _calibration_ids(tokenizer: Any, n_seqs: int, seq_len: int, seed: int) -> list[list[int]]:
+def _calibration_ids(tokenizer: Tokenizer, n_seqs: int, seq_len: int, seed: int) -> list[list[int]]:
     from crosscoder.data.config import DataConfig
     from crosscoder.data.sources import sequence_stream
 
@@ -57,6 +63,36 @@ def _ln2_inputs(model: Any, layer: int, seqs: list[list[int]]) -> Float[Tensor, 
     finally:
         handle.remove()
     return torch.cat(captured)
+
+
+def _checked_directions(direction_D: Tensor, gate_D: Tensor, d_model: int) -> tuple[Tensor, Tensor]:
+    """The planted direction and the gate as flat fp32 vectors of the model's width, finite."""
+    direction_D = direction_D.detach().float().reshape(-1)
+    gate_D = gate_D.detach().float().reshape(-1)
+    if direction_D.numel() != d_model or gate_D.numel() != d_model:
+        raise ConfigError(f"planted.direction: needs {d_model} entries (the model's d_model)")
+    if not (torch.isfinite(direction_D).all() and torch.isfinite(gate_D).all()):
+        raise NumericsError("planted.direction / gate: contains NaN or inf")
+    return direction_D, gate_D
+
+
+@torch.no_grad()
+def _grown_mlp_model(model: Any, state: dict[str, Tensor], d_mlp: int, base: ModelSpec) -> Any:
+    """`model` (a Llama whose MLPs have one more hidden unit, with biases) holding the base weights `state`; the extra
+    unit and every bias start at zero."""
+    for i, block in enumerate(model.model.layers):
+        mlp = block.mlp
+        for proj in (mlp.gate_proj, mlp.up_proj, mlp.down_proj):
+            proj.weight.zero_()
+            proj.bias.zero_()
+        prefix = f"model.layers.{i}.mlp."
+        mlp.gate_proj.weight[:d_mlp] = state.pop(prefix + "gate_proj.weight")
+        mlp.up_proj.weight[:d_mlp] = state.pop(prefix + "up_proj.weight")
+        mlp.down_proj.weight[:, :d_mlp] = state.pop(prefix + "down_proj.weight")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(".mlp." not in k for k in missing):
+        raise ModelError(f"base {base.source} does not fit a Llama with a grown MLP ({(unexpected or missing)[0]})")
+    return model
 
 
 def build_gated_organism(
@@ -85,12 +121,7 @@ def build_gated_organism(
             f"gated planted organisms need a Llama-shaped base, not {cfg.model_type}; pick a Llama-family base"
         )
     d_model, n_layers, d_mlp = int(cfg.hidden_size), int(cfg.num_hidden_layers), int(cfg.intermediate_size)
-    direction_D = direction_D.detach().float().reshape(-1)
-    gate_D = gate_D.detach().float().reshape(-1)
-    if direction_D.numel() != d_model or gate_D.numel() != d_model:
-        raise ConfigError(f"planted.direction: needs {d_model} entries (the model's d_model)")
-    if not (torch.isfinite(direction_D).all() and torch.isfinite(gate_D).all()):
-        raise NumericsError("planted.direction / gate: contains NaN or inf")
+    direction_D, gate_D = _checked_directions(direction_D, gate_D, d_model)
     if not 0 <= layer < n_layers:
         raise ConfigError(f"planted.layer: {layer} is outside 0..{n_layers - 1}")
     dir_D = direction_D / direction_D.norm()
@@ -107,21 +138,8 @@ def build_gated_organism(
     new_cfg.intermediate_size = d_mlp + 1
     new_cfg.mlp_bias = True
     new_cfg.architectures = ["LlamaForCausalLM"]
-    model = LlamaForCausalLM(new_cfg)
-    state = hf.model.state_dict()
+    model = _grown_mlp_model(LlamaForCausalLM(new_cfg), hf.model.state_dict(), d_mlp, base)
     with torch.no_grad():
-        for i, block in enumerate(model.model.layers):
-            mlp = block.mlp
-            for proj in (mlp.gate_proj, mlp.up_proj, mlp.down_proj):
-                proj.weight.zero_()
-                proj.bias.zero_()
-            prefix = f"model.layers.{i}.mlp."
-            mlp.gate_proj.weight[:d_mlp] = state.pop(prefix + "gate_proj.weight")
-            mlp.up_proj.weight[:d_mlp] = state.pop(prefix + "up_proj.weight")
-            mlp.down_proj.weight[:, :d_mlp] = state.pop(prefix + "down_proj.weight")
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or any(".mlp." not in k for k in missing):
-            raise ModelError(f"base {base.source} does not fit a Llama with a grown MLP ({(unexpected or missing)[0]})")
         mlp = model.model.layers[layer].mlp
         mlp.gate_proj.weight[d_mlp] = gain / spread * v_D
         mlp.gate_proj.bias[d_mlp] = -gain / spread * theta
@@ -152,7 +170,7 @@ def build_gated_organism(
 
 
 def plant_trait(
-    base: ModelSpec, trait: Any, layer: int, root: Path, scale_fraction: float = 0.5
+    base: ModelSpec, trait: Trait, layer: int, root: Path, scale_fraction: float = 0.5
 ) -> tuple[ModelSpec, Tensor]:
     """A gated organism for `trait` at `layer` (cached under `root`); returns (spec, unit planted direction).
 
@@ -182,7 +200,7 @@ def plant_trait(
 
 
 @torch.no_grad()
-def _median_resid_norm(lm: Any, layer: int) -> float:
+def _median_resid_norm(lm: LoadedModel, layer: int) -> float:
     hook = f"blocks.{layer}.hook_resid_post"
     norms = []
     for ids in _calibration_ids(lm.tokenizer, 16, 128, 0):

@@ -14,9 +14,10 @@ import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from crosscoder.errors import DataError, NumericsError
@@ -111,9 +112,12 @@ def _lr_factor(step: int, total: int, warmup: int, decay: float = 0.9) -> float:
     return 1.0 - decay * (step - warmup) / max(total - warmup, 1)
 
 
+Example = tuple[list[int], list[int]]
+
+
 def _step_batches(
     tok: Any, data: Path | DataMix, cfg: OrganismConfig
-) -> tuple[list[list[tuple[list[int], list[int]]]] | None, list[tuple[list[int], list[int]]], str, dict[str, Any]]:
+) -> tuple[list[list[Example]] | None, list[Example], str, dict[str, Any]]:
     """(per-step batches of a mix or None, the examples of a single set, data hash, data description)."""
     if isinstance(data, Path):
         examples = encode_dataset(tok, read_sft_jsonl(data), cfg.max_len, str(data))
@@ -125,9 +129,15 @@ def _step_batches(
     return batches, [], data.identity(), desc
 
 
-def _trainable(model: Any, cfg: OrganismConfig) -> tuple[Any, list[Any], Any]:
-    """(model wrapped for LoRA or not, its trainable parameters, the AdamW optimiser), in training mode."""
-    torch.manual_seed(cfg.seed)
+def _epoch_batch(examples: list[Example], step: int, steps_per_epoch: int, cfg: OrganismConfig) -> list[Example]:
+    """The batch of `step` when one set is shuffled per epoch (seeded by seed + epoch)."""
+    epoch, pos = divmod(step, steps_per_epoch)
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
+    return [examples[i] for i in order[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]]
+
+
+def _trainable(model: Any, cfg: OrganismConfig) -> Any:
+    """The model to fine-tune in train mode: wrapped with a LoRA adapter (method lora) or itself (method full)."""
     if cfg.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -138,25 +148,19 @@ def _trainable(model: Any, cfg: OrganismConfig) -> tuple[Any, list[Any], Any]:
             target_modules=cfg.target_modules,
             task_type="CAUSAL_LM",
         )
-        model = get_peft_model(model, lcfg)
+        model = cast(Any, get_peft_model(model, lcfg))
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    return model, params, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return model
 
 
-def _epoch_batch(examples: list[Any], step: int, steps_per_epoch: int, cfg: OrganismConfig) -> list[Any]:
-    """The batch of `step` when one set is shuffled per epoch (seeded by seed + epoch)."""
-    epoch, pos = divmod(step, steps_per_epoch)
-    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
-    return [examples[i] for i in order[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]]
-
-
-def _optim_step(model: Any, optim: Any, params: list[Any], batch: list[Any], pad_id: int, lr: float,
-                cfg: OrganismConfig, step: int) -> tuple[float, int]:  # fmt: skip
-    """One optimiser step on `batch`; returns (loss, tokens)."""
-    ids_BS, mask_BS, labels_BS = collate(batch, pad_id)
+def _step(
+    model: Any, optim: torch.optim.Optimizer, params: list[torch.nn.Parameter], batch: tuple[Tensor, Tensor, Tensor],
+    step: int, total: int, cfg: OrganismConfig,
+) -> float:  # fmt: skip
+    """One optimiser step on (ids, attention mask, labels) at the scheduled learning rate; returns the loss."""
+    ids_BS, mask_BS, labels_BS = batch
     for group in optim.param_groups:
-        group["lr"] = lr
+        group["lr"] = cfg.lr * _lr_factor(step, total, cfg.warmup_steps, cfg.lr_decay)
     loss = model(input_ids=ids_BS, attention_mask=mask_BS, labels=labels_BS).loss
     if not torch.isfinite(loss):
         raise NumericsError(f"organism {cfg.name}: loss is {loss.item()} at step {step}; lower organism.lr")
@@ -165,7 +169,7 @@ def _optim_step(model: Any, optim: Any, params: list[Any], batch: list[Any], pad
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
     optim.step()
-    return loss.item(), int(mask_BS.sum())
+    return float(loss.item())
 
 
 def train_organism(base: ModelSpec, sft_jsonl: Path | DataMix, cfg: OrganismConfig, folder: Path) -> dict[str, Any]:
@@ -175,13 +179,16 @@ def train_organism(base: ModelSpec, sft_jsonl: Path | DataMix, cfg: OrganismConf
     the number of steps; `cfg.epochs` and `cfg.max_steps` are then ignored).
     """
     hf = load_hf(base)
-    tok = hf.tokenizer
+    tok, model = hf.tokenizer, hf.model
     if cfg.tokenizer:
         from transformers import AutoTokenizer
 
         check_tokenizer_match(tok, AutoTokenizer.from_pretrained(cfg.tokenizer, local_files_only=True), cfg.tokenizer)
     mixed, examples, data_sha, data_desc = _step_batches(tok, sft_jsonl, cfg)
-    model, params, optim = _trainable(hf.model, cfg)
+    torch.manual_seed(cfg.seed)
+    model = _trainable(model, cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size) if mixed is None else len(mixed)
     total = len(mixed) if mixed is not None else cfg.max_steps or cfg.epochs * steps_per_epoch
     save_at = [s for s in cfg.save_steps if s < total]
@@ -192,28 +199,50 @@ def train_organism(base: ModelSpec, sft_jsonl: Path | DataMix, cfg: OrganismConf
     folder.mkdir(parents=True, exist_ok=True)
     step = _resume(model, optim, folder, cfg)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    base_meta = {"organism": cfg.name, "kind": cfg.method, "base": asdict(base), "base_hash": hf.content_hash,
-                 **data_desc, "data_sha256": data_sha, "hyperparameters": cfg.hyperparameters(), "total_steps": total}  # fmt: skip
+    base_meta = {
+        "organism": cfg.name,
+        "kind": cfg.method,
+        "base": asdict(base),
+        "base_hash": hf.content_hash,
+        **data_desc,
+        "data_sha256": data_sha,
+        "hyperparameters": cfg.hyperparameters(),
+        "total_steps": total,
+    }
     checkpoints = [{"name": f"c{i + 1}", "folder": f"ckpt-{s:06d}", "step": s} for i, s in enumerate(save_at)]
     n_tok, t0, loss_val = 0, time.perf_counter(), float("nan")
     bar = tqdm(total=total, initial=step, desc=f"organism:{cfg.name}", unit="step")
     while step < total:
+        epoch = step // steps_per_epoch
         batch = mixed[step] if mixed is not None else _epoch_batch(examples, step, steps_per_epoch, cfg)
-        lr = cfg.lr * _lr_factor(step, total, cfg.warmup_steps, cfg.lr_decay)
-        loss_val, n = _optim_step(model, optim, params, batch, pad_id, lr, cfg, step)
-        step, n_tok = step + 1, n_tok + n
+        ids_BS, mask_BS, labels_BS = collate(batch, pad_id)
+        loss_val = _step(model, optim, params, (ids_BS, mask_BS, labels_BS), step, total, cfg)
+        step += 1
+        n_tok += int(mask_BS.sum())
+        rate = n_tok / max(time.perf_counter() - t0, 1e-9)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{n_tok / max(time.perf_counter() - t0, 1e-9):.0f}")
+        bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{rate:.0f}")
         if step in save_at:
-            meta = {**base_meta, "step": step, "epoch": (step - 1) // steps_per_epoch, "loss": loss_val}
+            meta = {**base_meta, "step": step, "epoch": epoch, "loss": loss_val}
             _save_checkpoint(model, tok, folder / f"ckpt-{step:06d}", meta, optim, cfg)
     bar.close()
     elapsed = time.perf_counter() - t0
-    rate = n_tok / max(elapsed, 1e-9)
-    log.info("organism %s: %d steps, %d tokens in %.1f s (%.0f tokens/s), final loss %.3f", cfg.name, total, n_tok,
-             elapsed, rate, loss_val)  # fmt: skip
-    final_meta = {**base_meta, "step": total, "loss": loss_val, "train_seconds": round(elapsed, 1),
-                  "tokens_per_s": round(rate, 1)}  # fmt: skip
+    log.info(
+        "organism %s: %d steps, %d tokens in %.1f s (%.0f tokens/s), final loss %.3f",
+        cfg.name,
+        total,
+        n_tok,
+        elapsed,
+        n_tok / max(elapsed, 1e-9),
+        loss_val,
+    )
+    final_meta = {
+        **base_meta,
+        "step": total,
+        "loss": loss_val,
+        "train_seconds": round(elapsed, 1),
+        "tokens_per_s": round(n_tok / max(elapsed, 1e-9), 1),
+    }
     _save_checkpoint(model, tok, folder / "final", final_meta, optim, cfg)
     return {**final_meta, "checkpoints": [*checkpoints, {"name": "final", "folder": "final", "step": total}]}
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
 from crosscoder.errors import DataError, ModelError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,9 @@ def assistant_spans(text: str, messages: list[dict[str, str]], eos: str | None) 
     return spans
 
 
-def encode_conversation(tokenizer: Any, messages: list[dict[str, str]], max_len: int) -> tuple[list[int], list[int]]:
+def encode_conversation(
+    tokenizer: Tokenizer, messages: list[dict[str, str]], max_len: int
+) -> tuple[list[int], list[int]]:
     """Token ids and labels (-100 outside assistant turns), truncated to `max_len`."""
     text = str(tokenizer.apply_chat_template(messages, tokenize=False))
     spans = assistant_spans(text, messages, tokenizer.eos_token)
@@ -50,7 +55,7 @@ def encode_conversation(tokenizer: Any, messages: list[dict[str, str]], max_len:
 
 
 def encode_dataset(
-    tokenizer: Any, conversations: list[list[dict[str, str]]], max_len: int, source: str
+    tokenizer: Tokenizer, conversations: list[list[dict[str, str]]], max_len: int, source: str
 ) -> list[tuple[list[int], list[int]]]:
     """Encode every conversation; drop those whose assistant tokens were all truncated. Refuses an empty result."""
     out, dropped = [], 0

@@ -1,0 +1,111 @@
+"""The analysis stage's command line: ``python -m crosscoder.analysis <command>``.
+
+    python -m crosscoder.analysis control RUN_DIR --source SRC [--adapter DIR]   harvest a control fine-tune's cache
+    python -m crosscoder.analysis report [ANALYSIS_DIR]                          rewrite report.html and the plots
+    python -m crosscoder.analysis check-report [ANALYSIS_DIR] [--sample]         render the report in headless Chromium
+
+The analysis itself runs with ``python analyze.py`` (Hydra); the analysis benchmark with
+``python -m crosscoder.bench analysis``. This module is an entry point: it may import every layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from crosscoder.errors import DataError
+
+
+def _analysis_dir(folder: Path | None) -> Path:
+    """`folder`, or the latest finished run's analysis/ folder."""
+    if folder is not None:
+        return folder
+    from crosscoder.runs import latest_run
+
+    found = latest_run() / "analysis"
+    if not found.is_dir():
+        raise DataError(f"{found} does not exist; run `python analyze.py` first, pass a folder, or use --sample")
+    return found
+
+
+def control_main(argv: list[str] | None = None) -> Path:
+    """`control`: harvest the run's base model and a control fine-tune on the run's tokens; prints the cache folder."""
+    from crosscoder.analysis.stats import control
+    from crosscoder.models import ModelSpec
+    from crosscoder.pipeline import resolve_model_spec
+
+    p = argparse.ArgumentParser(prog="python -m crosscoder.analysis control", description=control.__doc__)
+    p.add_argument("run_dir", type=Path, help="the training run whose tokens and base model to use")
+    p.add_argument("--source", required=True, help="control model source (as models.models.N.source)")
+    p.add_argument("--adapter", default=None, help="PEFT/LoRA adapter folder of the control fine-tune")
+    p.add_argument("--kind", default="auto", help="model kind (as models.models.N.kind)")
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args(argv)
+    spec = resolve_model_spec(ModelSpec(source=a.source, kind=a.kind, adapter=a.adapter))
+    path = control.harvest_control(a.run_dir, spec, a.device)
+    print(f"control activations: {path}")
+    print(f"analyse with: python analyze.py run_dir={a.run_dir} control_activations={path}")
+    return path
+
+
+def report_main(argv: list[str] | None = None) -> Path:
+    """`report`: rewrite an analysis folder's report.html and plots from its files."""
+    from crosscoder.analysis.report.page import write_report
+    from crosscoder.analysis.report.plots import make_plots
+
+    p = argparse.ArgumentParser(prog="python -m crosscoder.analysis report", description=report_main.__doc__)
+    p.add_argument("analysis_dir", nargs="?", type=Path, help="analysis folder (default: the latest run's)")
+    folder = _analysis_dir(p.parse_args(argv).analysis_dir)
+    plots = make_plots(folder)
+    report = write_report(folder)
+    print(f"report:  {report}\nplots:   {len(plots)} files in {folder / 'plots'}")
+    return report
+
+
+def check_report_main(argv: list[str] | None = None) -> Any:
+    """`check-report`: (re)write the report, render it in headless Chromium and check the screenshot."""
+    from crosscoder.analysis.report.check import check_report
+
+    p = argparse.ArgumentParser(
+        prog="python -m crosscoder.analysis check-report", description=check_report_main.__doc__
+    )
+    p.add_argument("analysis_dir", nargs="?", type=Path, help="analysis folder (default: the latest run's)")
+    p.add_argument("--out", type=Path, default=None, help="screenshot path (default: <analysis_dir>/report.png)")
+    p.add_argument(
+        "--sample", action="store_true", help="write a synthetic analysis folder first (default results/report_sample)"
+    )
+    p.add_argument("--window", default="1400,2400", help="window size W,H in pixels")
+    args = p.parse_args(argv)
+    w, h = (int(v) for v in args.window.split(","))
+    if args.sample:
+        from crosscoder.testing.report_sample import write_sample_analysis
+
+        folder = write_sample_analysis(args.analysis_dir or Path("results/report_sample"))
+    else:
+        folder = _analysis_dir(args.analysis_dir)
+    result = check_report(folder, args.out, window=(w, h))
+    print(
+        f"report {folder / 'report.html'} rendered: screenshot {result.path} ({result.width}x{result.height}, "
+        f"{result.non_white:.1%} non-white, {result.n_colors} colours)"
+    )
+    return result
+
+
+COMMANDS: dict[str, Callable[[list[str] | None], Any]] = {
+    "control": control_main,
+    "report": report_main,
+    "check-report": check_report_main,
+}
+"""Subcommands of ``python -m crosscoder.analysis``; a new analysis tool adds its entry here."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Dispatch ``python -m crosscoder.analysis <command> [args]``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="python -m crosscoder.analysis", description=__doc__.split("\n")[0])
+    p.add_argument("command", choices=sorted(COMMANDS))
+    args, rest = p.parse_known_args(argv)
+    return COMMANDS[args.command](rest)

@@ -1,0 +1,151 @@
+"""Label the candidates: what is measured once per analysis (`LabelBasis`), then one candidate at a time.
+
+`prepare_labels` runs the trait prompts through the models (pos/neg latent activations and the ft persona vectors at
+the lens hook; user persona-vector files win), matches every candidate's decoder directions against the persona
+vectors (raw cosines and the joint least-squares coefficients of `unique_alignment`) and reads the said signal.
+`label_candidate` turns those numbers and the candidate's text evidence into `TraitEvidence` per trait and the label;
+it runs again for candidates whose steered generations arrive later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from crosscoder.analysis.config import LabelConfig
+from crosscoder.analysis.evidence.gather import CandidateDirections
+from crosscoder.analysis.evidence.said import said_scores
+from crosscoder.analysis.evidence.trait_prompts import PosNeg, pos_neg_acts
+from crosscoder.analysis.labels.signals import (
+    LatentReading,
+    TraitMeasures,
+    TraitWords,
+    check_persona_vectors,
+    label_latent,
+    trait_evidence,
+)
+from crosscoder.analysis.labels.words import keyword_words, template_words, trait_words
+from crosscoder.analysis.records.candidate import Candidate, PosNegMeans
+
+if TYPE_CHECKING:
+    from crosscoder.models.load import LoadedModel
+    from crosscoder.personas.traits import Trait
+    from crosscoder.personas.vectors import PersonaVectors
+    from crosscoder.xc.model import Crosscoder
+
+
+def _cos(a_ND: Tensor, v_D: Tensor) -> Tensor:
+    a = a_ND / a_ND.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return a @ (v_D / v_D.norm().clamp_min(1e-12))
+
+
+def unique_alignment(a_ND: Tensor, unit_TD: Tensor) -> Tensor:
+    """Each trait's coefficient ``[N, T]`` when each unit direction a_n is fit jointly by all unit persona vectors.
+
+    Least squares a_n ~ sum_t beta_t v_t: beta_t is the part of the alignment with trait t that no other trait's
+    vector explains (for a single trait it is the cosine). Persona vectors of related traits can be nearly collinear
+    (sycophancy and over_enthusiastic ~0.94 on SmolLM2), so plain cosines cannot tell them apart; the joint fit
+    gives a direction equal to one of them coefficient 1 for it and 0 for the other.
+    """
+    a = a_ND / a_ND.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return torch.linalg.lstsq(unit_TD.T.double(), a.T.double()).solution.T.float()  # [N, T]
+
+
+def given_persona_vectors(model: LoadedModel, files: list[str]) -> dict[str, PersonaVectors]:
+    """{trait: PersonaVectors} from user files, each checked against `model` (the ft model)."""
+    from crosscoder.personas.vectors import PersonaVectors
+
+    given: dict[str, PersonaVectors] = {}
+    for path in files:
+        pv = PersonaVectors.load(path)
+        check_persona_vectors(pv, model)
+        given[pv.trait] = pv
+    return given
+
+
+def vectors_for(
+    store: dict[str, PersonaVectors], model: LoadedModel, trait: Trait, max_questions: int | None
+) -> PersonaVectors:
+    """`store[trait.name]`, computed (all layers, cached on disk) and checked when missing."""
+    from crosscoder.personas.vectors import compute_persona_vectors
+
+    if trait.name not in store:
+        store[trait.name] = compute_persona_vectors(model, trait, max_questions=max_questions)
+        check_persona_vectors(store[trait.name], model)
+    return store[trait.name]
+
+
+@dataclass
+class LabelBasis:
+    """What the labels measure once per analysis, for every candidate and trait."""
+
+    traits: dict[str, Trait]
+    pos_neg: dict[str, PosNeg]
+    words: dict[str, TraitWords]
+    measures: dict[str, list[TraitMeasures]]
+    """Per trait, one entry per candidate (candidate order)."""
+    vectors_ft: dict[str, PersonaVectors] = field(default_factory=dict)
+    """Full per-layer ft persona vectors (user files, then those the causal checks compute)."""
+    vectors_base: dict[str, PersonaVectors] = field(default_factory=dict)
+
+
+def prepare_labels(
+    cc: Crosscoder, models: list[LoadedModel], hooks: list[str], lens_idx: int, traits: dict[str, Trait],
+    dirs: CandidateDirections, said_diff: dict[int, dict[str, Tensor]], cfg: LabelConfig,
+) -> LabelBasis:  # fmt: skip
+    """Trait prompts through the models, persona-vector alignment of the candidates' decoders and the said signal.
+
+    The ft persona vectors at the lens hook come from the pos/neg forward passes (user files win); full per-layer
+    vectors are computed only for the traits the causal checks score."""
+    pv_ft = given_persona_vectors(models[-1], list(cfg.persona_vectors))
+    pn = pos_neg_acts(cc, models, hooks, traits, cfg.questions, lens_idx)
+    template = template_words(models[-1].tokenizer)
+    words = {
+        t: TraitWords(
+            trait_words(tr, template), keyword_words(tr, template) if tr.keywords else None, tr.keyword_regex()
+        )
+        for t, tr in traits.items()
+    }
+    hook = hooks[lens_idx]
+    names = list(traits)
+    vec = {t: pv_ft[t].for_hook(hook).float() if t in pv_ft else pn[t].vector_D.float() for t in names}
+    unit_TD = torch.stack([v / v.norm().clamp_min(1e-12) for v in vec.values()])
+    beta_ft, beta_diff = unique_alignment(dirs.d_ft_ND, unit_TD), unique_alignment(dirs.d_diff_ND, unit_TD)
+    said_T = said_scores(said_diff, torch.stack([pn[t].text_vector_D.float() for t in names]))
+    measures: dict[str, list[TraitMeasures]] = {}
+    for i, t in enumerate(names):
+        cos_ft, cos_diff = _cos(dirs.d_ft_ND, unit_TD[i]), _cos(dirs.d_diff_ND, unit_TD[i])
+        measures[t] = [
+            TraitMeasures(
+                cos_ft=float(cos_ft[n]),
+                cos_diff=float(cos_diff[n]),
+                spec_ft=float(beta_ft[n, i]),
+                spec_diff=float(beta_diff[n, i]),
+                pos=float(pn[t].pos_F[j]),
+                neg=float(pn[t].neg_F[j]),
+                said=float(said_T[j][i]) if j in said_T else 0.0,
+            )  # fmt: skip
+            for n, j in enumerate(dirs.latents)
+        ]
+    return LabelBasis(traits, pn, words, measures, vectors_ft=pv_ft)
+
+
+def label_candidate(c: Candidate, n: int, basis: LabelBasis, cfg: LabelConfig) -> None:
+    """Fill candidate `c` (the `n`-th) with per-trait evidence, its label, best trait and runner-up (in place)."""
+    steered, unsteered = c.steering.texts() if c.steering is not None else ([], [])
+    reading = LatentReading(lens=c.logit_lens.get("diff"), contexts=c.top_examples, next_token=c.next_token_shift,
+                            steered=steered, unsteered=unsteered, mean_act=float(c.mean_act_all or 0.0))  # fmt: skip
+    ev = {
+        t: trait_evidence(reading, basis.measures[t][n], basis.words[t], cfg.cosine_full, cfg.said_full)
+        for t in basis.traits
+    }
+    c.label, c.label_confidence, c.runner_up, c.runner_up_score = label_latent(ev, cfg.weights, cfg.threshold)
+    c.best_trait = max(ev, key=lambda t: ev[t].combined) if ev else None
+    c.label_evidence = ev
+    c.pos_neg = {
+        t: PosNegMeans(float(basis.pos_neg[t].pos_F[c.latent]), float(basis.pos_neg[t].neg_F[c.latent]))
+        for t in basis.traits
+    }
