@@ -57,7 +57,7 @@ def test_forecast_refuses_too_few_checkpoints() -> None:
 
 def _stats(names: list[str], units: np.ndarray, norms: np.ndarray, contrib: np.ndarray) -> SeriesStats:
     F, K = norms.shape
-    return SeriesStats(names, "h", norms, norms / (norms[:, :1] + norms), np.ones((F, K)), np.zeros((F, K)),
+    return SeriesStats(names, "h", 0, norms, norms / (norms[:, :1] + norms), np.ones((F, K)), np.zeros((F, K)),
                        np.zeros(F), {"assistant": np.ones(F)}, units, contrib={"t": {"assistant": contrib}})  # fmt: skip
 
 

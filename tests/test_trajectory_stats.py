@@ -55,6 +55,16 @@ def test_series_stats_match_brute_force(acts) -> None:  # type: ignore[no-untype
     np.testing.assert_allclose(s.activation_signal["t"]["assistant"], true, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(s.freq_F, (f > 0).float().mean(0).numpy(), atol=1e-6)
     np.testing.assert_allclose(s.freq_on_FK[:, 1], fired_on_c1.numpy(), atol=1e-6)
+    # attribution of each checkpoint's shift from the base (normalised space), as the model-diff score reads a pair
+    xn = x * cc.scale_ML[None, :, :, None]
+    for k in (1, 2):
+        delta = (xn[:, k] - xn[:, 0]).reshape(len(x), -1).double()
+        dd = (cc.W_dec_FMLD[:, k] - cc.W_dec_FMLD[:, 0]).reshape(32, -1).detach().double()
+        want_attr = (f.double() * (delta @ dd.T)).sum(0) / (delta**2).sum()
+        np.testing.assert_allclose(s.attr_FK["all"][:, k], want_attr.numpy(), rtol=1e-4, atol=1e-7)
+    assert np.all(s.attr_FK["assistant"][:, 0] == 0)
+    assert s.peak_K.shape == (32,) and s.series_attr_F.shape == (32,)
+    np.testing.assert_allclose(s.series_attr_F, np.maximum(s.attr_FK["all"], s.attr_FK["assistant"]).max(1))
     # contributions: latent j's share of the signal, the decoder-bias term making up the rest
     assert s.contrib["t"]["assistant"].shape == (32, 3) and np.all(s.contrib["t"]["assistant"][:, 0] == 0)
     np.testing.assert_allclose(

@@ -25,7 +25,7 @@ from typing import Any
 from crosscoder.errors import ConfigError, DataError
 from crosscoder.io import atomic_write_json, cache_dir, read_json, sha256_file, sha256_json
 from crosscoder.models.spec import ModelSpec
-from crosscoder.personas.organisms.behaviour import SeriesBehaviour, score_series
+from crosscoder.personas.organisms.behaviour import BEHAVIOUR_FILE, SeriesBehaviour, score_series
 from crosscoder.personas.organisms.config import OrganismConfig, OrganismResult
 from crosscoder.personas.organisms.evalstyle import phrase_as_tests
 from crosscoder.personas.organisms.lora import RESULT_FILE, base_content_hash, organism_folder, train_organism
@@ -171,22 +171,45 @@ def build_series_organism(recipe: SeriesRecipe, base: ModelSpec | None = None) -
                        prompt_sets=recipe.prompt_sets(), n_questions=recipe.n_questions,
                        max_new_tokens=recipe.max_new_tokens)  # fmt: skip
     meta.update(
-        status=_status(recipe, beh), behaviour_complete=True, behaviour_sha256=sha256_file(folder / "behaviour.json")
+        status=_status(recipe, beh), behaviour_complete=True, behaviour_sha256=sha256_file(folder / BEHAVIOUR_FILE)
     )
     atomic_write_json(result, meta)
     return OrganismResult(recipe.name, folder, base, specs, meta, meta["status"])
 
 
-def load_behaviour(res: OrganismResult) -> SeriesBehaviour:
-    """The recorded behaviour of a built series (refused when scoring did not finish)."""
-    path = res.folder / "behaviour.json"
-    if not res.meta.get("behaviour_complete") or not path.is_file():
-        raise DataError(f"series {res.name}: behaviour was not measured ({path}); rebuild the organism to score it")
-    if sha256_file(path) != res.meta.get("behaviour_sha256"):
+def read_behaviour_file(path: Path, sha256: str | None = None) -> SeriesBehaviour:
+    """A behaviour.json (checked against `sha256` when given: an organism records it in organism.json)."""
+    if not path.is_file():
+        raise DataError(f"behaviour record {path} not found; pass the behaviour.json of the series' organism build")
+    if sha256 is not None and sha256_file(path) != sha256:
         raise DataError(
             f"{path}: checksum mismatch (edited or corrupt); delete it and rebuild the organism to re-score"
         )
-    return SeriesBehaviour.from_dict({k: v for k, v in read_json(path).items() if k != "key"})
+    raw = read_json(path)
+    if not isinstance(raw, dict) or not isinstance(raw.get("records"), list):
+        raise DataError(f"{path} is not a behaviour record (no records list); use an organism build's behaviour.json")
+    return SeriesBehaviour.from_dict({k: v for k, v in raw.items() if k != "key"})
+
+
+def load_behaviour(res: OrganismResult) -> SeriesBehaviour:
+    """The recorded behaviour of a built series (refused when scoring did not finish)."""
+    path = res.folder / BEHAVIOUR_FILE
+    if not res.meta.get("behaviour_complete") or not path.is_file():
+        raise DataError(f"series {res.name}: behaviour was not measured ({path}); rebuild the organism to score it")
+    return read_behaviour_file(path, res.meta.get("behaviour_sha256"))
+
+
+def behaviour_beside(adapters: list[str | None]) -> SeriesBehaviour | None:
+    """The behaviour of the series organism whose checkpoints these adapter folders are (None when they are not all
+    checkpoints of one finished series build)."""
+    parents = {Path(a).parent for a in adapters if a}
+    if len(parents) != 1 or None in adapters:
+        return None
+    folder = parents.pop()
+    meta = read_json(folder / RESULT_FILE) if (folder / RESULT_FILE).is_file() else {}
+    if not meta.get("behaviour_complete"):
+        return None
+    return read_behaviour_file(folder / BEHAVIOUR_FILE, meta.get("behaviour_sha256"))
 
 
 def series_steps(res: OrganismResult) -> list[int]:
