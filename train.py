@@ -4,6 +4,7 @@ Examples:
     python train.py                                   # embedded default: SmolLM2 base vs the demo persona organism
     python train.py -m crosscoder=batchtopk,l1 trainer.lr=1e-4,3e-4
     torchrun --nproc_per_node=2 train.py trainer.batch_size=2048
+    python train.py data=cluster trainer=cluster plan=true   # cache size, memory per rank, expected time; no run
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from crosscoder.config import TrainConfig, register_configs
 from crosscoder.errors import one_line_errors, run_cli
 from crosscoder.pipeline import run_train
+from crosscoder.xc.distributed import world_size_from_env
 
 register_configs()
 
@@ -27,6 +29,11 @@ register_configs()
 def main(dict_cfg: DictConfig) -> None:
     cfg = OmegaConf.to_object(dict_cfg)
     assert isinstance(cfg, TrainConfig)
+    if cfg.plan:
+        from crosscoder.plan import hardware_for, plan_run
+
+        print(plan_run(cfg, hardware_for(cfg.data.device or cfg.models.device), world_size_from_env()).render())
+        return
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     result = run_train(cfg, run_dir)
     logging.getLogger("train").info("run folder: %s", run_dir)

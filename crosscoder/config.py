@@ -13,6 +13,7 @@ from pathlib import Path
 from crosscoder.analysis.config import AnalyzeConfig
 from crosscoder.data.config import DataConfig
 from crosscoder.errors import ConfigError
+from crosscoder.models.config import check_config
 from crosscoder.models.spec import ModelSpec
 from crosscoder.xc.config import CrosscoderConfig, LoggingConfig, TrainerConfig
 
@@ -28,9 +29,17 @@ class ModelSetConfig:
     models: list[ModelSpec] = field(default_factory=_demo_models)
     """Two or more model specs on the same tokenizer; order matters (first is the reference, last the final model)."""
     device: str = "cpu"
-    """Device the language models run on while harvesting and analysing."""
+    """Device the language models run on while harvesting and analysing: cpu | cuda | cuda:N (cuda = this DDP
+    rank's GPU). data.device, when set, overrides it for the harvest."""
+    dtype: str = "auto"
+    """Model weights' dtype: auto | float32 | bfloat16 | float16. auto = float32 on the CPU, bfloat16 on a GPU
+    (float16 where the GPU has no bf16); bf16 on the CPU is honoured with a warning (it is far slower there)."""
+    device_map: str | None = None
+    """Spread each model over all visible GPUs (accelerate): auto | balanced | balanced_low_0 | sequential, for
+    models that do not fit one GPU (one process per node); null = each model on one device."""
 
     def __post_init__(self) -> None:
+        check_config(self.device, self.dtype, self.device_map)
         if len(self.models) < 2:
             raise ConfigError(
                 f"models.models: a diff needs 2 or more models, got {len(self.models)}; add a fine-tune or checkpoint"
@@ -56,6 +65,9 @@ class TrainConfig:
     """Optimiser, schedule, checkpoints and resume."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     """W&B mode and project; metrics also go to <run_dir>/metrics.jsonl."""
+    plan: bool = False
+    """Print the run's plan (activation-cache size, memory per rank, expected time from the FLOP model) and exit
+    without loading a model: python train.py ... plan=true (same as python -m crosscoder.plan ...)."""
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:

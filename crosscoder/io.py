@@ -25,12 +25,13 @@ from crosscoder.errors import DataError
 CACHE_ENV = "CROSSCODER_CACHE"
 
 
-def cache_dir(*parts: str) -> Path:
-    """The framework's cache folder (``$CROSSCODER_CACHE`` or ``~/.cache/crosscoder``)."""
+def cache_dir(*parts: str, create: bool = True) -> Path:
+    """The framework's cache folder (``$CROSSCODER_CACHE`` or ``~/.cache/crosscoder``), created unless `create` is false."""
     root = os.environ.get(CACHE_ENV)
     base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "crosscoder"
     path = base.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -7,9 +7,7 @@ from the data, record what the run was trained on in `run.json`, then hand a pla
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +19,7 @@ from crosscoder.runs import update_latest
 
 if TYPE_CHECKING:
     from crosscoder.models.load import LoadedModel
+    from crosscoder.xc.distributed import DistInfo
 
 log = logging.getLogger(__name__)
 
@@ -52,29 +51,13 @@ def spec_dict(spec: ModelSpec) -> dict[str, Any]:
     return dataclasses.asdict(spec)
 
 
-def prepare_run_data(cfg: TrainConfig) -> tuple[Any, list[dict[str, Any]]]:
-    """Load the model set, check it, and harvest or reuse its activation cache. Returns (ActivationSet, model records)."""
-    from crosscoder.data.api import prepare_activations
-    from crosscoder.models import check_model_set
+def prepare_run_data(cfg: TrainConfig, dist: DistInfo | None = None) -> tuple[Any, list[dict[str, Any]]]:
+    """The run's activation cache (reused without loading any model, or harvested; by every rank under DDP) and
+    the model records. See crosscoder.launch.rundata."""
+    from crosscoder.launch.rundata import prepare_run_data as prepare
+    from crosscoder.xc.distributed import DistInfo
 
-    t0 = time.perf_counter()
-    models = load_models(cfg.models.models, device=cfg.models.device)
-    check_model_set(models, cfg.data.hooks)
-    log.info("loaded %d models in %.1f s: %s", len(models), time.perf_counter() - t0, [m.name for m in models])
-    records = [
-        {
-            "name": m.name,
-            "spec": spec_dict(m.spec),
-            "content_hash": m.content_hash,
-            "d_model": m.d_model,
-            "n_layers": m.n_layers,
-        }
-        for m in models
-    ]
-    acts = prepare_activations(models, cfg.data)
-    del models
-    gc.collect()
-    return acts, records
+    return prepare(cfg, dist or DistInfo())
 
 
 def run_train(cfg: TrainConfig, run_dir: Path, *, prepared: tuple[Any, list[dict[str, Any]]] | None = None) -> Any:
@@ -83,17 +66,15 @@ def run_train(cfg: TrainConfig, run_dir: Path, *, prepared: tuple[Any, list[dict
     `prepared` = (ActivationSet, model records) skips loading the models and harvesting: a caller that already holds
     the cache of exactly this model set (e.g. a prefix of a checkpoint series, `crosscoder.data.subset`) passes it.
     """
-    from crosscoder.xc.distributed import barrier, init_distributed
+    from crosscoder.launch.preflight import preflight
+    from crosscoder.xc.distributed import cleanup, init_distributed
     from crosscoder.xc.model import Crosscoder
     from crosscoder.xc.trainer import train
 
-    run_dir.mkdir(parents=True, exist_ok=True)
     dist = init_distributed(cfg.trainer.device)
-    if prepared is None and dist.rank != 0:
-        barrier(dist)  # rank 0 harvests (or verifies) the cache first; the others then reuse it
-    acts, records = prepared if prepared is not None else prepare_run_data(cfg)
-    if prepared is None and dist.rank == 0 and dist.enabled:
-        barrier(dist)
+    preflight(cfg, dist.world_size)  # GPUs, memory, batch split: one-line errors before any work
+    run_dir.mkdir(parents=True, exist_ok=True)
+    acts, records = prepared if prepared is not None else prepare_run_data(cfg, dist)
     xc_cfg = dataclasses.replace(cfg.crosscoder, n_models=len(records), n_hooks=len(acts.hooks), d_model=acts.d_model)
     cc = Crosscoder(xc_cfg, seed=cfg.trainer.seed)
     cc.scale_ML.copy_(acts.scale_ML)
@@ -109,7 +90,7 @@ def run_train(cfg: TrainConfig, run_dir: Path, *, prepared: tuple[Any, list[dict
     }
     if dist.rank == 0:
         atomic_write_json(run_dir / "run.json", run_info)
-    batch_size = cfg.trainer.batch_size
+    batch_size = cfg.trainer.batch_size // dist.world_size  # the loader yields this rank's share of each global batch
 
     def batches_from(step: int) -> Any:
         return acts.batches(
@@ -124,4 +105,5 @@ def run_train(cfg: TrainConfig, run_dir: Path, *, prepared: tuple[Any, list[dict
         info["train_metrics"] = result.metrics
         atomic_write_json(run_dir / "run.json", info)
         update_latest(run_dir)
+    cleanup(dist)
     return result

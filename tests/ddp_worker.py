@@ -43,6 +43,7 @@ def main() -> None:
             res = train(cc, DATA.batches_from, trainer, log, out_dir / arch)
             out = {"rank": dist.rank, "world": dist.world_size, "metrics": res.metrics}
             out["threshold"] = None if cc.threshold is None else float(cc.threshold)
+            out["select_restored"] = "select" not in vars(cc.sparsity)
             (out_dir / arch / f"rank{dist.rank}.json").write_text(json.dumps(out))
     finally:
         dist.owns_group = True

@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "crosscoder"
-LAYERS = {"models": 1, "data": 2, "xc": 3, "personas": 4, "analysis": 5, "pipeline": 6, "testing": 6, "bench": 8,
+LAYERS = {"models": 1, "data": 2, "xc": 3, "personas": 4, "analysis": 5, "pipeline": 6, "launch": 6, "plan": 6, "testing": 6, "bench": 8,
           "demo": 8}  # fmt: skip
 ENTRY = 7
 BASE = {"crosscoder", "crosscoder.errors", "crosscoder.io", "crosscoder.runs", "crosscoder.charts",

@@ -1,4 +1,5 @@
-"""torchrun DDP with 2 CPU processes (gloo) takes the same steps as one process on the same global batches."""
+"""torchrun DDP with 2 CPU processes (gloo) takes the same steps as one process on the same global batches: the same
+weights to 1e-5 after 50 steps, for TopK (per-token selection) and BatchTopK (selection over the global batch)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from crosscoder.xc import Crosscoder, train
 sys.path.insert(0, str(Path(__file__).parent))
 from ddp_worker import DATA, setup  # noqa: E402
 
-STEPS = 3
+STEPS = 50
 
 
 @pytest.fixture(scope="module")
@@ -30,29 +31,30 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_ddp_step_matches_single_process(ddp_run: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
+def test_ddp_matches_single_process(ddp_run: Path, tmp_path: Path, arch: str) -> None:
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        cc, trainer, log = setup("topk", STEPS)
+        cc, trainer, log = setup(arch, STEPS)
         start = {k: v.clone() for k, v in cc.state_dict().items()}
         train(cc, DATA.batches_from, trainer, log, tmp_path)
     finally:
         torch.set_num_threads(n)
-    ddp = Crosscoder.load(ddp_run / "topk" / "final")
+    ddp = Crosscoder.load(ddp_run / arch / "final")
     for name, t in cc.state_dict().items():
         moved = float((t - start[name]).abs().max())
-        assert name in ("scale_ML", "fold_ML") or moved > 0, (
+        assert name in ("scale_ML", "fold_ML") or moved > 1e-2, (
             name
-        )  # the step changed it (so the comparison means something)
-        # Adam moves each weight by about lr per step; DDP's summed gradients differ by rounding only
-        torch.testing.assert_close(
-            ddp.state_dict()[name], t, rtol=0, atol=1e-3 * trainer.lr, msg=lambda m, n=name: f"{n}: {m}"
-        )
-    ranks = [json.loads((ddp_run / "topk" / f"rank{r}.json").read_text()) for r in (0, 1)]
+        )  # 50 steps moved it: the comparison means something
+        torch.testing.assert_close(ddp.state_dict()[name], t, rtol=0, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+    ranks = [json.loads((ddp_run / arch / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world"] == 2
     assert ranks[0]["metrics"]["aux"] > 0  # the auxiliary loss (a global-batch statistic) took part in the steps
     assert ranks[0]["metrics"]["fve/m0"] == pytest.approx(ranks[1]["metrics"]["fve/m0"])  # all-reduced metrics
+    if arch == "batchtopk":
+        assert ddp.threshold == pytest.approx(float(cc.threshold), rel=1e-5)  # the global batch's smallest kept score
+        assert all(r["select_restored"] for r in ranks)  # the global selection is undone after training
 
 
 def test_ddp_batchtopk_threshold_and_counters_all_reduced(ddp_run: Path) -> None:

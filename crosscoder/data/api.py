@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from crosscoder.data.masks import row_weights, train_mask
 from crosscoder.data.sources import batch_stream
 from crosscoder.errors import DataError
 from crosscoder.io import cache_dir, sha256_json
+from crosscoder.models.fingerprint import ModelIdentity
 from crosscoder.models.load import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ class ActivationSet:
         return cls(ShardedRows(shards, manifest.dtype), manifest, folder, data or DataConfig(**manifest.data_config))
 
 
-def cache_folder(models: list[LoadedModel], data: DataConfig) -> tuple[Path, dict[str, Any]]:
+def cache_folder(models: Sequence[ModelIdentity], data: DataConfig) -> tuple[Path, dict[str, Any]]:
     """Where the cache for this model set and config lives, and its identity."""
     ident = C.identity(models, data)
     if data.cache_path:

@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -35,7 +35,7 @@ from crosscoder.data.normalize import NormStats, sample_for_norm
 from crosscoder.data.sources import resolve_sources
 from crosscoder.errors import DataError, run_cli
 from crosscoder.io import atomic_save_safetensors, atomic_write_json, read_json, sha256_file, sha256_json
-from crosscoder.models.load import LoadedModel
+from crosscoder.models.fingerprint import ModelIdentity
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +52,23 @@ def repair_command(path: Path) -> str:
     return f"python -m crosscoder.data.cache repair {path}"
 
 
-def identity(models: list[LoadedModel], cfg: DataConfig) -> dict[str, Any]:
+def identity(models: Sequence[ModelIdentity], cfg: DataConfig) -> dict[str, Any]:
     """Everything that determines a cache's content; a cache whose identity differs is never reused."""
     tok = models[0].tokenizer
     return {
         "format": [FORMAT, VERSION],
-        "models": [[m.name, m.content_hash, getattr(m.spec, "backend", "")] for m in models],
+        "models": [_model_identity(m) for m in models],
         "hooks": list(cfg.hooks),
         "data": cfg.identity(),
         "sources": [s.describe() for s in resolve_sources(cfg.sources)],
         "tokenizer": sha256_json([sorted(tok.get_vocab().items()), getattr(tok, "chat_template", None)]),
     }
+
+
+def _model_identity(m: ModelIdentity) -> list[str]:
+    """Name, content hash and backend; the weights' dtype too when it is not float32 (bf16 activations differ)."""
+    out = [m.name, m.content_hash, getattr(m.spec, "backend", "")]
+    return out if m.dtype == "float32" else [*out, m.dtype]
 
 
 def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -95,14 +101,14 @@ def cache_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def new_manifest(models: list[LoadedModel], cfg: DataConfig, ident: dict[str, Any], path: Path) -> CacheManifest:
+def new_manifest(models: Sequence[ModelIdentity], cfg: DataConfig, ident: dict[str, Any], path: Path) -> CacheManifest:
     return CacheManifest(
         format=FORMAT,
         version=VERSION,
         key=sha256_json(ident),
         complete=False,
         identity=ident,
-        models=[ModelRecord(m.name, asdict(m.spec), m.content_hash, m.d_model, m.n_layers) for m in models],
+        models=[ModelRecord(m.name, asdict(m.spec), m.content_hash, m.d_model, m.n_layers, m.dtype) for m in models],
         hooks=list(cfg.hooks),
         d_model=models[0].d_model,
         dtype=cfg.store_dtype,
@@ -305,6 +311,7 @@ def repair(folder: Path, device: str = "cpu") -> list[str]:
     """Re-harvest the corrupt or missing shards of a cache (loads the models its manifest records)."""
     from crosscoder.data.api import reharvest_shards
     from crosscoder.models import ModelSpec, load_model
+    from crosscoder.models.placement import Placement
 
     manifest = read_manifest(folder)
     bad = [i for i, e in enumerate(manifest.shards) if verify_shard(folder, e)]
@@ -313,7 +320,8 @@ def repair(folder: Path, device: str = "cpu") -> list[str]:
     cfg = DataConfig(**manifest.data_config)
     models = []
     for rec in manifest.models:
-        m = load_model(ModelSpec(**rec.spec), device=device)
+        dtype = TORCH_DTYPES[rec.dtype]  # re-harvest in the precision the cache was made in
+        m = load_model(ModelSpec(**rec.spec), placement=Placement(device, dtype))
         if m.content_hash != rec.content_hash:
             raise DataError(
                 f"model {rec.name} no longer matches the cache {folder} (weights changed); delete the cache and harvest again"

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from crosscoder.errors import ConfigError
+from crosscoder.models.config import DEVICE_RE
 
 STORE_DTYPES = ("float32", "float16", "bfloat16")
 HOOK_RE = re.compile(r"^[A-Za-z_][\w.]*$")
@@ -72,8 +73,8 @@ class DataConfig:
     """Disk space to keep free beyond the estimated cache size; the harvest refuses to start otherwise."""
     check_finite: bool = True
     """Check every activation for NaN/inf while harvesting (reports model, sequence and position)."""
-    device: str = "cpu"
-    """Device for the harvest forward passes."""
+    device: str | None = None
+    """Device of the harvest forward passes (cpu | cuda | cuda:N); None = models.device."""
     seed: int = 0
     """Seed for the source mixture, the normalisation sample and (by default) the loader shuffle."""
 
@@ -112,6 +113,10 @@ class DataConfig:
             value = getattr(self, name)
             if not value > 0:
                 raise ConfigError(f"data.{name}: {value} must be > 0 (1 = no up-weighting)")
+        if self.device is not None and not DEVICE_RE.match(self.device):
+            raise ConfigError(
+                f"data.device: unknown device {self.device!r}; use cpu, cuda, cuda:N or null (= models.device)"
+            )
         if self.min_free_gb < 0:
             raise ConfigError(f"data.min_free_gb: {self.min_free_gb} must be >= 0")
         if self.on_the_fly and self.cache_path:

@@ -24,6 +24,8 @@ class ModelRecord:
     content_hash: str
     d_model: int
     n_layers: int
+    dtype: str = "float32"
+    """The weights' dtype the activations were harvested in (float32 | bfloat16 | float16)."""
 
     def to_json(self) -> JSON:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -31,7 +33,8 @@ class ModelRecord:
     @classmethod
     def from_json(cls, obj: Any) -> ModelRecord:
         o = _check(obj, cls, "manifest models entry")
-        return cls(str(o["name"]), dict(o["spec"]), str(o["content_hash"]), int(o["d_model"]), int(o["n_layers"]))
+        return cls(str(o["name"]), dict(o["spec"]), str(o["content_hash"]), int(o["d_model"]), int(o["n_layers"]),
+                   str(o.get("dtype", "float32")))  # fmt: skip
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Load a `ModelSpec` as a Hugging Face causal LM in fp32 (the step before TransformerLens).
+"""Load a `ModelSpec` as a Hugging Face causal LM (the step before TransformerLens): fp32 on CPU, placed on GPUs.
 
 GGUF files (including the embedded default) are dequantised once and cached as a normal HF folder
 (safetensors + tokenizer) under ``$CROSSCODER_CACHE/models/<sha256 of the gguf>``, written atomically,
@@ -120,21 +120,37 @@ def resolve_folder(spec: ModelSpec) -> tuple[str, bool]:
     raise ModelError(f"model kind {kind!r} has no Hugging Face folder; load it with load_model instead")
 
 
-def load_hf(spec: ModelSpec) -> HFModel:
-    """Load `spec` with transformers in fp32 (eval mode), merging its adapter if any."""
+def source_hash(spec: ModelSpec, where: str, local: bool) -> str:
+    """Content hash of a resolved source: its weight files for a local folder, (hub id, revision) otherwise."""
+    return _folder_hash(Path(where)) if local else sha256_json([spec.source, spec.revision])
+
+
+def adapter_hash(base_hash: str, adapter: str | Path) -> str:
+    """Content hash of a base merged with the PEFT adapter in folder `adapter`."""
+    files = sorted(p for p in Path(adapter).expanduser().iterdir() if p.suffix == ".safetensors")
+    return sha256_json([base_hash, [sha256_file(p) for p in files]])
+
+
+def load_hf(spec: ModelSpec, dtype: torch.dtype = torch.float32, device_map: Any = None) -> HFModel:
+    """Load `spec` with transformers (eval mode), merging its adapter if any.
+
+    fp32 on the CPU by default; `dtype` and `device_map` (an accelerate map such as "auto", or {"": "cuda:0"} to load
+    straight onto one GPU) come from crosscoder.models.placement for GPU runs.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     where, local = resolve_folder(spec)
     kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code, "local_files_only": local}
     if not local and spec.revision:
         kwargs["revision"] = spec.revision
+    placed = {"device_map": device_map} if device_map is not None else {}
     try:
         tok = AutoTokenizer.from_pretrained(where, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **placed, **kwargs)
     except OSError as err:
         hint = "check the hub id and your network" if not local else "the folder is incomplete; re-save it"
         raise ModelError(f"cannot load model {spec.source!r}: {str(err).splitlines()[0]}; {hint}") from err
-    content_hash = _folder_hash(Path(where)) if local else sha256_json([spec.source, spec.revision])
+    content_hash = source_hash(spec, where, local)
     if spec.adapter:
         model, content_hash = _merge_adapter(model, spec, content_hash)
     model.eval()
@@ -164,5 +180,4 @@ def _merge_adapter(model: Any, spec: ModelSpec, base_hash: str) -> tuple[Any, st
             f"adapter {folder} does not fit base {spec.source} ({str(err).splitlines()[0][:160]}); "
             "use the base model the adapter was trained on"
         ) from err
-    adapter_files = sorted(p for p in folder.iterdir() if p.suffix == ".safetensors")
-    return merged, sha256_json([base_hash, [sha256_file(p) for p in adapter_files]])
+    return merged, adapter_hash(base_hash, folder)

@@ -9,6 +9,9 @@ Two backends, both exposing TransformerLens hook names (``blocks.{l}.hook_resid_
   Llama-shaped models only; MLP output biases (planted organisms) are carried over.
 
 Official TransformerLens names (kind ``tl``) go through ``HookedTransformer.from_pretrained_no_processing`` (hub).
+
+Placement (device, dtype, a multi-GPU device map) comes from `crosscoder.models.placement`: fp32 on the CPU by
+default; the HF weights are loaded straight onto the GPU(s) and the bridge uses them where they are.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch
 from crosscoder.errors import ModelError
 from crosscoder.io import sha256_json
 from crosscoder.models.hf import HFModel, load_hf
+from crosscoder.models.placement import Placement
 from crosscoder.models.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -44,6 +48,8 @@ class LoadedModel:
     d_model: int
     n_layers: int
     hf: HFModule | None = None
+    dtype: str = "float32"
+    """The weights' dtype (float32 | bfloat16 | float16); part of the activation cache's identity when not float32."""
 
     def hook_names(self) -> list[str]:
         """Every hook point name the TL model exposes."""
@@ -67,12 +73,14 @@ def _strip_quantization(hf_model: HFModule) -> None:
     cfg.__dict__.pop("quantization_config", None)
 
 
-def _to_bridge(hf: HFModel, name: str, device: str) -> Any:
+def _to_bridge(hf: HFModel, name: str, placement: Placement) -> Any:
     from transformer_lens.model_bridge import TransformerBridge
 
     _strip_quantization(hf.model)
-    try:
-        bridge = TransformerBridge.boot_transformers(name, hf_model=hf.model, tokenizer=hf.tokenizer, device=device)
+    try:  # the HF model is already placed (load_hf); the bridge wraps it where it is
+        bridge = TransformerBridge.boot_transformers(
+            name, hf_model=hf.model, tokenizer=hf.tokenizer, dtype=placement.dtype
+        )
     except (ValueError, NotImplementedError, KeyError) as err:
         arch = getattr(hf.model.config, "architectures", None) or type(hf.model).__name__
         raise ModelError(
@@ -88,7 +96,7 @@ def _rope_theta(cfg: Any) -> float:
     return float(params.get("rope_theta", getattr(cfg, "rope_theta", 10000.0)))
 
 
-def _to_hooked(hf: HFModel, device: str) -> Any:
+def _to_hooked(hf: HFModel, placement: Placement) -> Any:
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformer_lens.pretrained.weight_conversions import convert_llama_weights
 
@@ -97,6 +105,9 @@ def _to_hooked(hf: HFModel, device: str) -> Any:
         raise ModelError(
             f"backend=hooked supports Llama-shaped models only, not {c.model_type}; use model.backend=bridge"
         )
+    if placement.device_map:
+        raise ModelError("backend=hooked runs on one device; use model.backend=bridge with models.device_map")
+    device = placement.device
     d_head = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     cfg = HookedTransformerConfig(
         d_model=c.hidden_size,
@@ -119,7 +130,7 @@ def _to_hooked(hf: HFModel, device: str) -> Any:
         original_architecture="LlamaForCausalLM",
         tokenizer_prepends_bos=False,
         default_prepend_bos=False,
-        dtype=torch.float32,
+        dtype=placement.dtype,
         device=device,
     )
     state = convert_llama_weights(hf.model, cfg)
@@ -140,9 +151,12 @@ def _to_hooked(hf: HFModel, device: str) -> Any:
     return model.to(device)
 
 
-def load_model(spec: ModelSpec, device: str = "cpu", backend: str | None = None) -> LoadedModel:
-    """Load `spec` as a TransformerLens model in fp32 on `device`."""
+def load_model(
+    spec: ModelSpec, device: str = "cpu", backend: str | None = None, placement: Placement | None = None
+) -> LoadedModel:
+    """Load `spec` as a TransformerLens model: fp32 on `device`, or as `placement` says (dtype, GPU device map)."""
     backend = backend or spec.backend
+    placement = placement or Placement(device=device, dtype=torch.float32)
     kind = spec.resolved_kind()
     if kind == "organism":
         raise ModelError(
@@ -153,16 +167,30 @@ def load_model(spec: ModelSpec, device: str = "cpu", backend: str | None = None)
         from transformer_lens import HookedTransformer
 
         try:
-            tl = HookedTransformer.from_pretrained_no_processing(spec.source, device=device, dtype=torch.float32)
+            tl = HookedTransformer.from_pretrained_no_processing(
+                spec.source, device=placement.device, dtype=placement.dtype
+            )
         except OSError as err:
             raise ModelError(
                 f"cannot download TransformerLens model {spec.source!r} (no network?); use a local folder or .gguf"
             ) from err
         return LoadedModel(
-            spec, spec.label, tl, tl.tokenizer, sha256_json(["tl", spec.source]), tl.cfg.d_model, tl.cfg.n_layers
+            spec,
+            spec.label,
+            tl,
+            tl.tokenizer,
+            sha256_json(["tl", spec.source]),
+            tl.cfg.d_model,
+            tl.cfg.n_layers,
+            dtype=placement.dtype_name,
         )
-    hf = load_hf(spec)
-    tl = _to_bridge(hf, spec.label, device) if backend == "bridge" else _to_hooked(hf, device)
+    if backend == "hooked":
+        hf = load_hf(spec)  # HookedTransformer converts from CPU fp32 weights, then moves to the device
+        tl = _to_hooked(hf, placement)
+    else:
+        hf = load_hf(spec, **placement.hf_kwargs())
+        tl = _to_bridge(hf, spec.label, placement)
+    log.info("loaded %s (%s)", spec.label, placement.describe())
     return LoadedModel(
         spec=spec,
         name=spec.label,
@@ -172,4 +200,5 @@ def load_model(spec: ModelSpec, device: str = "cpu", backend: str | None = None)
         d_model=int(tl.cfg.d_model),
         n_layers=int(tl.cfg.n_layers),
         hf=hf.model,
+        dtype=placement.dtype_name,
     )

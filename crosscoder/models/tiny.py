@@ -1,4 +1,4 @@
-"""Tiny random Llama-shaped models for tests: an HF folder with a small byte-level BPE tokenizer and a ChatML template.
+"""Tiny random Llama- and Gemma-2-shaped models for tests: an HF folder with a small byte-level BPE tokenizer and a ChatML template.
 
 Everything is built in-process from a seed, so the test suite runs in seconds without the 98 MB embedded model.
 `write_tiny_gguf` also writes a tiny GGUF with `gguf.GGUFWriter`, to exercise the GGUF path.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -59,6 +60,18 @@ def make_tiny_tokenizer(vocab_size: int = 512, extra_text: str = "") -> object:
     return fast
 
 
+def _randomise(model: torch.nn.Module) -> None:
+    """Random matrices from torch's (seeded) generator, with a spread of scales so layers differ visibly."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 2:
+                p.normal_(0.0, 0.08)
+
+
+def _token_ids(tok: object) -> dict[str, Any]:
+    return {f"{k}_token_id": getattr(tok, f"{k}_token_id") for k in ("bos", "eos", "pad")}
+
+
 def make_tiny_llama(
     folder: str | Path,
     seed: int = 0,
@@ -85,16 +98,51 @@ def make_tiny_llama(
         max_position_embeddings=512,
         rms_norm_eps=1e-5,
         tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,  # type: ignore[attr-defined]
-        eos_token_id=tok.eos_token_id,  # type: ignore[attr-defined]
-        pad_token_id=tok.pad_token_id,  # type: ignore[attr-defined]
+        **_token_ids(tok),
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(cfg)
-    with torch.no_grad():  # a spread of weight scales so layers differ visibly
-        for p in model.parameters():
-            if p.ndim == 2:
-                p.normal_(0.0, 0.08)
+    _randomise(model)
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)  # type: ignore[attr-defined]
+    return ModelSpec(source=str(folder), kind="hf", name=name or folder.name)
+
+
+def make_tiny_gemma2(
+    folder: str | Path,
+    seed: int = 0,
+    d_model: int = 64,
+    n_layers: int = 4,
+    n_heads: int = 4,
+    n_kv_heads: int = 2,
+    head_dim: int = 16,
+    d_mlp: int = 128,
+    vocab_size: int = 512,
+    sliding_window: int = 32,
+    name: str | None = None,
+) -> ModelSpec:
+    """Write a random Gemma-2-shaped model to `folder`: GeGLU MLPs, pre- and post-norms around attention and MLP,
+    alternating sliding-window / global attention, attention-logit and final-logit soft-capping, the embedding scaled
+    by sqrt(d_model), as in Gemma-2-2B/9B. Returns its spec."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    folder = Path(folder)
+    tok = make_tiny_tokenizer(vocab_size)
+    cfg = Gemma2Config(
+        vocab_size=len(tok),  # type: ignore[arg-type]
+        hidden_size=d_model,
+        intermediate_size=d_mlp,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_kv_heads,
+        head_dim=head_dim,
+        max_position_embeddings=512,
+        sliding_window=sliding_window,
+        **_token_ids(tok),
+    )
+    torch.manual_seed(seed)
+    model = Gemma2ForCausalLM(cfg)
+    _randomise(model)
     model.save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)  # type: ignore[attr-defined]
     return ModelSpec(source=str(folder), kind="hf", name=name or folder.name)

@@ -34,6 +34,7 @@ from crosscoder.xc.distributed import (
     all_reduce_sum_,
     barrier,
     cleanup,
+    global_batch_selection,
     init_distributed,
     local_batch,
 )
@@ -203,7 +204,8 @@ def train(
     dist = init_distributed(cfg.device)
     try:
         _check_compatible(cc, cfg, dist)
-        return _train(cc, batches_from, cfg, log_cfg, run_dir, run_info, dist)
+        with global_batch_selection(cc, dist):  # BatchTopK keeps the top k * B of the global batch under DDP
+            return _train(cc, batches_from, cfg, log_cfg, run_dir, run_info, dist)
     finally:
         cleanup(dist)
 
