@@ -30,6 +30,11 @@ def test_bad_options_are_refused() -> None:
         T.parse_args([*base, "--window", "1"])
     opts = T.parse_args([*base, "--quick", "--series", "series-pirate,hiding-cat_obsession", "trainer.steps=9"])
     assert opts.series == ["series-pirate", "hiding-cat_obsession"] and opts.overrides == ["trainer.steps=9"]
+    # crosscoders of another scale are never reused: the overrides key the run folder
+    plain = T.parse_args([*base, "--quick", "--series", "series-pirate"])
+    assert T.run_root(plain, "series-pirate") == Path("runs/trajectory/quick/series-pirate")
+    assert T.run_root(opts, "series-pirate").parent.name.startswith("quick-")
+    assert T.run_root(opts, "x") != T.run_root(T.parse_args([*base, "--quick", "trainer.steps=10"]), "x")
 
 
 def test_series_specs_and_composed_config() -> None:

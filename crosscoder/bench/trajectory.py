@@ -33,7 +33,7 @@ from typing import Any
 
 from crosscoder.analysis.trajectory.forecast import DEFAULT_WINDOW, check_steps
 from crosscoder.errors import ConfigError
-from crosscoder.io import atomic_write_json, read_json
+from crosscoder.io import atomic_write_json, read_json, sha256_json
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,15 @@ def hiding_result(beh: Any, flagged_last: bool) -> dict[str, Any]:
     return out
 
 
+def run_root(opts: TrajectoryOptions, name: str) -> Path:
+    """The series' run folder: runs/trajectory/<quick|default>[-<hash of the training overrides>]/<series>, so that
+    --resume reuses only crosscoders of the same scale."""
+    scale = "quick" if opts.quick else "default"
+    if opts.overrides:
+        scale += "-" + sha256_json(list(opts.overrides))[:8]
+    return opts.runs_root / "trajectory" / scale / name
+
+
 def run_series(opts: TrajectoryOptions, name: str) -> dict[str, Any]:
     """One series: organism, prefix crosscoders, analyses, forecasts; returns its record."""
     from crosscoder.analysis.trajectory.backtest import early_warning, score_trait_forecasts
@@ -149,7 +158,7 @@ def run_series(opts: TrajectoryOptions, name: str) -> dict[str, Any]:
     t1 = time.perf_counter()
     specs = R.series_specs(name, len(steps) - 1)
     cfg = R.compose_train(opts.config_dir, f"trajectory-{name}", specs, opts.quick, opts.overrides)
-    root = opts.runs_root / "trajectory" / ("quick" if opts.quick else "default") / name
+    root = run_root(opts, name)
     runs, acts = R.train_prefixes(cfg, root)
     unit = R.persona_unit(get_trait(trait), acts.hooks[-1])
     prefixes = []

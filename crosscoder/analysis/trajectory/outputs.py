@@ -1,4 +1,4 @@
-"""trajectory.json and forecast.json of a checkpoint-series analysis (docs/ANALYSIS_FORMAT.md, "Checkpoint series").
+"""trajectory.json and forecast.json of a checkpoint-series analysis (docs/TRAJECTORY.md, "Files").
 
 trajectory.json: the steps, per trait the signal at every checkpoint (reconstructed and true mean shift on the
 persona vector, per token slice) with the latents carrying it, and per latent (candidates and those top latents)
