@@ -196,3 +196,32 @@ def test_every_series_checkpoint_resolves_by_name(tiny_series, monkeypatch: pyte
     assert resolve_organism("s").name == "c3" and resolve_organism("s@final").name == "c3"
     with pytest.raises(ModelError, match="no checkpoint 'c4'; available: c1, c2, final"):
         resolve_organism("s@c4")
+
+
+def test_resumed_scoring_uses_the_base_persona_vectors(tiny_spec, tiny_dir: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    from crosscoder.models import make_tiny_llama
+    from crosscoder.personas import vectors as pv
+    from crosscoder.personas.organisms.behaviour import BEHAVIOUR_FILE, score_series
+    from crosscoder.personas.traits import get_trait
+
+    path = tmp_path / "cats.json"
+    path.write_text(json.dumps(TRAIT))
+    trait = get_trait(str(path))
+    c1 = make_tiny_llama(tiny_dir / "resume_c1", seed=41, name="c1")
+    series = [(replace(tiny_spec, name="base"), 0), (c1, 4)]
+    real, seen = pv.compute_persona_vectors, []
+    monkeypatch.setattr(pv, "compute_persona_vectors", lambda m, *a, **k: (seen.append(m.name), real(m, *a, **k))[1])
+    full = score_series(series, trait, tmp_path, n_questions=2, max_new_tokens=4)
+    assert seen == ["base"] and [r.checkpoint for r in full.records] == ["base", "c1"]
+    # interrupted after the base: the resumed run scores c1 with the base's vectors, at the base's hook
+    raw = json.loads((tmp_path / BEHAVIOUR_FILE).read_text())
+    (tmp_path / BEHAVIOUR_FILE).write_text(json.dumps({**raw, "records": raw["records"][:1]}))
+    seen.clear()
+    resumed = score_series(series, trait, tmp_path, n_questions=2, max_new_tokens=4)
+    assert seen == ["base"] and [r.hook for r in resumed.records] == [full.records[0].hook] * 2
+    assert resumed.records[1].projection == pytest.approx(full.records[1].projection, rel=1e-4)
+    # records scored at another hook than the base's vectors now pick are refused, not mixed
+    (tmp_path / BEHAVIOUR_FILE).write_text(json.dumps({**raw, "records": [{**raw["records"][0], "hook": "x"}]}))
+    with pytest.raises(DataError, match="delete it to re-score"):
+        score_series(series, trait, tmp_path, n_questions=2, max_new_tokens=4)

@@ -123,14 +123,22 @@ def score_series(
     done = SeriesBehaviour(**settings)  # type: ignore[arg-type]
     if path.is_file() and read_json(path).get("key") == key:
         done = SeriesBehaviour.from_dict({k: v for k, v in read_json(path).items() if k != "key"})
-    vectors = None
-    for spec, step in series:
+    todo = [(spec, step) for spec, step in series if not any(r.checkpoint == str(spec.name) for r in done.records)]
+    if not todo:
+        return done
+    # the base's persona vectors serve every checkpoint, also when scoring resumes after the base was done
+    base = load_model(series[0][0])
+    vectors = compute_persona_vectors(base, trait, source="examples")
+    del base
+    stale = {r.hook for r in done.records} - {vectors.best_hook}
+    if stale:
+        raise DataError(
+            f"{path}: scored at {', '.join(sorted(stale))} but the base's persona vectors now pick "
+            f"{vectors.best_hook}; delete it to re-score the whole series"
+        )
+    for spec, step in todo:
         name = str(spec.name)
-        if any(r.checkpoint == name for r in done.records):
-            continue
         model = load_model(spec)
-        if vectors is None:  # series[0] is the base: its persona vectors serve every checkpoint
-            vectors = compute_persona_vectors(model, trait, source="examples")
         for ps in prompt_sets:
             with torch.no_grad():
                 s = trait_score(model, trait, questions=prompt_set(trait, ps, n_questions),
