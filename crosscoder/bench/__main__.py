@@ -1,11 +1,12 @@
-"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,analysis,trajectory}`: the project's benchmarks.
+"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,analysis,screening,trajectory}`: the project's benchmarks.
 
 `all` (what `make bench` runs) collects the throughput benchmarks of the other stages — paired harvest and loader
 (crosscoder.bench.harvest) and the crosscoder training step (crosscoder.bench.xc_step) — into one JSON file and
 prints a short table. `recovery` (what `make bench-recovery` runs) measures whether the pipeline finds planted and
 fine-tuned personas (crosscoder.bench.recovery). `analysis` times the analysis stage at full size
-(crosscoder.bench.analysis). `trajectory` follows personas across checkpoint series and forecasts checkpoint n+1
-(crosscoder.bench.trajectory).
+(crosscoder.bench.analysis). `screening` measures persona vectors in use: training-data screening, fine-tuning shift
+prediction and preventative steering (crosscoder.bench.screening). `trajectory` follows personas across checkpoint
+series and forecasts checkpoint n+1 (crosscoder.bench.trajectory).
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ def run_all(out: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m crosscoder.bench", description=__doc__)
-    parser.add_argument("which", choices=["all", "harvest", "xc-step", "recovery", "analysis", "trajectory"])
+    parser.add_argument(
+        "which", choices=["all", "harvest", "xc-step", "recovery", "analysis", "screening", "trajectory"]
+    )
     args, rest = parser.parse_known_args(argv)
     if args.which == "all":
         sub = argparse.ArgumentParser(prog="python -m crosscoder.bench all")
@@ -75,6 +78,10 @@ def main(argv: list[str] | None = None) -> None:
         from crosscoder.bench.analysis import main as analysis_main
 
         analysis_main(rest)
+    elif args.which == "screening":
+        from crosscoder.bench.screening import main as screening_main
+
+        screening_main(rest)
     elif args.which == "trajectory":
         from crosscoder.bench.trajectory import main as trajectory_main
 

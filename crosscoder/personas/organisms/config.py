@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from crosscoder.errors import ConfigError
 from crosscoder.models.spec import ModelSpec
 
 METHODS = ("lora", "full")
+RESID_HOOK_RE = re.compile(r"^blocks\.\d+\.hook_resid_(pre|post)$")
 
 
 @dataclass
@@ -60,6 +62,15 @@ class OrganismConfig:
     """Answer length for the check."""
     out_dir: str | None = None
     """Where organisms are built; None = $CROSSCODER_CACHE/organisms."""
+    steer_alpha: float = 0.0
+    """Preventative steering: alpha * v (the base's raw persona vector) is added at steer_hook in every training
+    forward, never at evaluation or in saved weights; 0 = off (personas.organisms.preventative)."""
+    steer_trait: str | None = None
+    """Preventative steering: the trait (name or .json) whose persona vector is computed on the base."""
+    steer_vectors: str | None = None
+    """Preventative steering: a persona-vector file of the base to use instead of computing steer_trait's."""
+    steer_hook: str | None = None
+    """Preventative steering: residual hook of the edit; None = the vector's best-separating layer."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -79,6 +90,12 @@ class OrganismConfig:
             raise ConfigError("organism.dropout: must be in [0, 1)")
         if not self.name or "/" in self.name:
             raise ConfigError("organism.name: must be a non-empty name without '/'")
+        if self.steer_alpha and not (self.steer_trait or self.steer_vectors):
+            raise ConfigError("organism.steer_alpha: set steer_trait or steer_vectors to say which vector to add")
+        if self.steer_hook is not None and not RESID_HOOK_RE.match(self.steer_hook):
+            raise ConfigError(
+                f"organism.steer_hook: {self.steer_hook!r} is not a residual hook; use blocks.<l>.hook_resid_post|pre"
+            )
 
     def hyperparameters(self) -> dict[str, Any]:
         """The fields that change the trained weights (used for the cache key and the metadata)."""
@@ -87,6 +104,8 @@ class OrganismConfig:
         out = {k: getattr(self, k) for k in keep}
         if self.lr_decay != 0.9:  # only when changed, so organisms built before the field existed keep their keys
             out["lr_decay"] = self.lr_decay
+        if self.steer_alpha:  # only then: organisms without steering keep their cache keys
+            out["steer"] = {k: getattr(self, f"steer_{k}") for k in ("alpha", "trait", "vectors", "hook")}
         return out
 
 
