@@ -264,6 +264,33 @@ def lines(
     return chart
 
 
+def heatmap(
+    values: Sequence[Sequence[float]], rows: Sequence[str], columns: Sequence[str], title: str,
+    limit: float | None = None, cmap: str = "RdBu_r", width: int | None = None,
+) -> Chart | None:  # fmt: skip
+    """A rows x columns matrix of signed numbers on a diverging colour scale symmetric about 0 (`limit`, default the
+    largest finite |value|), each cell printed and with its hover text "<row> / <column>: <value>"; NaN cells blank."""
+    vals = np.array(values, dtype=float).reshape(len(rows), len(columns))
+    if vals.size == 0:
+        return None
+    finite = np.isfinite(vals)
+    lim = limit or max(float(np.abs(vals[finite]).max()) if finite.any() else 1.0, 1e-6)
+    fig, ax = _axes(width or int(220 + 95 * len(columns)), int(110 + 26 * len(rows)))
+    chart = Chart(fig, title)
+    im = ax.imshow(np.where(finite, vals, np.nan), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
+    ax.grid(False)
+    ax.set_xticks(range(len(columns)), list(columns), rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), list(rows), fontsize=8)
+    for i, j in zip(*np.nonzero(finite), strict=True):
+        txt = ax.text(j, i, f"{vals[i, j]:+.2f}", ha="center", va="center", fontsize=7)
+        gid = f"cell-{i}-{j}"
+        txt.set_gid(gid)
+        chart.tips[gid] = f"{rows[i]} / {columns[j]}: {vals[i, j]:+.4g}"
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    _finish(fig, ax, title, "", "")
+    return chart
+
+
 def html_page(title: str, body: str, css: str = "") -> str:
     """A self-contained HTML page around inline charts (no external resources)."""
     return (

@@ -1,12 +1,13 @@
-"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,analysis,screening,trajectory}`: the project's benchmarks.
+"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,analysis,screening,composition,trajectory}`: benchmarks.
 
 `all` (what `make bench` runs) collects the throughput benchmarks of the other stages — paired harvest and loader
 (crosscoder.bench.harvest) and the crosscoder training step (crosscoder.bench.xc_step) — into one JSON file and
 prints a short table. `recovery` (what `make bench-recovery` runs) measures whether the pipeline finds planted and
 fine-tuned personas (crosscoder.bench.recovery). `analysis` times the analysis stage at full size
 (crosscoder.bench.analysis). `screening` measures persona vectors in use: training-data screening, fine-tuning shift
-prediction and preventative steering (crosscoder.bench.screening). `trajectory` follows personas across checkpoint
-series and forecasts checkpoint n+1 (crosscoder.bench.trajectory).
+prediction and preventative steering (crosscoder.bench.screening). `composition` measures persona composition: LoRA
+surgery, cross-trait leakage, the latent-basis adapter and the receive-side audit (crosscoder.bench.composition).
+`trajectory` follows personas across checkpoint series and forecasts checkpoint n+1 (crosscoder.bench.trajectory).
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def run_all(out: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m crosscoder.bench", description=__doc__)
     parser.add_argument(
-        "which", choices=["all", "harvest", "xc-step", "recovery", "analysis", "screening", "trajectory"]
+        "which",
+        choices=["all", "harvest", "xc-step", "recovery", "analysis", "screening", "composition", "trajectory"],
     )
     args, rest = parser.parse_known_args(argv)
     if args.which == "all":
@@ -82,6 +84,10 @@ def main(argv: list[str] | None = None) -> None:
         from crosscoder.bench.screening import main as screening_main
 
         screening_main(rest)
+    elif args.which == "composition":
+        from crosscoder.bench.composition import main as composition_main
+
+        composition_main(rest)
     elif args.which == "trajectory":
         from crosscoder.bench.trajectory import main as trajectory_main
 
