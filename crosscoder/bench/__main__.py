@@ -1,4 +1,4 @@
-"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,analysis,screening,composition}`: the benchmarks.
+"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,analysis,screening,composition,trajectory}`: benchmarks.
 
 `all` (what `make bench` runs) collects the throughput benchmarks of the other stages — paired harvest and loader
 (crosscoder.bench.harvest) and the crosscoder training step (crosscoder.bench.xc_step) — into one JSON file and
@@ -7,6 +7,7 @@ fine-tuned personas (crosscoder.bench.recovery). `analysis` times the analysis s
 (crosscoder.bench.analysis). `screening` measures persona vectors in use: training-data screening, fine-tuning shift
 prediction and preventative steering (crosscoder.bench.screening). `composition` measures persona composition: LoRA
 surgery, cross-trait leakage, the latent-basis adapter and the receive-side audit (crosscoder.bench.composition).
+`trajectory` follows personas across checkpoint series and forecasts checkpoint n+1 (crosscoder.bench.trajectory).
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def run_all(out: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m crosscoder.bench", description=__doc__)
     parser.add_argument(
-        "which", choices=["all", "harvest", "xc-step", "recovery", "analysis", "screening", "composition"]
+        "which",
+        choices=["all", "harvest", "xc-step", "recovery", "analysis", "screening", "composition", "trajectory"],
     )
     args, rest = parser.parse_known_args(argv)
     if args.which == "all":
@@ -114,6 +116,10 @@ def main(argv: list[str] | None = None) -> None:
         from crosscoder.bench.composition import main as composition_main
 
         composition_main(rest)
+    elif args.which == "trajectory":
+        from crosscoder.bench.trajectory import main as trajectory_main
+
+        trajectory_main(rest)
     else:
         module = importlib.import_module(THROUGHPUT[args.which.replace("-", "_")])
         module.main(rest)

@@ -35,7 +35,9 @@ class OrganismConfig:
     weight_decay: float = 0.0
     """AdamW weight decay."""
     warmup_steps: int = 3
-    """Linear warm-up steps; afterwards the rate decays linearly to 10% of the peak."""
+    """Linear warm-up steps; afterwards the rate decays linearly by `lr_decay` of the peak."""
+    lr_decay: float = 0.9
+    """How far the rate decays after warm-up, as a fraction of the peak (0.9: to 10% at the last step; 0: constant)."""
     batch_size: int = 8
     """Conversations per optimiser step."""
     epochs: int = 2
@@ -82,6 +84,8 @@ class OrganismConfig:
             raise ConfigError("organism.max_steps: must be >= 1 or null")
         if any(s < 1 for s in self.save_steps) or sorted(set(self.save_steps)) != list(self.save_steps):
             raise ConfigError("organism.save_steps: must be increasing positive step numbers, e.g. [20, 40]")
+        if not 0 <= self.lr_decay <= 1:
+            raise ConfigError("organism.lr_decay: must be in [0, 1] (0 = constant rate, 0.9 = down to 10%)")
         if not 0 <= self.dropout < 1:
             raise ConfigError("organism.dropout: must be in [0, 1)")
         if not self.name or "/" in self.name:
@@ -98,6 +102,8 @@ class OrganismConfig:
         keep = ("method", "r", "alpha", "dropout", "target_modules", "lr", "weight_decay", "warmup_steps",
                 "batch_size", "epochs", "max_steps", "max_len", "grad_clip", "seed")  # fmt: skip
         out = {k: getattr(self, k) for k in keep}
+        if self.lr_decay != 0.9:  # only when changed, so organisms built before the field existed keep their keys
+            out["lr_decay"] = self.lr_decay
         if self.steer_alpha:  # only then: organisms without steering keep their cache keys
             out["steer"] = {k: getattr(self, f"steer_{k}") for k in ("alpha", "trait", "vectors", "hook")}
         return out
