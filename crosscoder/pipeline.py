@@ -6,6 +6,7 @@ from the data, record what the run was trained on in `run.json`, then hand a pla
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from pathlib import Path
@@ -15,7 +16,8 @@ from crosscoder.config import TrainConfig
 from crosscoder.errors import ModelError
 from crosscoder.io import atomic_write_json, read_json
 from crosscoder.models.spec import ModelSpec
-from crosscoder.runs import update_latest
+from crosscoder.online import check_wandb
+from crosscoder.runs import check_output_dir, check_run_state, run_lock, update_latest
 
 if TYPE_CHECKING:
     from crosscoder.models.load import LoadedModel
@@ -63,12 +65,23 @@ def prepare_run_data(cfg: TrainConfig, dist: DistInfo | None = None) -> tuple[An
 def run_train(cfg: TrainConfig, run_dir: Path) -> Any:
     """Train a crosscoder on `cfg`'s model set; writes everything into `run_dir` and returns the TrainResult."""
     from crosscoder.launch.preflight import preflight
-    from crosscoder.xc.distributed import cleanup, init_distributed
-    from crosscoder.xc.model import Crosscoder
-    from crosscoder.xc.trainer import train
+    from crosscoder.xc.distributed import init_distributed
 
     dist = init_distributed(cfg.trainer.device)
     preflight(cfg, dist.world_size)  # GPUs, memory, batch split: one-line errors before any work
+    check_output_dir(run_dir, "run folder (hydra.run.dir)")  # outputs, W&B, a finished run: before any work too
+    check_run_state(run_dir, cfg.trainer.resume, cfg.trainer.overwrite)
+    if dist.rank == 0:
+        check_wandb(cfg.logging.wandb_mode, "logging.wandb_mode")
+    with run_lock(run_dir) if dist.rank == 0 else contextlib.nullcontext():  # one writer per run folder
+        return _train_locked(cfg, run_dir, dist)
+
+
+def _train_locked(cfg: TrainConfig, run_dir: Path, dist: DistInfo) -> Any:
+    from crosscoder.xc.distributed import cleanup
+    from crosscoder.xc.model import Crosscoder
+    from crosscoder.xc.trainer import train
+
     run_dir.mkdir(parents=True, exist_ok=True)
     acts, records = prepare_run_data(cfg, dist)
     xc_cfg = dataclasses.replace(cfg.crosscoder, n_models=len(records), n_hooks=len(acts.hooks), d_model=acts.d_model)

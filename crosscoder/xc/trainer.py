@@ -239,11 +239,19 @@ def _train(
     start_step, tokens, wandb_id = 0, 0, None
     dead = DeadTracker(xc.n_latents, cfg.dead_tokens, dist.device)
     finished = (run_dir / "final" / "crosscoder.safetensors").exists()
-    if (latest is not None or finished) and not cfg.resume:
-        what = "checkpoints" if latest is not None else "a finished run (final/)"
+    if finished and not cfg.overwrite:
         raise ConfigError(
-            f"trainer.resume: {run_dir} already holds {what}; set resume=true to continue or use a new run_dir"
+            f"trainer.resume: {run_dir} already holds a finished run (final/); use a new run_dir, "
+            "or set trainer.overwrite=true to train it again"
         )
+    if latest is not None and not cfg.resume:
+        if not cfg.overwrite:
+            raise ConfigError(
+                f"trainer.resume: {run_dir} already holds checkpoints; set resume=true to continue, "
+                "overwrite=true to start again, or use a new run_dir"
+            )
+        ckpt.clear_checkpoints(ckpt_root, dist.is_main)  # overwrite=true: start again from step 0
+        latest = None
     if latest is not None:
         scale_ML = cc.scale_ML.clone()
         state, trainer_tensors = ckpt.load_checkpoint(latest, cc, opt, pnames)

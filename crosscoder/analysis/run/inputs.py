@@ -5,11 +5,14 @@ Every check runs before expensive work and fails with a one-line error naming th
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crosscoder.analysis.config import AnalyzeConfig
 from crosscoder.errors import ConfigError, DataError, ModelError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from crosscoder.data.protocols import Activations
@@ -55,6 +58,12 @@ def open_activations(cfg: AnalyzeConfig, info: dict[str, Any], cc: Crosscoder) -
         raise DataError(f"activation cache {path} not found; pass activations=<cache folder> (it may have moved)")
     acts = ActivationSet.open(path, verify=False)
     check_activations(acts, info, cc)
+    if cfg.verify != "off":  # a corrupt shard would silently change the latent table
+        from crosscoder.data.cache import verify_cache
+
+        n = verify_cache(Path(path), acts.manifest, sample=cfg.verify == "sampled")
+        log.info("activation cache %s: %d of %d shards verified (verify=%s)", path, n, len(acts.manifest.shards),
+                 cfg.verify)  # fmt: skip
     return acts
 
 
