@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,8 +63,15 @@ def check_output_dir(path: str | Path, what: str) -> Path:
     if probe.exists() and not probe.is_dir():
         where = "is a file" if probe == path else f"lies under the file {probe}"
         raise ConfigError(f"{what}: {path} {where}; choose a folder path")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what}: {probe} is not writable, so {path} cannot be written; choose a writable folder")
+    try:
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise PermissionError(13, "permission denied")
+        with tempfile.TemporaryFile(dir=probe):  # what access() cannot tell: read-only mounts, /proc, ACLs
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"{what}: {probe} is not writable ({err.strerror}), so {path} cannot be written; choose a writable folder"
+        ) from None
     return path
 
 
@@ -72,7 +80,7 @@ def check_output_file(path: str | Path, what: str) -> Path:
     path = Path(path).expanduser()
     if path.is_dir():
         raise ConfigError(f"{what}: {path} is a folder; give a file path")
-    check_output_dir(path.parent, what)
+    check_output_dir(path.parent if path.is_file() else path, what)
     return path
 
 

@@ -163,6 +163,20 @@ def adapter_hash(base_hash: str, adapter: str | Path) -> str:
     return sha256_json([base_hash, [sha256_file(p) for p in files]])
 
 
+def check_local_files(spec: ModelSpec) -> None:
+    """The checks of a spec's local files that need no loading (folder, config.json, weight files, adapter), so a
+    set of models is refused before the first one loads. Hub ids, GGUF files and TransformerLens names pass."""
+    if spec.resolved_kind() == "hf" and (
+        Path(spec.source).expanduser().exists() or spec.source.startswith((".", "/", "~"))
+    ):
+        resolve_folder(spec)
+    if spec.adapter:
+        folder = Path(spec.adapter).expanduser()
+        if not (folder / "adapter_config.json").is_file():
+            raise ModelError(f"no PEFT adapter at {folder} (adapter_config.json missing); check model.adapter")
+        check_weight_files(folder)
+
+
 def load_hf(spec: ModelSpec, dtype: torch.dtype = torch.float32, device_map: Any = None) -> HFModel:
     """Load `spec` with transformers (eval mode), merging its adapter if any.
 

@@ -31,6 +31,7 @@ from crosscoder.analysis.run.candidates import build_candidates
 from crosscoder.analysis.run.context import AnalysisContext
 from crosscoder.analysis.run.inputs import (
     check_activations,
+    check_run_model_files,
     lens_hook_index,
     load_crosscoder,
     load_run_models,
@@ -135,6 +136,7 @@ def run_analysis(
     check_unlocked(run)  # train.py is not writing it
     check_wandb(cfg.export.wandb_mode, "analyze.export.wandb_mode")
     traits = select_traits(cfg) if cfg.labels.enabled else {}  # trait files and `traits=`: before any work
+    check_run_model_files(read_json(run / "run.json"))
     rebuild = f"python analyze.py run_dir={run}" + (f" out_dir={final}" if cfg.out_dir else "")
     with run_lock(final.parent, "analyze.py", name=f".{final.name}.lock"), atomic_dir(final) as tmp:
         result = _analyse(cfg, run, tmp, models, acts, traits)

@@ -101,6 +101,29 @@ def load_run_models(info: dict[str, Any], device: str) -> list[LoadedModel]:
     return models
 
 
+def check_run_model_files(info: dict[str, Any]) -> None:
+    """Before any work: refuse a run's local model folder whose weights changed since training (hashed from its
+    files, cached), and damaged weight files. Models that are not local folders are checked when they load."""
+    from crosscoder.models import ModelSpec
+    from crosscoder.models.hf import adapter_hash, check_local_files, source_hash
+
+    hashes = info.get("content_hashes") or [None] * len(info["models"])
+    for spec_dict, want in zip(info["models"], hashes, strict=False):
+        spec = ModelSpec(**spec_dict)
+        folder = Path(spec.source).expanduser()
+        if not want or spec.resolved_kind() != "hf" or not folder.is_dir():
+            continue
+        check_local_files(spec)
+        got = source_hash(spec, str(folder), True)
+        if spec.adapter:
+            got = adapter_hash(got, spec.adapter)
+        if got != want:
+            raise ModelError(
+                f"model {spec.label} ({spec.source}) is not the one the crosscoder was trained on (weights changed); "
+                "restore it or retrain"
+            )
+
+
 def select_traits(cfg: AnalyzeConfig) -> dict[str, Trait]:
     """The traits to label against: the shipped library and `labels.trait_dirs`, narrowed to `labels.traits`."""
     from crosscoder.personas.traits import load_traits
