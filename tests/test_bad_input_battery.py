@@ -47,7 +47,7 @@ class Env:
     def train_overrides(self, cache_root: Path | None = None) -> list[str]:
         return [
             f"models.models=[{{source:{self.base},name:base}},{{source:{self.ft},name:ft}}]",
-            f"data.hooks=[{HOOK}]", "data.n_tokens=1500", "data.norm_sample_tokens=1000",
+            f"data.hooks=[{HOOK}]", "data.n_tokens=1500", "data.norm_sample_tokens=1000", "data.shard_tokens=512",
             f"data.cache_root={cache_root or self.root / 'acts'}",
             "trainer.steps=20", "trainer.batch_size=128", "trainer.warmup_steps=2", "trainer.l1_warmup_steps=2",
             "trainer.checkpoint_every=10", "trainer.log_every=10", "crosscoder.n_latents=64",
@@ -773,12 +773,8 @@ def _python(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProce
 
 @pytest.mark.parametrize(
     ("where", "expect"),
-    [
-        (lambda t: f"hydra.run.dir={a_file(t)}/run", "lies under the file"),
-        (lambda t: f"hydra.run.dir={a_file(t)}", "is a file"),
-        (lambda t: "hydra.run.dir=/proc/crosscoder-run", "not writable"),
-    ],
-    ids=["run-dir-under-a-file", "run-dir-is-a-file", "run-dir-unwritable"],
+    [(lambda t: f"hydra.run.dir={a_file(t)}/run", "lies under the file")],
+    ids=["run-dir-under-a-file"],  # the other run-folder cases run in-process above (the callback's check)
 )
 def test_train_py_refuses_the_run_folder_before_hydra_writes(
     env: Env, tmp_path: Path, where: Callable[[Path], str], expect: str
@@ -800,3 +796,122 @@ def test_train_py_refuses_a_finished_run_before_rewriting_its_config(env: Env, t
     assert proc.returncode == EXIT_USER_ERROR and "finished run" in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.strip().count("\n") == 0
     assert snapshot(run) == before  # .hydra/config.yaml too
+
+
+# ------------------------------------------------------------------- what the battery's refusals protect
+def _final_tensors(run: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "final" / "crosscoder.safetensors"))
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    import torch
+
+    ta, tb = _final_tensors(a), _final_tensors(b)
+    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_failed_analysis_leaves_the_previous_one_intact(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import crosscoder.analysis.run as run_mod
+
+    run = env.run_copy(tmp_path)
+    before = snapshot(run)
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("crash mid-analysis")
+
+    monkeypatch.setattr(run_mod, "make_summary", boom)
+    with pytest.raises(RuntimeError, match="crash mid-analysis"):
+        analyze(env, run=run)()
+    assert snapshot(run) == before
+    assert not any(p.name.startswith((".analysis", ".lock")) for p in run.iterdir())  # no temp folder, no lock
+
+
+def test_analysis_replaces_its_folder_atomically_with_checksums(env: Env, tmp_path: Path) -> None:
+    from crosscoder.io import verify_checksums
+
+    run = env.run_copy(tmp_path)
+    (run / "analysis" / "stale.txt").write_text("from an earlier analysis")
+    result = analyze(env, "export.saelens=true", run=run)()
+    out = run / "analysis"
+    assert result.out_dir == out and not (out / "stale.txt").exists()
+    assert json.loads((out / "summary.json").read_text())["out_dir"] == str(out)
+    assert verify_checksums(out, "analysis folder", required=True) >= 5  # tables, summary, candidates, exports
+    assert all(p.is_file() and out in p.parents for p in result.presented.saelens[0].iterdir())
+    assert not any(p.name.startswith((".analysis", ".lock")) for p in run.iterdir())
+
+
+def test_overwrite_retrains_a_finished_run_bit_identically(env: Env, tmp_path: Path) -> None:
+    run = env.run_copy(tmp_path)
+    run_cli(train(env, run, "trainer.checkpoint_every=5", "trainer.overwrite=true"))
+    _assert_same_weights(run, env.run)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000010", "step_0000015"]
+
+
+def test_resume_after_kill_9_takes_over_the_stale_lock_bit_identically(env: Env, tmp_path: Path) -> None:
+    import socket
+
+    run = env.run_copy(tmp_path)
+    shutil.rmtree(run / "final")  # killed after step 15's checkpoint: the lock of a dead process is left behind
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run / ".lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "what": "train.py"}))
+    run_cli(train(env, run, "trainer.checkpoint_every=5", "trainer.resume=true"))
+    _assert_same_weights(run, env.run)
+    assert not (run / ".lock").exists()
+
+
+def test_a_lock_held_on_another_host_is_refused_naming_the_file(tmp_path: Path) -> None:
+    from crosscoder.errors import ConfigError
+    from crosscoder.runs import run_lock
+
+    (tmp_path / ".lock").write_text(json.dumps({"pid": 1, "host": "elsewhere", "what": "train.py"}))
+    with (
+        pytest.raises(ConfigError, match=r"pid 1 on elsewhere; delete .*\.lock if that run is gone"),
+        run_lock(tmp_path),
+    ):
+        pass
+
+
+def test_default_run_folders_of_one_second_differ() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from crosscoder.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        dirs = {str(compose(config_name="config", return_hydra_config=True).hydra.run.dir) for _ in range(5)}
+    assert len(dirs) == 5
+
+
+def test_model_hashes_are_cached_in_the_cache_not_the_model_folder(env: Env) -> None:
+    assert not list(env.base.glob(".crosscoder_hash*")) and not list(env.ft.glob(".crosscoder_hash*"))
+    assert list((env.root / "cache" / "model-hashes").glob("*.json"))
+
+
+def test_latest_is_written_beside_a_run_outside_the_runs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crosscoder import runs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runs, "RUNS_ROOT", Path("runs"))
+    (tmp_path / "scratch" / "run1" / "final").mkdir(parents=True)
+    runs.update_latest(tmp_path / "scratch" / "run1")
+    assert not (tmp_path / "runs").exists()
+    assert runs.latest_run(tmp_path / "scratch") == (tmp_path / "scratch" / "run1").resolve()
+    (tmp_path / "runs" / "demo" / "r" / "final").mkdir(parents=True)
+    runs.update_latest(Path("runs/demo/r"))
+    assert (tmp_path / "runs" / "LATEST").read_text().strip() == str((tmp_path / "runs/demo/r").resolve())
+
+
+def test_sampled_cache_verification_hashes_a_subset(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    import crosscoder.data.cache as C
+
+    manifest = C.read_manifest(env.acts)
+    total = len(manifest.shards)
+    assert C.verify_cache(env.acts, manifest, sample=True) == total  # small caches are hashed in full
+    monkeypatch.setattr(C, "SAMPLE_BYTES", 1)
+    assert total > 1 and C.verify_cache(env.acts, manifest, sample=True) == 1
+    assert C.verify_cache(env.acts, manifest) == total
