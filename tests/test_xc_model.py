@@ -147,7 +147,11 @@ def test_save_load_roundtrip(tmp_path: Path) -> None:
     with torch.no_grad():
         cc.scale_ML.copy_(torch.tensor([[0.5, 2.0], [1.5, 0.25]]))
     cc.save(tmp_path / "cc")
-    assert sorted(p.name for p in (tmp_path / "cc").iterdir()) == ["checksums.json", "config.json", "crosscoder.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "cc").iterdir()) == [
+        "checksums.json",
+        "config.json",
+        "crosscoder.safetensors",
+    ]
     back = Crosscoder.load(tmp_path / "cc")
     assert not back.training and back.cfg == cc.cfg
     for name, t in cc.state_dict().items():

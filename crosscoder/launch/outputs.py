@@ -9,6 +9,7 @@ exit status 2, before Hydra writes anything.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,12 @@ def check_run_location(config: DictConfig, folder: str, multirun: bool) -> None:
     trainer = config.get("trainer")
     if not multirun and trainer is not None:
         check_run_state(Path(folder), bool(trainer.get("resume")), bool(trainer.get("overwrite")))
-        check_unlocked(Path(folder))
+        if _launch_rank() == 0:  # under torchrun / srun, rank 0 holds the lock the other ranks would see
+            check_unlocked(Path(folder))
+
+
+def _launch_rank() -> int:
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0)
 
 
 class OutputCheck(Callback):
