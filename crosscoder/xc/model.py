@@ -75,6 +75,7 @@ class Crosscoder(nn.Module):
         self.sparsity: Sparsity = ARCHITECTURES[cfg.architecture](cfg)
         if S > 0:
             self.W_dec_FMLD.register_hook(self._tie_shared_grad)
+        self.sparsity.attach(self)  # structural constraints of the architecture (e.g. dfc's masked blocks)
 
     # ------------------------------------------------------------------ shapes and helpers
     @property
@@ -162,7 +163,8 @@ class Crosscoder(nn.Module):
     ) -> dict[str, Tensor]:
         """Training loss on a normalised batch, plus detached statistics for the metrics.
 
-        Returns ``loss`` (with grad) and ``recon``, ``penalty``, ``aux``, ``sq_err_ML`` (summed squared error per
+        Returns ``loss`` (with grad) and ``recon``, ``extra`` (the architecture's extra term, e.g. Matryoshka's nested
+        reconstructions; 0 for most), ``penalty``, ``aux``, ``sq_err_ML`` (summed squared error per
         model and hook), ``fired_F`` (tokens each latent fired on), ``l0`` (active latents summed over tokens) and,
         for BatchTopK, ``min_score``. ``dead_F`` marks dead latents for the auxiliary-k loss (TopK-style only).
         ``reduce_sum`` (DDP) sums a tensor over ranks; the auxiliary loss's normaliser is a batch statistic, so it is
@@ -177,7 +179,7 @@ class Crosscoder(nn.Module):
                 dec_norm_F = self._dec_norm_F()
                 pre_BF = torch.addmm(self.b_enc_F, x_n_BX, W_enc_XF).to(x_n_BX.dtype)  # fp32 after a bf16 autocast GEMM
                 pattern = self.sparsity.select(pre_BF, dec_norm_F, self.share_F, k)
-            f_N = torch.relu(gather_encode(x_n_BX, W_enc_XF, self.b_enc_F, pre_BF, pattern))
+            f_N = f_act = torch.relu(gather_encode(x_n_BX, W_enc_XF, self.b_enc_F, pre_BF, pattern))
             xhat_BX = sparse_decode(f_N, W_dec_FX, pattern) + b_dec_X
             fired = pattern.cols_N[f_N.detach() > 0]
             fired_F = torch.bincount(fired, minlength=cfg.n_latents).to(x_n_BX.dtype)
@@ -185,7 +187,7 @@ class Crosscoder(nn.Module):
         else:
             dec_norm_F = self._dec_norm_F()  # with grad: the L1 penalty differentiates through the decoder norms
             pre_BF = torch.addmm(self.b_enc_F, x_n_BX, W_enc_XF)
-            f_BF = self.sparsity.activate(pre_BF, dec_norm_F, self.share_F, k)
+            f_BF = f_act = self.sparsity.activate(pre_BF, dec_norm_F, self.share_F, k)
             xhat_BX = torch.addmm(b_dec_X, f_BF, W_dec_FX)
             fired_F = (f_BF.detach() > 0).sum(0).to(x_n_BX.dtype)
             penalty = self.sparsity.penalty(pre_BF, f_BF, dec_norm_F, self.share_F)
@@ -193,15 +195,17 @@ class Crosscoder(nn.Module):
         err_BX = x_n_BX - xhat_BX
         sq_err = err_BX.pow(2)
         recon = sq_err.sum() / B
+        extra = self.sparsity.extra_loss(x_n_BX, f_act, pattern, W_dec_FX, b_dec_X)  # 0 unless the mechanism adds one
         aux = x_n_BX.new_zeros(())
         if self.sparsity.uses_k and dead_F is not None and aux_k > 0 and aux_coeff > 0 and bool(dead_F.any()):
             aux = self._aux_loss(
                 x_n_BX, pre_BF, err_BX.detach(), dec_norm_F, dead_F, aux_k, pattern is not None, reduce_sum
             )
-        loss = recon + sparsity_coeff * penalty + aux_coeff * aux
+        loss = recon + sparsity_coeff * penalty + aux_coeff * aux + extra
         out = {
             "loss": loss,
             "recon": recon.detach(),
+            "extra": extra.detach(),
             "penalty": penalty.detach(),
             "aux": aux.detach(),
             "sq_err_ML": sq_err.detach().view(B, cfg.n_models, cfg.n_hooks, cfg.d_model).sum(dim=(0, 3)),
@@ -269,6 +273,7 @@ class Crosscoder(nn.Module):
         S = self.cfg.n_shared
         if S and not torch.allclose(self.W_dec_FMLD[:S], self.W_dec_FMLD[:S, :1].expand(-1, self.cfg.n_models, -1, -1)):
             raise DataError(f"{source}: the shared latents' decoders differ across models; the file is corrupt")
+        self.sparsity.check_weights(self, source)
 
     def save(self, folder: str | Path) -> Path:
         """Write ``crosscoder.safetensors`` and ``config.json`` into ``folder`` (each atomically)."""
