@@ -38,7 +38,8 @@ def make_crosscoder(arch: str, n_hooks: int = 2, seed: int = 0) -> Crosscoder:
         cc.b_dec_MLD.copy_(0.3 * torch.randn(cc.b_dec_MLD.shape, generator=gen))
         if arch == "jumprelu":
             cc.sparsity.get_parameter("log_threshold_F").copy_(torch.empty(64).uniform_(0.01, 0.2, generator=gen).log())
-    if arch in ("batchtopk", "dfc", "matryoshka"):  # a threshold at the median positive score of realistic inputs: some latents fire
+    # a threshold at the median positive score of realistic inputs: some latents fire
+    if arch in ("batchtopk", "dfc", "matryoshka"):
         cc.eval()
         x_BD = probe_inputs(cc, 1, 0, 64)
         with torch.no_grad():
