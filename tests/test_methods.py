@@ -141,3 +141,24 @@ def test_scores_table_and_html() -> None:
     assert "top1 0/1, top5 1/1, rank 2.0" in text and "1 false / 1 pairs" in text
     page = html_summary(recs, {"n_tokens": 10})
     assert "<svg" in page and "null-control" in page
+
+
+def test_bench_refuses_unknown_names_and_bad_organisms(tmp_path: Path) -> None:
+    from crosscoder.bench.methods import parse_args
+    from crosscoder.errors import DataError
+
+    with pytest.raises(ConfigError, match="--architectures: unknown architecture 'moe'; known: .*matryoshka"):
+        parse_args(["--architectures", "batchtopk,moe"])
+    with pytest.raises(ConfigError, match="--methods: unknown method 'lda'"):
+        parse_args(["--methods", "crosscoder,lda"])
+    with pytest.raises(ConfigError, match="--organism: 'pirate' is not KIND:TRAIT:PATH"):
+        parse_args(["--organism", "pirate"])
+    with pytest.raises(DataError, match="--organism: folder .* not found"):
+        parse_args(["--organism", f"sft:pirate:{tmp_path / 'missing'}"])
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
+    opts = parse_args(["--organism", f"sft:pirate:{tmp_path / 'adapter'}", "--null", "self", "trainer.steps=10"])
+    org = opts.organisms[0]
+    assert (org.kind, org.trait, org.spec.adapter) == ("sft", "pirate", str(tmp_path / "adapter"))
+    assert opts.nulls == ["self"] and opts.recovery.overrides == ["trainer.steps=10"]
+    assert str(opts.recovery.out) == "results/recovery_methods.json"
