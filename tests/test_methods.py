@@ -61,6 +61,7 @@ def test_diff_sae_finds_and_labels_the_planted_direction(planted) -> None:
     assert _cos(top.direction_D, direction) >= 0.8  # 300 steps, k=4 on a rank-1 difference: 0.88 measured
     assert top.label == PLANT_TRAIT, top.evidence.label_evidence if top.evidence else None
     assert res.metrics["n_latents"] == 128 and (run.out_dir / "diff_sae" / "final").is_dir()
+    assert (run.out_dir / "diff_sae.directions.safetensors").is_file()
     saved = json.loads((run.out_dir / "diff_sae.json").read_text())
     assert saved["candidates"][0]["label"] == PLANT_TRAIT and saved["skipped"] is None
 
