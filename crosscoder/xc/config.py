@@ -67,7 +67,8 @@ class CrosscoderConfig:
     where the data make it differ; false draws each model's decoder independently (undertrained latents then look
     "shifted" by chance)."""
     fast_path: bool = True
-    """topk / batchtopk: use the sparse decode and sparse backward; false runs the dense reference path."""
+    """topk / batchtopk / l1: use the sparse decode and sparse backward over the active latents (crosscoder.xc.fast;
+    l1 while its L0 is below n_latents/16); false runs the dense plain-torch reference path."""
     n_models: int = 0
     """Number of models N (>= 2 for a crosscoder; 1 is a plain SAE, e.g. the diff-SAE baseline of
     crosscoder.analysis.methods). 0 = filled from the activation data at run time."""
