@@ -1,9 +1,11 @@
-"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,analysis,screening,composition,trajectory}`: benchmarks.
+"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,methods,analysis,screening,composition,trajectory}`:
+benchmarks.
 
 `all` (what `make bench` runs) collects the throughput benchmarks of the other stages — paired harvest and loader
 (crosscoder.bench.harvest) and the crosscoder training step (crosscoder.bench.xc_step) — into one JSON file and
 prints a short table. `recovery` (what `make bench-recovery` runs) measures whether the pipeline finds planted and
-fine-tuned personas (crosscoder.bench.recovery). `analysis` times the analysis stage at full size
+fine-tuned personas (crosscoder.bench.recovery); `methods` scores the other diffing methods on the same organisms
+(crosscoder.bench.methods). `analysis` times the analysis stage at full size
 (crosscoder.bench.analysis). `screening` measures persona vectors in use: training-data screening, fine-tuning shift
 prediction and preventative steering (crosscoder.bench.screening). `composition` measures persona composition: LoRA
 surgery, cross-trait leakage, the latent-basis adapter and the receive-side audit (crosscoder.bench.composition).
@@ -93,7 +95,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m crosscoder.bench", description=__doc__)
     parser.add_argument(
         "which",
-        choices=["all", "harvest", "xc-step", "recovery", "analysis", "screening", "composition", "trajectory"],
+        choices=[
+            "all",
+            "harvest",
+            "xc-step",
+            "recovery",
+            "methods",
+            "analysis",
+            "screening",
+            "composition",
+            "trajectory",
+        ],
     )
     args, rest = parser.parse_known_args(argv)
     if args.which == "all":
@@ -104,6 +116,10 @@ def main(argv: list[str] | None = None) -> None:
         from crosscoder.bench.recovery import main as recovery_main
 
         recovery_main(rest)
+    elif args.which == "methods":
+        from crosscoder.bench.methods import main as methods_main
+
+        methods_main(rest)
     elif args.which == "analysis":
         from crosscoder.bench.analysis import main as analysis_main
 

@@ -79,6 +79,7 @@ class Crosscoder(nn.Module):
         """Reused buffers of the sparse training step (not saved; cleared by ``eval()``)."""
         if S > 0:
             self.W_dec_FMLD.register_hook(self._tie_shared_grad)
+        self.sparsity.attach(self)  # structural constraints of the architecture (e.g. dfc's masked blocks)
 
     # ------------------------------------------------------------------ shapes and helpers
     @property
@@ -224,6 +225,7 @@ class Crosscoder(nn.Module):
         S = self.cfg.n_shared
         if S and not torch.allclose(self.W_dec_FMLD[:S], self.W_dec_FMLD[:S, :1].expand(-1, self.cfg.n_models, -1, -1)):
             raise DataError(f"{source}: the shared latents' decoders differ across models; the file is corrupt")
+        self.sparsity.check_weights(self, source)
 
     def save(self, folder: str | Path) -> Path:
         """Write ``crosscoder.safetensors`` and ``config.json`` into ``folder`` (each atomically)."""
