@@ -88,8 +88,12 @@ def prepare_run_data(cfg: TrainConfig, dist: DistInfo | None = None) -> tuple[An
     return prepare(cfg, dist or DistInfo())
 
 
-def run_train(cfg: TrainConfig, run_dir: Path) -> Any:
-    """Train a crosscoder on `cfg`'s model set; writes everything into `run_dir` and returns the TrainResult."""
+def run_train(cfg: TrainConfig, run_dir: Path, *, prepared: tuple[Any, list[dict[str, Any]]] | None = None) -> Any:
+    """Train a crosscoder on `cfg`'s model set; writes everything into `run_dir` and returns the TrainResult.
+
+    `prepared` = (ActivationSet, model records) skips loading the models and harvesting: a caller that already holds
+    the cache of exactly this model set (e.g. a prefix of a checkpoint series, `crosscoder.data.subset`) passes it.
+    """
     from crosscoder.launch.preflight import preflight
     from crosscoder.xc.distributed import init_distributed
 
@@ -101,16 +105,18 @@ def run_train(cfg: TrainConfig, run_dir: Path) -> Any:
     if dist.rank == 0:
         check_wandb(cfg.logging.wandb_mode, "logging.wandb_mode")
     with run_lock(run_dir) if dist.rank == 0 else contextlib.nullcontext():  # one writer per run folder
-        return _train_locked(cfg, run_dir, dist)
+        return _train_locked(cfg, run_dir, dist, prepared)
 
 
-def _train_locked(cfg: TrainConfig, run_dir: Path, dist: DistInfo) -> Any:
+def _train_locked(
+    cfg: TrainConfig, run_dir: Path, dist: DistInfo, prepared: tuple[Any, list[dict[str, Any]]] | None
+) -> Any:
     from crosscoder.xc.distributed import cleanup
     from crosscoder.xc.model import Crosscoder
     from crosscoder.xc.trainer import train
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    acts, records = prepare_run_data(cfg, dist)
+    acts, records = prepared if prepared is not None else prepare_run_data(cfg, dist)
     xc_cfg = dataclasses.replace(cfg.crosscoder, n_models=len(records), n_hooks=len(acts.hooks), d_model=acts.d_model)
     cc = Crosscoder(xc_cfg, seed=cfg.trainer.seed)
     cc.scale_ML.copy_(acts.scale_ML)

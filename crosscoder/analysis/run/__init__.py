@@ -7,8 +7,9 @@ the splice metrics; summary.json; finally what is drawn and handed off (report, 
 
 Extension points: a new per-candidate step goes into `crosscoder.analysis.run.candidates.build_candidates` and
 fills a field of `Candidate`; a new analysis-wide step (another diffing method, a trajectory over checkpoints) is a
-function of the `AnalysisContext` called below, inside `ctx.timed(<name>)`, that writes its own file; a new
-presentation goes into `crosscoder.analysis.run.present`.
+function of the `AnalysisContext` called below, inside `ctx.timed(<name>)`, that writes its own file (the checkpoint
+series steps of `crosscoder.analysis.trajectory.step` are one); a new presentation goes into
+`crosscoder.analysis.run.present`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from crosscoder.analysis.run.inputs import (
 )
 from crosscoder.analysis.run.present import Presented, present
 from crosscoder.analysis.run.summary import make_summary
+from crosscoder.analysis.trajectory.step import series_check, series_output_step, series_table_step
 from crosscoder.errors import ModelError
 from crosscoder.io import atomic_dir, atomic_write_json, read_json, write_checksums
 from crosscoder.online import check_wandb
@@ -158,11 +160,15 @@ def _analyse(
 ) -> AnalysisResult:
     t_all = time.perf_counter()
     ctx = open_run(cfg, run, out_dir, acts)
+    series_check(ctx)
     ctx.models, ctx.traits = models, traits
     with ctx.timed("stats"):
         collect(ctx)
     with ctx.timed("table"):
         ctx.table = latent_table(ctx.cc, ctx.stats, ctx.names, cfg.rank, ctx.lens_idx).df
+    if ctx.series is not None:
+        with ctx.timed("trajectory"):
+            series_table_step(ctx)
     write_table(ctx.df, ctx.out_dir)
     need_models = cfg.evidence.baseline or cfg.splice.enabled or int(ctx.df["is_candidate"].sum()) > 0
     if ctx.models is None and need_models:
@@ -172,6 +178,9 @@ def _analyse(
         with_models(ctx)
     else:  # no candidate, no baseline, no splice: an empty candidate list, so the folder is complete
         atomic_write_json(ctx.out_dir / "candidates.json", [])
+    if ctx.series is not None:
+        with ctx.timed("trajectory_outputs"):
+            series_output_step(ctx)
     ctx.timings["total"] = time.perf_counter() - t_all
     summary = make_summary(ctx)
     log.info("analysis done in %.1f s: %s", ctx.timings["total"], summary.class_counts)
