@@ -27,6 +27,7 @@ from typing import Any
 from crosscoder.bench.common import Machine, torch_threads
 from crosscoder.errors import run_cli
 from crosscoder.io import atomic_write_json
+from crosscoder.runs import check_output_file
 
 THROUGHPUT = {"harvest": "crosscoder.bench.harvest", "xc_step": "crosscoder.bench.xc_step"}
 
@@ -111,7 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.which == "all":
         sub = argparse.ArgumentParser(prog="python -m crosscoder.bench all")
         sub.add_argument("--out", type=Path, default=Path("results/bench.json"))
-        run_all(sub.parse_args(rest).out)
+        out = sub.parse_args(rest).out
+        check_output_file(out, "--out")  # before the benchmarks run
+        run_all(out)
     elif args.which == "recovery":
         from crosscoder.bench.recovery import main as recovery_main
 

@@ -30,6 +30,8 @@ from crosscoder.bench.recovery_metrics import KINDS, format_table, planted_cosin
 from crosscoder.errors import ConfigError, DataError
 from crosscoder.io import atomic_write_json, cache_dir, read_json
 from crosscoder.models.spec import ModelSpec
+from crosscoder.personas.sft_data import read_sft_jsonl
+from crosscoder.runs import RUNS_ROOT, check_output_file, run_tag
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +124,9 @@ def parse_args(argv: list[str] | None) -> RecoveryOptions:
             raise ConfigError(f"--sft: {item!r} is not FILE:TRAIT; e.g. --sft data/my_set.jsonl:sycophancy")
         if not Path(path).is_file():
             raise DataError(f"--sft: file {path} not found; check the path")
+        read_sft_jsonl(path)  # an empty or wrong-schema file is refused now, before any model is converted
         sft.append((path, trait))
+    check_output_file(a.out, "--out")
     return RecoveryOptions(
         kinds=[k for k in a.kinds.split(",") if k],
         traits=[t for t in a.traits.split(",") if t],
@@ -332,7 +336,7 @@ def run_one(opts: RecoveryOptions, org: Organism, traits: dict[str, Any]) -> dic
 
     t0 = time.perf_counter()
     cfg = _compose(opts, org)
-    run_dir = Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
+    run_dir = RUNS_ROOT / cfg.name / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_tag()}"
     run_train(cfg, run_dir)
     analysis = _as_json(run_analysis(_compose_analysis(opts, run_dir, org.kind, traits)))
     rec = evaluate(org, run_dir, analysis)

@@ -181,7 +181,11 @@ class TrainerConfig:
     keep_checkpoints: int = 2
     """Keep this many most recent checkpoints (older ones are deleted)."""
     resume: bool = False
-    """Continue from the last checkpoint in run_dir (starts at step 0 when there is none)."""
+    """Continue from the last checkpoint in run_dir (starts at step 0 when there is none). A finished run (final/
+    exists) is refused unless overwrite=true."""
+    overwrite: bool = False
+    """Allow replacing what run_dir holds: with resume=false, delete its checkpoints and train from step 0; with
+    resume=true, continue (or retrain) a finished run and replace its final/ weights."""
     log_every: int = 50
     """Log metrics every this many steps."""
     device: str = "cpu"
