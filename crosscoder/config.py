@@ -77,7 +77,12 @@ class TrainConfig:
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (called by the entry points before composing)."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
+    from crosscoder.runs import run_tag
+
+    if not OmegaConf.has_resolver("run_tag"):  # cached per config, so a run's folder name is resolved once
+        OmegaConf.register_new_resolver("run_tag", run_tag, use_cache=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="analyze_schema", node=AnalyzeConfig)

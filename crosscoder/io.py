@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from crosscoder.errors import DataError
+from crosscoder.errors import ConfigError, DataError
 
 CACHE_ENV = "CROSSCODER_CACHE"
 
@@ -31,7 +31,15 @@ def cache_dir(*parts: str, create: bool = True) -> Path:
     base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "crosscoder"
     path = base.joinpath(*parts)
     if create:
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            where = f"${CACHE_ENV}={root}" if root else f"the cache folder {base}"
+            raise ConfigError(
+                f"{where}: cannot create {path} ({err.strerror}); point {CACHE_ENV} at a writable folder"
+            ) from err
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"cache folder {path} is not writable; point {CACHE_ENV} at a writable folder")
     return path
 
 
@@ -185,3 +193,85 @@ def sha256_tensors(tensors: dict[str, torch.Tensor]) -> str:
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+# ------------------------------------------------------------------ checksum manifests (issue 19)
+CHECKSUMS = "checksums.json"
+"""File name of a folder's sha256 manifest."""
+CHECKSUMS_FORMAT = "crosscoder-checksums/1"
+SAMPLE_BYTES = 1 << 30
+"""A sampled check hashes every file when a folder holds at most this many bytes, else a random subset this large."""
+
+
+def _listed_files(folder: Path) -> list[str]:
+    """Every regular file under `folder` (relative, sorted), without the manifest and temporary/hidden files."""
+    out = []
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder)
+        if path.is_file() and rel.name != CHECKSUMS and not any(part.startswith(".") for part in rel.parts):
+            out.append(rel.as_posix())
+    return sorted(out)
+
+
+def write_checksums(folder: str | Path, rebuild: str, files: list[str] | None = None) -> Path:
+    """Write `folder/checksums.json`: sha256 and size of `files` (default: every file under the folder) and the
+    command that rebuilds the folder, named by `verify_checksums` when a file no longer matches."""
+    folder = Path(folder)
+    names = _listed_files(folder) if files is None else sorted(files)
+    entries = {n: {"sha256": sha256_file(folder / n), "bytes": (folder / n).stat().st_size} for n in names}
+    target = folder / CHECKSUMS
+    atomic_write_json(target, {"format": CHECKSUMS_FORMAT, "rebuild": rebuild, "files": entries})
+    return target
+
+
+def verify_checksums(
+    folder: str | Path, what: str, *, sample: bool = False, required: bool = False, only: set[str] | None = None
+) -> int:
+    """Check the files of `folder` against its checksums.json; returns how many files were hashed.
+
+    A missing, resized or changed file is a DataError naming `what`, the file and the rebuild command the manifest
+    records. `sample`: sizes of every file, sha256 of all of them up to `SAMPLE_BYTES` in total, else of a random
+    subset of about that size. `only`: check just these files (those listed). A folder without a manifest (written
+    before checksums existed) passes unless `required`.
+    """
+    import random
+
+    folder = Path(folder)
+    path = folder / CHECKSUMS
+    if not path.is_file():
+        if required:
+            raise DataError(f"{what} {folder} has no {CHECKSUMS}; rebuild it with the command that wrote it")
+        return 0
+    manifest = read_json(path)
+    if not isinstance(manifest, dict) or manifest.get("format") != CHECKSUMS_FORMAT:
+        raise DataError(f"{path} is not a crosscoder checksum manifest; delete it and rebuild {what} {folder}")
+    rebuild, files = str(manifest.get("rebuild", "re-run the step that wrote it")), manifest.get("files", {})
+    files = {n: e for n, e in files.items() if only is None or n in only}
+    for name, entry in files.items():
+        target = folder / name
+        if not target.is_file():
+            raise DataError(f"{what} {folder}: {name} is missing; rebuild it with: {rebuild}")
+        if target.stat().st_size != entry["bytes"]:
+            raise DataError(f"{what} {folder}: {name} has the wrong size (truncated?); rebuild it with: {rebuild}")
+    names = list(files)
+    if sample and sum(int(e["bytes"]) for e in files.values()) > SAMPLE_BYTES:
+        random.shuffle(names)
+        total, chosen = 0, []
+        for name in names:
+            if total >= SAMPLE_BYTES:
+                break
+            chosen.append(name)
+            total += int(files[name]["bytes"])
+        names = chosen
+    for name in names:
+        if sha256_file(folder / name) != files[name]["sha256"]:
+            raise DataError(f"{what} {folder}: {name} is corrupt (sha256 mismatch); rebuild it with: {rebuild}")
+    return len(names)
+
+
+def refresh_checksums(folder: str | Path) -> None:
+    """Rewrite a folder's checksums.json over its current files, keeping its rebuild command (after a command that
+    verified the folder rewrote some of its files, e.g. the report); a folder without one is left without."""
+    path = Path(folder) / CHECKSUMS
+    if path.is_file():
+        write_checksums(folder, str(read_json(path).get("rebuild", "re-run the step that wrote it")))

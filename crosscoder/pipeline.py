@@ -6,16 +6,18 @@ from the data, record what the run was trained on in `run.json`, then hand a pla
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crosscoder.config import TrainConfig
-from crosscoder.errors import ModelError
+from crosscoder.errors import ConfigError, ModelError
 from crosscoder.io import atomic_write_json, read_json
 from crosscoder.models.spec import ModelSpec
-from crosscoder.runs import update_latest
+from crosscoder.online import check_wandb
+from crosscoder.runs import check_output_dir, check_run_state, run_lock, update_latest
 
 if TYPE_CHECKING:
     from crosscoder.models.load import LoadedModel
@@ -42,13 +44,39 @@ def resolve_model_spec(spec: ModelSpec) -> ModelSpec:
 def load_models(specs: list[ModelSpec], device: str = "cpu") -> list[LoadedModel]:
     """Load every spec (organism references resolved first) as a `LoadedModel` on `device`."""
     from crosscoder.models import load_model
+    from crosscoder.models.hf import check_local_files
 
-    return [load_model(resolve_model_spec(spec), device=device) for spec in specs]
+    concrete = [resolve_model_spec(spec) for spec in specs]
+    for spec in concrete:  # every model's files before the first one loads
+        check_local_files(spec)
+    return [load_model(spec, device=device) for spec in concrete]
 
 
 def spec_dict(spec: ModelSpec) -> dict[str, Any]:
     """A ModelSpec as a JSON-ready dict."""
     return dataclasses.asdict(spec)
+
+
+def check_model_files(cfg: TrainConfig) -> None:
+    """Every model's local files and the hooks against the models' depth (read from their configs), before any
+    model loads; organisms are resolved (built on first use) first."""
+    from crosscoder.data.harvest import BLOCK_RE
+    from crosscoder.models.hf import check_local_files
+    from crosscoder.plan import model_shapes
+
+    specs = [resolve_model_spec(spec) for spec in cfg.models.models]
+    for spec in specs:
+        check_local_files(spec)
+    try:
+        n_layers = min(s.n_layers for s in model_shapes(specs))
+    except ConfigError:  # a model without a readable config: loading it will tell
+        return
+    for hook in cfg.data.hooks:
+        m = BLOCK_RE.match(hook)
+        if m and int(m.group(1)) >= n_layers:
+            raise ConfigError(
+                f"data.hooks: {hook} is beyond the models' {n_layers} blocks; use blocks.0..{n_layers - 1}"
+            )
 
 
 def prepare_run_data(cfg: TrainConfig, dist: DistInfo | None = None) -> tuple[Any, list[dict[str, Any]]]:
@@ -67,12 +95,26 @@ def run_train(cfg: TrainConfig, run_dir: Path, *, prepared: tuple[Any, list[dict
     the cache of exactly this model set (e.g. a prefix of a checkpoint series, `crosscoder.data.subset`) passes it.
     """
     from crosscoder.launch.preflight import preflight
-    from crosscoder.xc.distributed import cleanup, init_distributed
-    from crosscoder.xc.model import Crosscoder
-    from crosscoder.xc.trainer import train
+    from crosscoder.xc.distributed import init_distributed
 
     dist = init_distributed(cfg.trainer.device)
     preflight(cfg, dist.world_size)  # GPUs, memory, batch split: one-line errors before any work
+    check_output_dir(run_dir, "run folder (hydra.run.dir)")  # outputs, W&B, a finished run: before any work too
+    check_run_state(run_dir, cfg.trainer.resume, cfg.trainer.overwrite)
+    check_model_files(cfg)
+    if dist.rank == 0:
+        check_wandb(cfg.logging.wandb_mode, "logging.wandb_mode")
+    with run_lock(run_dir) if dist.rank == 0 else contextlib.nullcontext():  # one writer per run folder
+        return _train_locked(cfg, run_dir, dist, prepared)
+
+
+def _train_locked(
+    cfg: TrainConfig, run_dir: Path, dist: DistInfo, prepared: tuple[Any, list[dict[str, Any]]] | None
+) -> Any:
+    from crosscoder.xc.distributed import cleanup
+    from crosscoder.xc.model import Crosscoder
+    from crosscoder.xc.trainer import train
+
     run_dir.mkdir(parents=True, exist_ok=True)
     acts, records = prepared if prepared is not None else prepare_run_data(cfg, dist)
     xc_cfg = dataclasses.replace(cfg.crosscoder, n_models=len(records), n_hooks=len(acts.hooks), d_model=acts.d_model)

@@ -147,7 +147,11 @@ def test_save_load_roundtrip(tmp_path: Path) -> None:
     with torch.no_grad():
         cc.scale_ML.copy_(torch.tensor([[0.5, 2.0], [1.5, 0.25]]))
     cc.save(tmp_path / "cc")
-    assert sorted(p.name for p in (tmp_path / "cc").iterdir()) == ["config.json", "crosscoder.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "cc").iterdir()) == [
+        "checksums.json",
+        "config.json",
+        "crosscoder.safetensors",
+    ]
     back = Crosscoder.load(tmp_path / "cc")
     assert not back.training and back.cfg == cc.cfg
     for name, t in cc.state_dict().items():
@@ -160,12 +164,18 @@ def test_load_refuses_bad_files(tmp_path: Path) -> None:
     cc = make("topk")
     folder = cc.save(tmp_path / "cc")
     (folder / "crosscoder.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(DataError, match="crosscoder.safetensors has the wrong size.*rebuild it with"):
+        Crosscoder.load(folder)
+    (folder / "checksums.json").unlink()  # a folder written before checksums: the file's own checks still apply
     with pytest.raises(DataError, match="corrupt safetensors"):
         Crosscoder.load(folder)
     cc.save(folder)
     meta = json.loads((folder / "config.json").read_text())
     meta["crosscoder"]["n_latents"] = 64
     (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="config.json (is corrupt|has the wrong size)"):
+        Crosscoder.load(folder)
+    (folder / "checksums.json").unlink()
     with pytest.raises(DataError, match="shape"):
         Crosscoder.load(folder)
     with torch.no_grad():
@@ -189,7 +199,7 @@ def test_fold_scale_keeps_outputs(arch: str) -> None:
     with torch.no_grad():
         cc.scale_ML.copy_(torch.tensor([[0.5, 2.0], [1.5, 0.25]]))
         cc.b_dec_MLD.normal_()
-    if arch == "batchtopk":
+    if hasattr(cc.sparsity, "update_threshold"):  # BatchTopK and its subclasses (dfc, matryoshka)
         cc.sparsity.update_threshold(torch.tensor(0.01))
     cc.eval()
     folded = cc.fold_scale()

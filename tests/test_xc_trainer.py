@@ -72,7 +72,7 @@ def test_run_folder_contents(tmp_path: Path) -> None:
     steps = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert steps == ["step_0000020", "step_0000030"]  # keep 2; none at the final step (final/ holds it)
     names = sorted(p.name for p in (tmp_path / "checkpoints" / "step_0000030").iterdir())
-    assert names == ["config.json", "crosscoder.safetensors", "optimizer.safetensors", "state.json"]
+    assert names == ["checksums.json", "config.json", "crosscoder.safetensors", "optimizer.safetensors", "state.json"]
     recs = records(tmp_path)
     scalars = [r for r in recs if "fve/m0" in r]
     assert [r["step"] for r in scalars] == [10, 20, 30, 40]

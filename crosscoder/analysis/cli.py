@@ -3,6 +3,7 @@
     python -m crosscoder.analysis control RUN_DIR --source SRC [--adapter DIR]   harvest a control fine-tune's cache
     python -m crosscoder.analysis report [ANALYSIS_DIR]                          rewrite report.html and the plots
     python -m crosscoder.analysis check-report [ANALYSIS_DIR] [--sample]         render the report in headless Chromium
+    python -m crosscoder.analysis verify [ANALYSIS_DIR]                          check the folder's sha256 manifest
 
 The analysis itself runs with ``python analyze.py`` (Hydra); the analysis benchmark with
 ``python -m crosscoder.bench analysis``. This module is an entry point: it may import every layer.
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from crosscoder.errors import DataError
+from crosscoder.io import refresh_checksums, verify_checksums
 
 
 def _analysis_dir(folder: Path | None) -> Path:
@@ -59,8 +61,9 @@ def report_main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(prog="python -m crosscoder.analysis report", description=report_main.__doc__)
     p.add_argument("analysis_dir", nargs="?", type=Path, help="analysis folder (default: the latest run's)")
     folder = _analysis_dir(p.parse_args(argv).analysis_dir)
-    plots = make_plots(folder)
+    plots = make_plots(folder)  # verifies the data files' checksums
     report = write_report(folder)
+    refresh_checksums(folder)
     print(f"report:  {report}\nplots:   {len(plots)} files in {folder / 'plots'}")
     return report
 
@@ -87,6 +90,7 @@ def check_report_main(argv: list[str] | None = None) -> Any:
     else:
         folder = _analysis_dir(args.analysis_dir)
     result = check_report(folder, args.out, window=(w, h))
+    refresh_checksums(folder)  # the report was rewritten (its data files were verified first)
     print(
         f"report {folder / 'report.html'} rendered: screenshot {result.path} ({result.width}x{result.height}, "
         f"{result.non_white:.1%} non-white, {result.n_colors} colours)"
@@ -94,10 +98,21 @@ def check_report_main(argv: list[str] | None = None) -> Any:
     return result
 
 
+def verify_main(argv: list[str] | None = None) -> int:
+    """`verify`: check every file of an analysis folder (tables, report, SAELens exports) against its checksums."""
+    p = argparse.ArgumentParser(prog="python -m crosscoder.analysis verify", description=verify_main.__doc__)
+    p.add_argument("analysis_dir", nargs="?", type=Path, help="analysis folder (default: the latest run's)")
+    folder = _analysis_dir(p.parse_args(argv).analysis_dir)
+    n = verify_checksums(folder, "analysis folder", required=True)
+    print(f"{folder}: {n} files match their checksums")
+    return n
+
+
 COMMANDS: dict[str, Callable[[list[str] | None], Any]] = {
     "control": control_main,
     "report": report_main,
     "check-report": check_report_main,
+    "verify": verify_main,
 }
 """Subcommands of ``python -m crosscoder.analysis``; a new analysis tool adds its entry here."""
 

@@ -250,6 +250,9 @@ class AnalyzeConfig:
     """Torch device for the crosscoder and the language models."""
     seed: int = 0
     """Seed for generation sampling and any subsampling."""
+    verify: str = "sampled"
+    """Checksums of the activation cache checked before the analysis reads it: sampled (every shard's size, the
+    sha256 of all shards up to 1 GiB in total, else of a random 1 GiB of them) | full (every shard) | off."""
     stats: StatsConfig = field(default_factory=StatsConfig)
     """The pass over the activation cache."""
     rank: RankConfig = field(default_factory=RankConfig)
@@ -274,6 +277,8 @@ class AnalyzeConfig:
     def __post_init__(self) -> None:
         if not _DEVICE_RE.match(self.device):
             raise ConfigError(f"analyze.device: unknown device {self.device!r}; use cpu, cuda or cuda:N")
+        if self.verify not in ("sampled", "full", "off"):
+            raise ConfigError(f"analyze.verify: unknown mode {self.verify!r}; choose sampled, full or off")
         if self.run_dir is not None and not str(self.run_dir).strip():
             raise ConfigError("analyze.run_dir: empty; give a run folder or leave it unset for the latest run")
         if self.labels.said and (self.next_token.n_candidates == 0 or self.next_token.continue_tokens == 0):

@@ -1,10 +1,11 @@
-"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,analysis,screening,composition,trajectory,
+"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,methods,analysis,screening,composition,trajectory,
 calibrate-labels}`: benchmarks.
 
 `all` (what `make bench` runs) collects the throughput benchmarks of the other stages — paired harvest and loader
 (crosscoder.bench.harvest) and the crosscoder training step (crosscoder.bench.xc_step) — into one JSON file and
 prints a short table. `recovery` (what `make bench-recovery` runs) measures whether the pipeline finds planted and
-fine-tuned personas (crosscoder.bench.recovery). `analysis` times the analysis stage at full size
+fine-tuned personas (crosscoder.bench.recovery); `methods` scores the other diffing methods on the same organisms
+(crosscoder.bench.methods). `analysis` times the analysis stage at full size
 (crosscoder.bench.analysis). `screening` measures persona vectors in use: training-data screening, fine-tuning shift
 prediction and preventative steering (crosscoder.bench.screening). `composition` measures persona composition: LoRA
 surgery, cross-trait leakage, the latent-basis adapter and the receive-side audit (crosscoder.bench.composition).
@@ -26,6 +27,7 @@ from typing import Any
 from crosscoder.bench.common import Machine, torch_threads
 from crosscoder.errors import run_cli
 from crosscoder.io import atomic_write_json
+from crosscoder.runs import check_output_file
 
 THROUGHPUT = {"harvest": "crosscoder.bench.harvest", "xc_step": "crosscoder.bench.xc_step"}
 
@@ -99,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
             "harvest",
             "xc-step",
             "recovery",
+            "methods",
             "analysis",
             "screening",
             "composition",
@@ -110,11 +113,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.which == "all":
         sub = argparse.ArgumentParser(prog="python -m crosscoder.bench all")
         sub.add_argument("--out", type=Path, default=Path("results/bench.json"))
-        run_all(sub.parse_args(rest).out)
+        out = sub.parse_args(rest).out
+        check_output_file(out, "--out")  # before the benchmarks run
+        run_all(out)
     elif args.which == "recovery":
         from crosscoder.bench.recovery import main as recovery_main
 
         recovery_main(rest)
+    elif args.which == "methods":
+        from crosscoder.bench.methods import main as methods_main
+
+        methods_main(rest)
     elif args.which == "calibrate-labels":
         from crosscoder.bench.calibrate_labels import main as calibrate_main
 

@@ -27,6 +27,7 @@ import torch
 from crosscoder.bench.common import Machine
 from crosscoder.config import compose_analyze
 from crosscoder.io import CACHE_ENV, atomic_write_json
+from crosscoder.runs import check_output_file
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--out", default="results/bench_analysis.json")
     args = ap.parse_args(argv)
+    check_output_file(args.out, "--out")  # before the models load
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -35,6 +35,7 @@ from crosscoder.bench.recovery_options import RecoveryOptions, parse_args
 from crosscoder.errors import ConfigError, DataError
 from crosscoder.io import atomic_write_json, cache_dir, read_json
 from crosscoder.models.spec import ModelSpec
+from crosscoder.runs import RUNS_ROOT, run_tag
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,7 @@ def run_one(opts: RecoveryOptions, org: Organism, traits: dict[str, Any]) -> dic
 
     t0 = time.perf_counter()
     cfg = _compose(opts, org)
-    run_dir = Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
+    run_dir = RUNS_ROOT / cfg.name / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_tag()}"
     run_train(cfg, run_dir)
     analysis = _as_json(run_analysis(_compose_analysis(opts, run_dir, org.kind, traits)))
     rec = evaluate(org, run_dir, analysis)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from crosscoder.bench.recovery_metrics import KINDS
 from crosscoder.errors import ConfigError, DataError
+from crosscoder.personas.sft_data import read_sft_jsonl
+from crosscoder.runs import check_output_file
 
 _DOC = "Recovery benchmark: does the pipeline find personas whose ground truth is known? (crosscoder.bench.recovery)"
 
@@ -94,7 +96,9 @@ def parse_args(argv: list[str] | None) -> RecoveryOptions:
             raise ConfigError(f"--sft: {item!r} is not FILE:TRAIT; e.g. --sft data/my_set.jsonl:sycophancy")
         if not Path(path).is_file():
             raise DataError(f"--sft: file {path} not found; check the path")
+        read_sft_jsonl(path)  # an empty or wrong-schema file is refused now, before any model is converted
         sft.append((path, trait))
+    check_output_file(a.out, "--out")
     return RecoveryOptions(
         kinds=[k for k in a.kinds.split(",") if k],
         traits=[t for t in a.traits.split(",") if t],

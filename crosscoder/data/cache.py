@@ -17,6 +17,7 @@ import fcntl
 import json
 import logging
 import os
+import random
 import shutil
 import struct
 from collections.abc import Iterator, Sequence
@@ -34,7 +35,7 @@ from crosscoder.data.manifest import CacheManifest, ModelRecord, ShardEntry
 from crosscoder.data.normalize import NormStats, sample_for_norm
 from crosscoder.data.sources import resolve_sources
 from crosscoder.errors import DataError, run_cli
-from crosscoder.io import atomic_save_safetensors, atomic_write_json, read_json, sha256_file, sha256_json
+from crosscoder.io import SAMPLE_BYTES, atomic_save_safetensors, atomic_write_json, read_json, sha256_file, sha256_json
 from crosscoder.models.fingerprint import ModelIdentity
 
 log = logging.getLogger(__name__)
@@ -299,12 +300,30 @@ def safetensors_arrays(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def verify_cache(folder: Path, manifest: CacheManifest) -> None:
-    """Raise a DataError naming the first corrupt shard and the repair command."""
-    for entry in manifest.shards:
+def verify_cache(folder: Path, manifest: CacheManifest, sample: bool = False) -> int:
+    """Raise a DataError naming the first corrupt shard and the repair command; returns the shards hashed.
+
+    `sample`: every shard's size, but the sha256 of all shards only up to `SAMPLE_BYTES` in total, else of a random
+    subset of about that size (analyze.py's default; `verify=full` hashes all)."""
+    entries = list(manifest.shards)
+    if sample and sum(e.bytes or 0 for e in entries) > SAMPLE_BYTES:
+        for entry in entries:
+            path = folder / entry.file
+            if not path.is_file() or path.stat().st_size != entry.bytes:
+                raise corrupt_error(folder, entry, "missing or resized")
+        random.shuffle(entries)
+        total, chosen = 0, []
+        for entry in entries:
+            if total >= SAMPLE_BYTES:
+                break
+            chosen.append(entry)
+            total += entry.bytes or 0
+        entries = chosen
+    for entry in entries:
         problem = verify_shard(folder, entry)
         if problem:
             raise corrupt_error(folder, entry, problem)
+    return len(entries)
 
 
 def repair(folder: Path, device: str = "cpu") -> list[str]:

@@ -24,6 +24,7 @@ def layerscan_main(argv: list[str] | None = None) -> dict[str, Any]:
     from crosscoder.data.layerscan import SUBSETS, layer_scan, write_outputs
     from crosscoder.models import ModelSpec
     from crosscoder.pipeline import load_models
+    from crosscoder.runs import check_output_dir
 
     ap = argparse.ArgumentParser(prog="python -m crosscoder.data layerscan", description=layerscan_main.__doc__)
     ap.add_argument("--base", required=True, help="base model source (embedded name, HF folder/id, .gguf, organism:)")
@@ -43,6 +44,7 @@ def layerscan_main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
+    check_output_dir(args.out, "--out")  # before the models load
     specs = [
         ModelSpec(source=args.base, adapter=args.base_adapter, name="base"),
         ModelSpec(source=args.ft, adapter=args.ft_adapter, name="ft"),

@@ -7,7 +7,6 @@ so later loads take about a second instead of half a minute.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -15,9 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import SafetensorError
 
 from crosscoder.errors import ModelError
-from crosscoder.io import atomic_dir, cache_dir, read_json, sha256_file, sha256_json
+from crosscoder.io import atomic_dir, atomic_write_text, cache_dir, read_json, sha256_bytes, sha256_file, sha256_json
 from crosscoder.models.embedded import embedded_gguf_path
 from crosscoder.models.spec import ModelSpec
 
@@ -82,10 +82,11 @@ def _gguf_to_folder(gguf: Path) -> Path:
 
 
 def _folder_hash(folder: Path) -> str:
-    """Content hash of a local HF folder's weight files (cached beside them, keyed by size+mtime)."""
+    """Content hash of a local HF folder's weight files, cached in $CROSSCODER_CACHE/model-hashes (keyed by the
+    folder's absolute path, and each file's size and mtime); nothing is written into the user's model folder."""
     files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin") or p.name == "config.json")
     sig = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    marker = folder / ".crosscoder_hash.json"
+    marker = cache_dir("model-hashes") / f"{sha256_bytes(str(folder.resolve()).encode())[:32]}.json"
     if marker.is_file():
         try:
             cached = json.loads(marker.read_text())
@@ -94,9 +95,39 @@ def _folder_hash(folder: Path) -> str:
         except (json.JSONDecodeError, KeyError):
             pass
     digest = sha256_json([(p.name, sha256_file(p)) for p in files])
-    with contextlib.suppress(OSError):  # read-only folder: the hash is recomputed next time
-        marker.write_text(json.dumps({"sig": sig, "hash": digest}))
+    atomic_write_text(marker, json.dumps({"folder": str(folder.resolve()), "sig": sig, "hash": digest}))
     return digest
+
+
+def check_weight_files(folder: Path) -> None:
+    """Refuse, before transformers reads them, safetensors files whose header is unreadable or whose size is not
+    the one the header describes (a truncated or corrupted download or copy)."""
+    for path in sorted(folder.glob("*.safetensors")):
+        problem = safetensors_problem(path)
+        if problem:
+            raise ModelError(
+                f"model folder {folder}: {path.name} is {problem}; copy or download the model again (or re-save it)"
+            )
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a safetensors file's framing (header JSON and total size), or None."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if n <= 0 or 8 + n > size:
+                return f"truncated or not a safetensors file ({size} bytes)"
+            header = json.loads(fh.read(n))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return "corrupted (unreadable safetensors header)"
+    if not isinstance(header, dict):
+        return "corrupted (unreadable safetensors header)"
+    offsets = [v.get("data_offsets", [0, 0]) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    end = max((int(o[1]) for o in offsets), default=0)
+    if 8 + n + end != size:
+        return f"truncated or corrupted ({size} bytes, the header describes {8 + n + end})"
+    return None
 
 
 def resolve_folder(spec: ModelSpec) -> tuple[str, bool]:
@@ -113,6 +144,7 @@ def resolve_folder(spec: ModelSpec) -> tuple[str, bool]:
                 raise ModelError(
                     f"{path} is not a Hugging Face model folder (no config.json); pass a folder saved with save_pretrained"
                 )
+            check_weight_files(path)
             return str(path), True
         if spec.source.startswith((".", "/", "~")):
             raise ModelError(f"model folder not found: {spec.source}; check the path")
@@ -131,6 +163,20 @@ def adapter_hash(base_hash: str, adapter: str | Path) -> str:
     return sha256_json([base_hash, [sha256_file(p) for p in files]])
 
 
+def check_local_files(spec: ModelSpec) -> None:
+    """The checks of a spec's local files that need no loading (folder, config.json, weight files, adapter), so a
+    set of models is refused before the first one loads. Hub ids, GGUF files and TransformerLens names pass."""
+    if spec.resolved_kind() == "hf" and (
+        Path(spec.source).expanduser().exists() or spec.source.startswith((".", "/", "~"))
+    ):
+        resolve_folder(spec)
+    if spec.adapter:
+        folder = Path(spec.adapter).expanduser()
+        if not (folder / "adapter_config.json").is_file():
+            raise ModelError(f"no PEFT adapter at {folder} (adapter_config.json missing); check model.adapter")
+        check_weight_files(folder)
+
+
 def load_hf(spec: ModelSpec, dtype: torch.dtype = torch.float32, device_map: Any = None) -> HFModel:
     """Load `spec` with transformers (eval mode), merging its adapter if any.
 
@@ -147,9 +193,10 @@ def load_hf(spec: ModelSpec, dtype: torch.dtype = torch.float32, device_map: Any
     try:
         tok = AutoTokenizer.from_pretrained(where, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **placed, **kwargs)
-    except OSError as err:
-        hint = "check the hub id and your network" if not local else "the folder is incomplete; re-save it"
-        raise ModelError(f"cannot load model {spec.source!r}: {str(err).splitlines()[0]}; {hint}") from err
+    except (OSError, SafetensorError, json.JSONDecodeError) as err:
+        hint = "check the hub id and your network" if not local else "the folder is incomplete or corrupt; re-save it"
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ModelError(f"cannot load model {spec.source!r}: {first}; {hint}") from err
     content_hash = source_hash(spec, where, local)
     if spec.adapter:
         model, content_hash = _merge_adapter(model, spec, content_hash)
@@ -164,6 +211,7 @@ def _merge_adapter(model: Any, spec: ModelSpec, base_hash: str) -> tuple[Any, st
     folder = Path(spec.adapter).expanduser()
     if not (folder / "adapter_config.json").is_file():
         raise ModelError(f"no PEFT adapter at {folder} (adapter_config.json missing); check model.adapter")
+    check_weight_files(folder)
     meta_path = folder / ADAPTER_META
     if meta_path.is_file():
         meta = read_json(meta_path)

@@ -12,6 +12,7 @@ from crosscoder.models.spec import ModelSpec
 from crosscoder.personas.generate import GenerationConfig
 from crosscoder.personas.sft_data import SFTGenConfig, build_sft_file, derive_sft_set, read_sft_jsonl, write_sft_jsonl
 from crosscoder.personas.traits import Trait, get_trait
+from crosscoder.runs import check_output_file
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--questions", default=None, help="question file (one per line)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    check_output_file(args.out, "--out")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     trait = get_trait(args.trait, args.trait_dir)
     if args.mode == "derive":

@@ -346,7 +346,9 @@ def load_traits(dirs: list[str] | None = None, include_shipped: bool = True) -> 
     traits: dict[str, Trait] = {}
     for folder in folders:
         if not folder.is_dir():
-            raise DataError(f"trait folder not found: {folder}; check personas.trait_dirs")
+            raise DataError(
+                f"trait folder not found: {folder}; check the path (analyze: labels.trait_dirs, commands: --trait-dir)"
+            )
         for path in sorted(folder.glob("*.json")):
             trait = load_trait(path)
             if trait.name in traits:

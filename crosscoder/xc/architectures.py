@@ -28,6 +28,7 @@ from crosscoder.xc.workspace import Workspace
 
 if TYPE_CHECKING:
     from crosscoder.xc.config import CrosscoderConfig
+    from crosscoder.xc.model import Crosscoder
 
 ARCHITECTURES: dict[str, type[Sparsity]] = {}
 
@@ -85,6 +86,20 @@ class Sparsity(nn.Module):
     @torch.no_grad()
     def init_from_batch(self, pre_BF: Tensor, reduce_mean: Callable[[Tensor], Tensor]) -> None:
         """Data-dependent initialisation from the first batch's pre-activations (no-op by default)."""
+
+    def attach(self, cc: Crosscoder) -> None:
+        """Called once by the crosscoder that owns the mechanism, after its weights exist: structural constraints on
+        the weights (e.g. masked blocks, `crosscoder.xc.dfc`) go here. No-op by default."""
+
+    def check_weights(self, cc: Crosscoder, source: str) -> None:
+        """Refuse loaded weights that break the mechanism's structure (a one-line DataError naming `source`)."""
+
+    def extra_loss(
+        self, x_n_BX: Tensor, f: Tensor, pattern: SparsePattern | None, W_dec_FX: Tensor, b_dec_X: Tensor
+    ) -> Tensor:
+        """An extra training-loss term added to the reconstruction (e.g. `crosscoder.xc.matryoshka`'s nested prefixes);
+        ``f`` is ``f_N`` at ``pattern``'s entries on the fast path, the dense ``f_BF`` otherwise (pattern None)."""
+        return x_n_BX.new_zeros(())
 
 
 @register("l1")

@@ -23,7 +23,14 @@ import torch
 from torch import Tensor
 
 from crosscoder.errors import DataError
-from crosscoder.io import atomic_save_safetensors, atomic_write_json, load_safetensors, read_json
+from crosscoder.io import (
+    atomic_save_safetensors,
+    atomic_write_json,
+    load_safetensors,
+    read_json,
+    verify_checksums,
+    write_checksums,
+)
 from crosscoder.xc.model import Crosscoder
 
 STATE_FORMAT = "crosscoder.xc.checkpoint/1"
@@ -120,6 +127,7 @@ def save_checkpoint(
         opt_tensors.update({f"trainer/{k}": v.detach().cpu().contiguous() for k, v in trainer_tensors.items()})
         atomic_save_safetensors(tmp / "optimizer.safetensors", opt_tensors, metadata={"format": STATE_FORMAT})
         atomic_write_json(tmp / "state.json", {"format": STATE_FORMAT, "step": step, "optimizer": opt_meta, **state})
+        write_checksums(tmp, f"delete {final} to resume from the previous checkpoint")
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -132,10 +140,17 @@ def save_checkpoint(
     return final
 
 
+def clear_checkpoints(root: Path, remove: bool) -> None:
+    """Forget the checkpoints of a run being overwritten (trainer.overwrite=true); only rank 0 deletes them."""
+    if remove and root.is_dir():
+        shutil.rmtree(root)
+
+
 def load_checkpoint(
     folder: Path, cc: Crosscoder, opt: torch.optim.Optimizer, names: dict[int, str]
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """Load weights and optimizer state in place; returns (state.json content, trainer tensors)."""
+    verify_checksums(folder, "checkpoint")
     state = read_json(folder / "state.json")
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise DataError(

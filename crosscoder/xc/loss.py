@@ -36,9 +36,11 @@ class LossTerms:
     """One training forward: the loss (with grad) and detached statistics for the metrics."""
 
     loss: Tensor
-    """recon + coeff * penalty + aux_coeff * aux (with grad)."""
+    """recon + coeff * penalty + aux_coeff * aux + extra (with grad)."""
     recon: Tensor
     """Summed squared error per token, sum ||x - xhat||^2 / B (normalised space)."""
+    extra: Tensor
+    """The architecture's extra term (Matryoshka's nested reconstructions; 0 for most)."""
     penalty: Tensor
     """Sparsity penalty before its coefficient (0 for TopK-style mechanisms)."""
     aux: Tensor
@@ -74,6 +76,8 @@ class _Forward:
     penalty: Tensor
     pattern: SparsePattern | None
     """Set when the sparse path ran (the auxiliary loss then takes it too)."""
+    f_act: Tensor
+    """The activations: f_BF on the reference, f_N (values of `pattern`) on the sparse path."""
 
 
 def loss_terms(
@@ -103,10 +107,13 @@ def loss_terms(
     aux = x_n_BX.new_zeros(())
     if cc.sparsity.uses_k and dead_F is not None and aux_k > 0 and aux_coeff > 0 and bool(dead_F.any()):
         aux = _aux_loss(cc, x_n_BX, fwd, err_BX.detach(), dead_F, aux_k, reduce_sum)
+    # the architecture's extra term (Matryoshka's nested reconstructions; 0 for most)
+    extra = cc.sparsity.extra_loss(x_n_BX, fwd.f_act, fwd.pattern, cc.W_dec_FX, cc.b_dec_MLD.reshape(-1))
     min_score = cc.sparsity.stats.get("min_score")
     return LossTerms(
-        loss=recon + sparsity_coeff * fwd.penalty + aux_coeff * aux,
+        loss=recon + sparsity_coeff * fwd.penalty + aux_coeff * aux + extra,
         recon=recon.detach(),
+        extra=extra.detach(),
         penalty=fwd.penalty.detach(),
         aux=aux.detach(),
         sq_err_ML=sq_err_ML,
@@ -168,7 +175,7 @@ def _dense_forward(cc: Crosscoder, x_n_BX: Tensor, k: int) -> _Forward:
     xhat_BX = torch.addmm(cc.b_dec_MLD.reshape(-1), f_BF, cc.W_dec_FX)
     fired_F = (f_BF.detach() > 0).sum(0).to(x_n_BX.dtype)
     penalty = cc.sparsity.penalty(pre_BF, f_BF, dec_norm_F, cc.share_F)
-    return _Forward(xhat_BX, pre_BF, dec_norm_F, fired_F, penalty, None)
+    return _Forward(xhat_BX, pre_BF, dec_norm_F, fired_F, penalty, None, f_BF)
 
 
 def _pre_activations(cc: Crosscoder, x_n_BX: Tensor) -> Tensor:
@@ -205,7 +212,7 @@ def _sparse_forward(cc: Crosscoder, x_n_BX: Tensor, k: int) -> _Forward | None:
     with one_thread(x_n_BX.device):
         fired = pattern.cols_N[f_N.detach() > 0]
         fired_F = torch.bincount(fired, minlength=cc.cfg.n_latents).to(x_n_BX.dtype)
-    return _Forward(xhat_BX, pre_BF, dec_norm_F, fired_F, penalty, pattern)
+    return _Forward(xhat_BX, pre_BF, dec_norm_F, fired_F, penalty, pattern, f_N)
 
 
 def _aux_loss(

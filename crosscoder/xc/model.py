@@ -31,7 +31,14 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from crosscoder.errors import DataError, NumericsError
-from crosscoder.io import atomic_save_safetensors, atomic_write_json, load_safetensors, read_json
+from crosscoder.io import (
+    atomic_save_safetensors,
+    atomic_write_json,
+    load_safetensors,
+    read_json,
+    verify_checksums,
+    write_checksums,
+)
 from crosscoder.xc.architectures import ARCHITECTURES, BatchTopK, Sparsity
 from crosscoder.xc.config import CrosscoderConfig
 from crosscoder.xc.loss import LossTerms, loss_terms
@@ -79,6 +86,7 @@ class Crosscoder(nn.Module):
         """Reused buffers of the sparse training step (not saved; cleared by ``eval()``)."""
         if S > 0:
             self.W_dec_FMLD.register_hook(self._tie_shared_grad)
+        self.sparsity.attach(self)  # structural constraints of the architecture (e.g. dfc's masked blocks)
 
     # ------------------------------------------------------------------ shapes and helpers
     @property
@@ -224,12 +232,19 @@ class Crosscoder(nn.Module):
         S = self.cfg.n_shared
         if S and not torch.allclose(self.W_dec_FMLD[:S], self.W_dec_FMLD[:S, :1].expand(-1, self.cfg.n_models, -1, -1)):
             raise DataError(f"{source}: the shared latents' decoders differ across models; the file is corrupt")
+        self.sparsity.check_weights(self, source)
 
-    def save(self, folder: str | Path) -> Path:
-        """Write ``crosscoder.safetensors`` and ``config.json`` into ``folder`` (each atomically)."""
+    def save(self, folder: str | Path, rebuild: str | None = None) -> Path:
+        """Write ``crosscoder.safetensors``, ``config.json`` and their sha256 (``checksums.json``, naming `rebuild`,
+        the command that rewrites them) into ``folder``, each atomically."""
         folder = Path(folder)
         atomic_save_safetensors(folder / WEIGHTS, self.tensors(), metadata={"format": FORMAT})
         atomic_write_json(folder / CONFIG, {"format": FORMAT, "crosscoder": asdict(self.cfg)})
+        if rebuild is None and folder.name == "final":
+            run = folder.parent
+            rebuild = (f"python train.py hydra.run.dir={run} trainer.resume=true trainer.overwrite=true "
+                       f"(with the overrides in {run}/.hydra/overrides.yaml)")  # fmt: skip
+        write_checksums(folder, rebuild or f"save the crosscoder into {folder} again", files=[WEIGHTS, CONFIG])
         return folder
 
     @staticmethod
@@ -251,6 +266,7 @@ class Crosscoder(nn.Module):
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> Crosscoder:
         """Load a crosscoder saved by :meth:`save` (safetensors only, nothing unpickled), in eval mode."""
         folder = Path(folder)
+        verify_checksums(folder, "crosscoder")
         cc = cls(cls.read_config(folder))
         cc.load_tensors(load_safetensors(folder / WEIGHTS), str(folder / WEIGHTS))
         return cc.to(device).eval()

@@ -190,16 +190,25 @@ def _resume(
     cfg: TrainerConfig,
     run_dir: Path,
     dead: DeadTracker,
+    is_main: bool = True,
 ) -> _Resume:
     """Load the last checkpoint into ``cc``, ``opt`` and ``dead`` when resuming; refuse to overwrite a run."""
     ckpt_root = run_dir / "checkpoints"
     latest = ckpt.latest_checkpoint(ckpt_root)
     finished = (run_dir / "final" / "crosscoder.safetensors").exists()
-    if (latest is not None or finished) and not cfg.resume:
-        what = "checkpoints" if latest is not None else "a finished run (final/)"
+    if finished and not cfg.overwrite:
         raise ConfigError(
-            f"trainer.resume: {run_dir} already holds {what}; set resume=true to continue or use a new run_dir"
+            f"trainer.resume: {run_dir} already holds a finished run (final/); use a new run_dir, "
+            "or set trainer.overwrite=true to train it again"
         )
+    if latest is not None and not cfg.resume:
+        if not cfg.overwrite:
+            raise ConfigError(
+                f"trainer.resume: {run_dir} already holds checkpoints; set resume=true to continue, "
+                "overwrite=true to start again, or use a new run_dir"
+            )
+        ckpt.clear_checkpoints(ckpt_root, is_main)  # overwrite=true: start again from step 0
+        latest = None
     if latest is None:
         if cfg.resume:
             log.info("resume=true but %s holds no checkpoint: starting at step 0", ckpt_root)
@@ -304,7 +313,7 @@ def _train(
     pnames = {i: n for i, (n, _) in enumerate(cc.named_parameters())}
     opt = make_optimizer(cc, cfg, dist.device)
     dead = DeadTracker(cc.cfg.n_latents, cfg.dead_tokens, dist.device)
-    resume = _resume(cc, opt, pnames, cfg, run_dir, dead)
+    resume = _resume(cc, opt, pnames, cfg, run_dir, dead, dist.is_main)
     config = {"crosscoder": asdict(cc.cfg), "trainer": asdict(cfg), "logging": asdict(log_cfg), "run_info": run_info}
     resume_step = resume.start_step if resume.checkpoint else None
     logger = RunLogger(

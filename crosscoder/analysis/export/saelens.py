@@ -55,7 +55,10 @@ log = logging.getLogger(__name__)
 
 ENCODER_MODES = ("mirror", "own")
 """How a single-model SAE stands in for the other models' inputs (see the module docstring)."""
-_SAE_ARCH = {"l1": "standard", "jumprelu": "jumprelu", "batchtopk": "jumprelu", "topk": "topk"}
+_SAE_ARCH = {"l1": "standard", "jumprelu": "jumprelu", "batchtopk": "jumprelu", "topk": "topk", "dfc": "jumprelu",
+             "matryoshka": "jumprelu"}  # fmt: skip
+"""SAELens architecture of each crosscoder architecture's single-model slice (dfc and matryoshka are BatchTopK at
+inference: a per-latent threshold, as jumprelu)."""
 _APPROX = {
     "mirror": "single-model slice of a crosscoder: every model's input is replaced by this model's activation "
     "(W_enc = sum over models of the scaled encoder slices at this hook); other hooks' inputs are zero",
@@ -111,8 +114,8 @@ def slice_weights(cc: Crosscoder, m: int, h: int, encoder: str = "mirror") -> di
         out = {"W_enc": W_enc_DF.contiguous(), "b_enc": b_enc_F, "W_dec": W_dec_FD.contiguous(), "b_dec": b_dec_D}
         if arch == "jumprelu":
             out["threshold"] = cc.sparsity.get_parameter("log_threshold_F").detach().float().exp()
-        elif arch == "batchtopk":
-            theta = float(cc.sparsity.get_buffer("threshold"))
+        elif cc.threshold is not None:  # batchtopk and its variants (dfc, matryoshka)
+            theta = float(cc.threshold)
             if theta < 0:
                 raise DataError(
                     "the crosscoder's BatchTopK threshold was never estimated (untrained); train it before exporting"

@@ -16,7 +16,7 @@ import numpy as np
 
 from crosscoder.analysis.records.table import read_table
 from crosscoder.errors import DataError
-from crosscoder.io import read_json
+from crosscoder.io import read_json, verify_checksums
 
 CLASS_ORDER = ("ft_exclusive", "shifted", "partial", "base_exclusive", "shared", "dead")
 """Latent classes in display order."""
@@ -29,6 +29,9 @@ CLASS_COLORS = {
     "dead": "#ced4da",
 }
 """One colour per latent class, shared by every chart of the report, the plot files and W&B."""
+DATA_FILES = {"summary.json", "candidates.json", "latents.json", "latents.csv", "latents.parquet", "baseline.json",
+              "splice.json"}  # fmt: skip
+"""The files of an analysis folder the presentation reads (their checksums are verified when it is loaded)."""
 _FIX = "run `python analyze.py run_dir=<run>` to (re)write the analysis folder"
 
 
@@ -97,6 +100,7 @@ def load_analysis(folder: str | Path) -> AnalysisData:
     for required in ("summary.json", "candidates.json"):
         if not (folder / required).is_file():
             raise DataError(f"missing {required} in {folder}; {_FIX}")
+    verify_checksums(folder, "analysis folder", only=DATA_FILES)
     summary = _json(folder / "summary.json")
     if not isinstance(summary, dict):
         raise DataError(f"{folder / 'summary.json'} is not a JSON object; {_FIX}")

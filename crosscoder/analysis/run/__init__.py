@@ -14,6 +14,7 @@ series steps of `crosscoder.analysis.trajectory.step` are one); a new presentati
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from crosscoder.analysis.run.candidates import build_candidates
 from crosscoder.analysis.run.context import AnalysisContext
 from crosscoder.analysis.run.inputs import (
     check_activations,
+    check_run_model_files,
     lens_hook_index,
     load_crosscoder,
     load_run_models,
@@ -42,11 +44,14 @@ from crosscoder.analysis.run.present import Presented, present
 from crosscoder.analysis.run.summary import make_summary
 from crosscoder.analysis.trajectory.step import series_check, series_output_step, series_table_step
 from crosscoder.errors import ModelError
-from crosscoder.io import atomic_write_json, read_json
+from crosscoder.io import atomic_dir, atomic_write_json, read_json, write_checksums
+from crosscoder.online import check_wandb
+from crosscoder.runs import check_output_dir, check_unlocked, run_lock
 
 if TYPE_CHECKING:
     from crosscoder.data.protocols import Activations
     from crosscoder.models.load import LoadedModel
+    from crosscoder.personas.traits import Trait
 
 __all__ = ["AnalysisContext", "AnalysisResult", "open_run", "resolve_run_dir", "run_analysis"]
 
@@ -65,17 +70,14 @@ class AnalysisResult:
     """report.html, plots and exports written after the analysis files (with their timings)."""
 
 
-def open_run(cfg: AnalyzeConfig, acts: Activations | None = None) -> AnalysisContext:
-    """Find and check the run, load its crosscoder and open (or check the given) activation set."""
-    run = resolve_run_dir(cfg)
+def open_run(cfg: AnalyzeConfig, run: Path, out_dir: Path, acts: Activations | None = None) -> AnalysisContext:
+    """Load the run's crosscoder and open (or check the given) activation set; the analysis writes into `out_dir`."""
     info = read_json(run / "run.json")
     cc = load_crosscoder(run, cfg.device)
     names = list(info.get("model_names") or [m["name"] or f"m{i}" for i, m in enumerate(info["models"])])
     acts = acts if acts is not None else open_activations(cfg, info, cc)
     check_activations(acts, info, cc)
     hooks = list(acts.hooks)
-    out_dir = Path(cfg.out_dir).expanduser() if cfg.out_dir else run / "analysis"
-    out_dir.mkdir(parents=True, exist_ok=True)
     log.info("analysing %s (%d latents, models %s, hooks %s) -> %s", run, cc.cfg.n_latents, names, hooks, out_dir)
     return AnalysisContext(cfg, run, info, cc, acts, names, hooks, lens_hook_index(cfg, hooks), out_dir)
 
@@ -112,7 +114,6 @@ def with_models(ctx: AnalysisContext) -> None:
             lenses = [LogitLens(m) for m in models]
             baseline = baseline_report(ctx.stats, lenses, ctx.names, ctx.hooks, ctx.lens_idx, cfg.evidence.logit_lens_k)
             atomic_write_json(ctx.out_dir / "baseline.json", baseline)
-    ctx.traits = select_traits(cfg) if cfg.labels.enabled else {}
     ctx.candidates = build_candidates(ctx)
     atomic_write_json(ctx.out_dir / "candidates.json", [c.to_json() for c in ctx.candidates])
     apply_labels(ctx.df, ctx.candidates)
@@ -126,11 +127,41 @@ def with_models(ctx: AnalysisContext) -> None:
 def run_analysis(
     cfg: AnalyzeConfig, *, models: list[LoadedModel] | None = None, acts: Activations | None = None
 ) -> AnalysisResult:
-    """Analyse a training run and present it; `models` / `acts` may be passed pre-loaded (tests, notebooks)."""
+    """Analyse a training run and present it; `models` / `acts` may be passed pre-loaded (tests, notebooks).
+
+    Every input is checked first (run folder, output folder, W&B, traits); the analysis is written into a temporary
+    folder beside the output folder, checksummed, and renamed over it at the end, so a failed analysis leaves the
+    previous one intact. The output folder is locked while it is written.
+    """
+    run = resolve_run_dir(cfg)
+    final = check_output_dir(Path(cfg.out_dir) if cfg.out_dir else run / "analysis", "analyze.out_dir")
+    check_unlocked(run)  # train.py is not writing it
+    check_wandb(cfg.export.wandb_mode, "analyze.export.wandb_mode")
+    traits = select_traits(cfg) if cfg.labels.enabled else {}  # trait files and `traits=`: before any work
+    check_run_model_files(read_json(run / "run.json"))
+    rebuild = f"python analyze.py run_dir={run}" + (f" out_dir={final}" if cfg.out_dir else "")
+    with run_lock(final.parent, "analyze.py", name=f".{final.name}.lock"), atomic_dir(final) as tmp:
+        result = _analyse(cfg, run, tmp, models, acts, traits)
+        result.summary = dataclasses.replace(result.summary, out_dir=str(final))
+        atomic_write_json(tmp / "summary.json", result.summary.to_json())
+        result.presented = present(tmp, run, cfg)
+        write_checksums(tmp, rebuild)
+    result.out_dir, result.presented = final, result.presented.moved(tmp, final)
+    return result
+
+
+def _analyse(
+    cfg: AnalyzeConfig,
+    run: Path,
+    out_dir: Path,
+    models: list[LoadedModel] | None,
+    acts: Activations | None,
+    traits: dict[str, Trait],
+) -> AnalysisResult:
     t_all = time.perf_counter()
-    ctx = open_run(cfg, acts)
+    ctx = open_run(cfg, run, out_dir, acts)
     series_check(ctx)
-    ctx.models = models
+    ctx.models, ctx.traits = models, traits
     with ctx.timed("stats"):
         collect(ctx)
     with ctx.timed("table"):
@@ -145,12 +176,12 @@ def run_analysis(
             ctx.models = load_run_models(ctx.info, cfg.device)
     if ctx.models is not None:
         with_models(ctx)
+    else:  # no candidate, no baseline, no splice: an empty candidate list, so the folder is complete
+        atomic_write_json(ctx.out_dir / "candidates.json", [])
     if ctx.series is not None:
         with ctx.timed("trajectory_outputs"):
             series_output_step(ctx)
     ctx.timings["total"] = time.perf_counter() - t_all
     summary = make_summary(ctx)
-    atomic_write_json(ctx.out_dir / "summary.json", summary.to_json())
     log.info("analysis done in %.1f s: %s", ctx.timings["total"], summary.class_counts)
-    presented = present(ctx.out_dir, ctx.run, cfg)
-    return AnalysisResult(ctx.out_dir, ctx.df, ctx.candidates, summary, presented)
+    return AnalysisResult(ctx.out_dir, ctx.df, ctx.candidates, summary, Presented())

@@ -6,11 +6,14 @@ Every check runs before expensive work and fails with a one-line error naming th
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crosscoder.analysis.config import AnalyzeConfig
 from crosscoder.errors import ConfigError, DataError, ModelError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from crosscoder.data.protocols import Activations
@@ -56,6 +59,12 @@ def open_activations(cfg: AnalyzeConfig, info: dict[str, Any], cc: Crosscoder) -
         raise DataError(f"activation cache {path} not found; pass activations=<cache folder> (it may have moved)")
     acts = ActivationSet.open(path, verify=False)
     check_activations(acts, info, cc)
+    if cfg.verify != "off":  # a corrupt shard would silently change the latent table
+        from crosscoder.data.cache import verify_cache
+
+        n = verify_cache(Path(path), acts.manifest, sample=cfg.verify == "sampled")
+        log.info("activation cache %s: %d of %d shards verified (verify=%s)", path, n, len(acts.manifest.shards),
+                 cfg.verify)  # fmt: skip
     return acts
 
 
@@ -91,6 +100,29 @@ def load_run_models(info: dict[str, Any], device: str) -> list[LoadedModel]:
             )
         models.append(m)
     return models
+
+
+def check_run_model_files(info: dict[str, Any]) -> None:
+    """Before any work: refuse a run's local model folder whose weights changed since training (hashed from its
+    files, cached), and damaged weight files. Models that are not local folders are checked when they load."""
+    from crosscoder.models import ModelSpec
+    from crosscoder.models.hf import adapter_hash, check_local_files, source_hash
+
+    hashes = info.get("content_hashes") or [None] * len(info["models"])
+    for spec_dict, want in zip(info["models"], hashes, strict=False):
+        spec = ModelSpec(**spec_dict)
+        folder = Path(spec.source).expanduser()
+        if not want or spec.resolved_kind() != "hf" or not folder.is_dir():
+            continue
+        check_local_files(spec)
+        got = source_hash(spec, str(folder), True)
+        if spec.adapter:
+            got = adapter_hash(got, spec.adapter)
+        if got != want:
+            raise ModelError(
+                f"model {spec.label} ({spec.source}) is not the one the crosscoder was trained on (weights changed); "
+                "restore it or retrain"
+            )
 
 
 def select_traits(cfg: AnalyzeConfig) -> dict[str, Trait]:

@@ -26,6 +26,15 @@ class Presented:
     saelens: list[Path] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
+    def moved(self, old: Path, new: Path) -> Presented:
+        """The same files after their folder `old` was renamed to `new`."""
+
+        def move(p: Path) -> Path:
+            return new / p.relative_to(old)
+
+        report = move(self.report) if self.report is not None else None
+        return Presented(report, [move(p) for p in self.plots], [move(p) for p in self.saelens], self.timings)
+
 
 def present(out_dir: Path, run_dir: Path, cfg: AnalyzeConfig) -> Presented:
     """Plots and report (`report.enabled`), SAELens export (`export.saelens`), W&B (`export.wandb_mode`; the

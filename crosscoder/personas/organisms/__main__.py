@@ -26,7 +26,7 @@ def _show(name: str, n_samples: int) -> None:
         print(json.dumps({"question": b["question"], "base": b["answer"], "organism": o["answer"]}, indent=2))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Named model organisms.")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list the named organisms")
@@ -34,7 +34,7 @@ def main() -> None:
         sp = sub.add_parser(cmd, help=f"{cmd} a named organism (builds when missing)")
         sp.add_argument("name")
         sp.add_argument("--samples", type=int, default=3)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.cmd == "list":
         for r in RECIPES.values():
