@@ -64,8 +64,10 @@ def test_said_alignment_is_in_units_of_each_traits_separation() -> None:
     assert got.tolist() == pytest.approx([1.0, 0.5, 2.0])
     assert said_alignment(torch.tensor([0.0, 0.0, 3.0]), v_TD).abs().max() == 0  # orthogonal to every trait
     best = said_scores({5: {"continuation": torch.tensor([0.0, 4.0, 0.0]), "opening": torch.tensor([2.0, 0.0, 0.0])}},
-                       v_TD)  # fmt: skip
+                       v_TD, joint=False)  # fmt: skip
     assert best[5].tolist() == pytest.approx([1.0, 1.0, 2.0])  # per trait, the larger of the two sources
+    joint = said_scores({5: {"continuation": torch.tensor([2.0, 0.0, 0.0])}}, v_TD[:2])  # the default: joint fit
+    assert joint[5].tolist() == pytest.approx([1.0, 0.0], abs=1e-6)
 
 
 def _ev(said: float, continuation_hit: bool) -> TraitEvidence:

@@ -195,3 +195,25 @@ def test_control_flag_points_only_sft_analyses_at_the_control(tmp_path: Path, mo
     assert R._compose_analysis(opts, tmp_path / "run", "planted", {}).control_activations is None
     assert R._compose_analysis(_opts(), tmp_path / "run", "sft", {}).control_activations is None
     assert calls == [tmp_path / "run"]
+
+
+def test_null_pairs_are_planned_and_their_personas_are_all_wrong(tmp_path: Path) -> None:
+    from crosscoder.personas.traits import load_traits
+
+    traits = load_traits()
+    plan = R.organism_plan(_opts("--kinds", "null"), traits)
+    assert [(t, k) for t, k, _ in plan] == [("self", "null"), ("control", "null")]
+    assert [t for t, _, _ in R.organism_plan(_opts("--kinds", "null", "--traits", "control"), traits)] == ["control"]
+    opts = _opts("--kinds", "sft", "--sft-max-steps", "7", "--check-questions", "2")
+    assert opts.sft_max_steps == 7 and opts.check_questions == 2
+    cands = [{"latent": 1, "rank": 1, "label": "hostility", "description": "ft says x"},
+             {"latent": 2, "rank": 2, "label": "pirate", "description": "ft says y"}]  # fmt: skip
+    summary = {"fve": {"base": 0.9, "ft": 0.9}, "class_counts": {}}
+    rec = R.evaluate(R.Organism("pirate", "sft", ModelSpec(source="x")), tmp_path,
+                     SimpleNamespace(candidates=cands, summary=summary))  # fmt: skip
+    assert rec["wrong_personas"] == ["hostility"] and rec["wrong_before_right"] == 1
+    assert rec["descriptions"] == ["ft says x", "ft says y"]
+    null = R.evaluate(R.Organism("self", "null", ModelSpec(source="x")), tmp_path,
+                      SimpleNamespace(candidates=cands, summary=summary))  # fmt: skip
+    assert null["wrong_personas"] == ["hostility", "pirate"] and not null["top5_label_correct"]
+    assert "wrong personas per organism 1.00" in format_table([{**rec, "seconds": 1.0}])

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from crosscoder.analysis.labels.config import LabelConfig
 from crosscoder.errors import ConfigError
 
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
@@ -122,58 +123,6 @@ class NextTokenConfig:
     def __post_init__(self) -> None:
         _at_least("next_token", self, ("contexts", "prefix_tokens"), 1)
         _at_least("next_token", self, ("n_candidates", "continue_tokens", "openings"), 0)
-
-
-def _default_weights() -> list[float]:
-    return [1.0, 1.0, 1.0]
-
-
-@dataclass
-class LabelConfig:
-    """Persona labels: the trait library, persona vectors and how the three signals combine."""
-
-    enabled: bool = True
-    """Compute persona vectors and pos/neg activations and label candidates against the trait library."""
-    trait_dirs: list[str] = field(default_factory=list)
-    """Extra folders of trait JSON files (persona-vectors format) to label against."""
-    include_shipped_traits: bool = True
-    """Also label against the traits shipped with the package."""
-    traits: list[str] = field(default_factory=list)
-    """Only use these trait names (empty = every loaded trait)."""
-    persona_questions: int = 4
-    """Extraction questions per trait used for persona vectors (0 = all); each is asked under every pos/neg instruction pair."""
-    persona_vectors: list[str] = field(default_factory=list)
-    """Precomputed persona-vector files (PersonaVectors.save) for the ft model; refused if made for another model."""
-    questions: int = 8
-    """Trait questions used for the pos-vs-neg activation of candidates (per instruction pair, up to 5 pairs)."""
-    threshold: float = 0.35
-    """Minimum combined label score (0..1) for a trait label; below it the candidate is 'unlabelled'."""
-    weights: list[float] = field(default_factory=_default_weights)
-    """Weights of the three label signals: [persona vector (decoder cosine or said), pos-neg activation difference,
-    lexical]."""
-    cosine_full: float = 0.5
-    """Cosine with a persona vector that counts as full evidence (signal 1.0); smaller cosines scale linearly."""
-    said: bool = True
-    """Let the persona vectors read what the ft says at each candidate's contexts against what the base says
-    (`crosscoder.analysis.evidence.said`; needs the next-token continuations); its signal joins the cosine signal."""
-    said_full: float = 0.5
-    """Said alignment (ft - base speech along a trait's persona vector, in units of its pos - neg example separation)
-    that counts as full evidence; smaller values scale linearly."""
-
-    def __post_init__(self) -> None:
-        _at_least("labels", self, ("questions",), 1)
-        _at_least("labels", self, ("persona_questions",), 0)
-        if self.threshold < 0:
-            raise ConfigError(f"analyze.labels.threshold: must be >= 0, got {self.threshold}")
-        if len(self.weights) != 3 or any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
-            raise ConfigError(
-                "analyze.labels.weights: need 3 non-negative weights [cosine, pos_neg, lexical] with a positive sum, "
-                f"got {list(self.weights)}"
-            )
-        if not 0 < self.cosine_full <= 1:
-            raise ConfigError(f"analyze.labels.cosine_full: {self.cosine_full} must be in (0, 1]")
-        if not self.said_full > 0:
-            raise ConfigError(f"analyze.labels.said_full: {self.said_full} must be > 0, e.g. 0.5")
 
 
 def _default_strengths() -> list[float]:

@@ -1,5 +1,5 @@
-"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,methods,analysis,screening,composition,trajectory}`:
-benchmarks.
+"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,methods,analysis,screening,composition,trajectory,
+calibrate-labels}`: benchmarks.
 
 `all` (what `make bench` runs) collects the throughput benchmarks of the other stages — paired harvest and loader
 (crosscoder.bench.harvest) and the crosscoder training step (crosscoder.bench.xc_step) — into one JSON file and
@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
             "screening",
             "composition",
             "trajectory",
+            "calibrate-labels",
         ],
     )
     args, rest = parser.parse_known_args(argv)
@@ -123,6 +124,10 @@ def main(argv: list[str] | None = None) -> None:
         from crosscoder.bench.methods import main as methods_main
 
         methods_main(rest)
+    elif args.which == "calibrate-labels":
+        from crosscoder.bench.calibrate_labels import main as calibrate_main
+
+        calibrate_main(rest)
     elif args.which == "analysis":
         from crosscoder.bench.analysis import main as analysis_main
 

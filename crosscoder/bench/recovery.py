@@ -11,27 +11,31 @@ best cosine of any latent's ft decoder with the planted direction), `rank_of_fir
 `n_ft_exclusive`, `control`, `seconds`; the label columns read the model-diff ranking. `--control` analyses SFT
 organisms against a control fine-tune of the same recipe without the persona (`crosscoder.bench.recovery_control`).
 Traits from `--trait-dir` are added to the shipped library (which stays as distractors); `--sft FILE:TRAIT` adds
-fine-tuning sets from outside the repo.
+fine-tuning sets from outside the repo. `--kinds null` runs the null pairs (the base with itself, the base with the
+control fine-tune; records ``trait`` "self" / "control"): every persona they list is a false label, and their
+candidates calibrate the label threshold (`python -m crosscoder.bench calibrate-labels`). Each record also lists
+`wrong_personas` (the personas found other than the organism's trait), `wrong_before_right` and the top five
+candidates' `descriptions`. `--sft-max-steps` and `--check-questions` shrink the SFT organisms' LoRA training and
+trait check for a busy machine (say so with the results).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import torch
 
-from crosscoder.bench.recovery_metrics import KINDS, format_table, planted_cosines
+from crosscoder.bench.recovery_metrics import NULL_PAIRS, format_table, planted_cosines
+from crosscoder.bench.recovery_options import RecoveryOptions, parse_args
 from crosscoder.errors import ConfigError, DataError
 from crosscoder.io import atomic_write_json, cache_dir, read_json
 from crosscoder.models.spec import ModelSpec
-from crosscoder.personas.sft_data import read_sft_jsonl
-from crosscoder.runs import RUNS_ROOT, check_output_file, run_tag
+from crosscoder.runs import RUNS_ROOT, run_tag
 
 log = logging.getLogger(__name__)
 
@@ -49,101 +53,6 @@ class Organism:
     build_seconds: float = 0.0
 
 
-@dataclass
-class RecoveryOptions:
-    """Command-line options of the recovery benchmark."""
-
-    kinds: list[str] = field(default_factory=lambda: ["planted", "sft"])
-    traits: list[str] = field(default_factory=list)
-    trait_dirs: list[str] = field(default_factory=list)
-    sft: list[tuple[str, str]] = field(default_factory=list)
-    out: Path = Path("results/recovery.json")
-    config_dir: Path = Path("configs")
-    overrides: list[str] = field(default_factory=list)
-    analyze_overrides: list[str] = field(default_factory=list)
-    quick: bool = False
-    rescore: bool = False
-    reanalyze: bool = False
-    """Re-run the analysis of every run recorded in `out` (training kept) and recompute the records."""
-    resume: bool = False
-    """Keep the records already in `out` and skip their organisms (same trait and kind)."""
-    control: bool = False
-    """Analyse SFT organisms with a control fine-tune (`crosscoder.bench.recovery_control`)."""
-
-    def __post_init__(self) -> None:
-        bad = [k for k in self.kinds if k not in KINDS]
-        if bad:
-            raise ConfigError(f"--kinds: unknown kind {bad[0]!r}; use a comma list of {', '.join(KINDS)}")
-        if self.rescore and self.reanalyze:
-            raise ConfigError("--rescore and --reanalyze: pick one (--reanalyze re-runs the analysis, then rescores)")
-        if not (self.config_dir / "config.yaml").is_file():
-            raise ConfigError(f"--config-dir: {self.config_dir}/config.yaml not found; run from the repository root")
-
-
-def parse_args(argv: list[str] | None) -> RecoveryOptions:
-    p = argparse.ArgumentParser(prog="python -m crosscoder.bench recovery", description=__doc__)
-    p.add_argument("--kinds", default="planted,sft", help="comma list of planted, sft, distilled")
-    p.add_argument(
-        "--traits", default="", help="comma list of traits to plant/distil (default: all, incl. --trait-dir)"
-    )
-    p.add_argument("--trait-dir", action="append", default=[], help="folder of extra trait JSON files (repeatable)")
-    p.add_argument(
-        "--sft", action="append", default=[], help="FILE:TRAIT, an SFT chat JSONL and its trait (repeatable)"
-    )
-    p.add_argument("--out", type=Path, default=Path("results/recovery.json"))
-    p.add_argument("--config-dir", type=Path, default=Path("configs"))
-    p.add_argument(
-        "--rescore",
-        action="store_true",
-        help="recompute the records of --out from its runs' saved analysis (no new analysis)",
-    )
-    p.add_argument(
-        "--reanalyze", action="store_true", help="re-run the analysis of every run in --out (no training) and re-score"
-    )
-    p.add_argument(
-        "--resume", action="store_true", help="keep the records in --out and run only the organisms it lacks"
-    )
-    p.add_argument("--quick", action="store_true", help="smaller harvest and training (a smoke run, not the benchmark)")
-    p.add_argument(
-        "--control",
-        action="store_true",
-        help="analyse SFT organisms with a control fine-tune (same answers, no persona) set aside in the ranking",
-    )
-    p.add_argument(
-        "--analyze",
-        action="append",
-        default=[],
-        help="Hydra override for the analysis (repeatable), e.g. labels.questions=5",
-    )
-    p.add_argument("overrides", nargs="*", help="extra Hydra overrides for the training runs, e.g. trainer.steps=800")
-    a = p.parse_args(argv)
-    sft: list[tuple[str, str]] = []
-    for item in a.sft:
-        path, sep, trait = item.rpartition(":")
-        if not sep or not path or not trait:
-            raise ConfigError(f"--sft: {item!r} is not FILE:TRAIT; e.g. --sft data/my_set.jsonl:sycophancy")
-        if not Path(path).is_file():
-            raise DataError(f"--sft: file {path} not found; check the path")
-        read_sft_jsonl(path)  # an empty or wrong-schema file is refused now, before any model is converted
-        sft.append((path, trait))
-    check_output_file(a.out, "--out")
-    return RecoveryOptions(
-        kinds=[k for k in a.kinds.split(",") if k],
-        traits=[t for t in a.traits.split(",") if t],
-        trait_dirs=list(a.trait_dir),
-        sft=sft,
-        out=a.out,
-        config_dir=a.config_dir,
-        overrides=list(a.overrides),
-        analyze_overrides=list(a.analyze),
-        quick=a.quick,
-        rescore=a.rescore,
-        reanalyze=a.reanalyze,
-        resume=a.resume,
-        control=a.control,
-    )
-
-
 def _hook_layer(hook: str) -> int:
     parts = hook.split(".")
     if len(parts) < 3 or parts[0] != "blocks" or not parts[1].isdigit() or parts[2] != "hook_resid_post":
@@ -155,7 +64,7 @@ def organism_plan(opts: RecoveryOptions, traits: dict[str, Any]) -> list[tuple[s
     """(trait, kind, SFT file or None) of every organism the options ask for, in run order; refuses unknown traits."""
     from crosscoder.personas.sft_data import SFT_DIR
 
-    chosen = opts.traits or sorted(traits)
+    chosen = [t for t in opts.traits if t not in NULL_PAIRS] or sorted(traits)
     missing = [t for t in chosen if t not in traits]
     if missing:
         raise ConfigError(f"--traits: unknown trait {missing[0]!r}; known: {', '.join(sorted(traits))}")
@@ -174,14 +83,24 @@ def organism_plan(opts: RecoveryOptions, traits: dict[str, Any]) -> list[tuple[s
             plan.append((trait, "sft", path))
     if "distilled" in opts.kinds:
         plan += [(name, "distilled", None) for name in chosen]
+    if "null" in opts.kinds:
+        nulls = [t for t in opts.traits if t in NULL_PAIRS] or list(NULL_PAIRS)  # --traits self / control: one of them
+        plan += [(name, "null", None) for name in nulls]
     return plan
 
 
-def build_organism(trait: str, kind: str, sft_file: str | None, traits: dict[str, Any], hook: str) -> Organism:
+def build_organism(
+    trait: str, kind: str, sft_file: str | None, traits: dict[str, Any], hook: str, opts: RecoveryOptions | None = None
+) -> Organism:
     """Build (or reuse from the cache) one organism of the plan."""
     from crosscoder.personas.organisms.config import OrganismConfig
 
     t0 = time.perf_counter()
+    if kind == "null":
+        from crosscoder.bench.recovery_control import control_organism
+
+        spec = BASE if trait == "self" else control_organism(BASE, traits, opts.sft_max_steps if opts else None)
+        return Organism(trait, kind, spec, None, time.perf_counter() - t0)
     if kind == "planted":
         from crosscoder.personas.organisms.gated import plant_trait
 
@@ -192,7 +111,15 @@ def build_organism(trait: str, kind: str, sft_file: str | None, traits: dict[str
 
         assert sft_file is not None
         cfg = OrganismConfig(
-            name=f"recovery-{trait}", r=16, alpha=32, lr=5e-4, batch_size=8, epochs=1, trait=str(traits[trait].path)
+            name=f"recovery-{trait}",
+            r=16,
+            alpha=32,
+            lr=5e-4,
+            batch_size=8,
+            epochs=1,
+            trait=str(traits[trait].path),
+            max_steps=opts.sft_max_steps if opts else None,
+            eval_questions=opts.check_questions if opts else 10,
         )
         res = build_sft_organism(BASE, Path(sft_file), cfg)
         return Organism(trait, kind, res.checkpoints[-1], None, time.perf_counter() - t0)
@@ -248,6 +175,11 @@ def _as_json(result: Any) -> SimpleNamespace:
     return SimpleNamespace(candidates=[c.to_json() for c in result.candidates], summary=result.summary.to_json())
 
 
+def _wrong_before_right(found: list[str], trait: str) -> int:
+    """How many wrong personas the labels list before the right one (all of them when it is missing)."""
+    return found.index(trait) if trait in found else len(found)
+
+
 def evaluate(org: Organism, run_dir: Path, analysis: Any) -> dict[str, Any]:
     """One benchmark record from a finished run and its analysis (candidates.json and summary.json content)."""
 
@@ -267,6 +199,9 @@ def evaluate(org: Organism, run_dir: Path, analysis: Any) -> dict[str, Any]:
         "rank_of_first_correct": first,
         "persona_rank_of_first_correct": next((p["persona_rank"] for p in personas if p["trait"] == org.trait), None),
         "personas_found": [p["trait"] for p in personas],
+        "wrong_personas": [p["trait"] for p in personas if p["trait"] != org.trait],
+        "wrong_before_right": _wrong_before_right([p["trait"] for p in personas], org.trait),
+        "descriptions": [c.get("description", "") for c in cands[:5]],
         "fve_base": float(fve.get("base", float("nan"))),
         "fve_ft": float(fve.get("ft", float("nan"))),
         "n_ft_exclusive": int(analysis.summary.get("class_counts", {}).get("ft_exclusive", 0)),
@@ -283,6 +218,8 @@ def _planted_direction(rec: dict[str, Any], traits: dict[str, Any], hook: str, f
     """The planted direction of a planted record (rebuilt from the organism cache), None for other kinds."""
     from crosscoder.personas.organisms.gated import plant_trait
 
+    if rec["organism_kind"] == "null":  # the null pairs have no trait
+        return None
     if rec["trait"] not in traits:
         raise ConfigError(f"{flag}: trait {rec['trait']!r} of the results is not in the library; pass its --trait-dir")
     if rec["organism_kind"] != "planted":
@@ -383,7 +320,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     start = time.perf_counter()
     for i, (trait, kind, sft_file) in enumerate(plan):
         log.info("recovering %s organism for trait %s (%d of %d)", kind, trait, i + 1, len(plan))
-        records.append(run_one(opts, build_organism(trait, kind, sft_file, traits, hook), traits))
+        records.append(run_one(opts, build_organism(trait, kind, sft_file, traits, hook, opts), traits))
         atomic_write_json(opts.out, {"records": records, "hook": hook, "complete": False})
     atomic_write_json(
         opts.out, {"records": records, "hook": hook, "complete": True, "seconds": round(time.perf_counter() - start, 1)}

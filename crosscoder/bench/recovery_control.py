@@ -36,12 +36,13 @@ def control_sft_file(traits: dict[str, Any]) -> Path:
     return out
 
 
-def control_organism(base: ModelSpec, traits: dict[str, Any]) -> ModelSpec:
-    """Build (or reuse) the control organism with the persona organisms' LoRA recipe; returns its spec."""
+def control_organism(base: ModelSpec, traits: dict[str, Any], max_steps: int | None = None) -> ModelSpec:
+    """Build (or reuse) the control organism with the persona organisms' LoRA recipe (`max_steps`: as
+    ``--sft-max-steps``); returns its spec."""
     from crosscoder.personas.organisms.config import OrganismConfig
     from crosscoder.personas.organisms.lora import build_sft_organism
 
-    cfg = OrganismConfig(name="recovery-control", r=16, alpha=32, lr=5e-4, batch_size=8, epochs=1)
+    cfg = OrganismConfig(name="recovery-control", r=16, alpha=32, lr=5e-4, batch_size=8, epochs=1, max_steps=max_steps)
     return build_sft_organism(base, control_sft_file(traits), cfg).checkpoints[-1]
 
 

@@ -8,8 +8,12 @@ from typing import Any
 
 import torch
 
-KINDS = ("planted", "sft", "distilled")
-"""Organism kinds: a planted direction, an SFT (LoRA) fine-tune, a context-distilled fine-tune."""
+KINDS = ("planted", "sft", "distilled", "null")
+"""Organism kinds: a planted direction, an SFT (LoRA) fine-tune, a context-distilled fine-tune, and the null pairs
+(the base with itself, the base with the control fine-tune: no persona, so any persona label is a false one)."""
+
+NULL_PAIRS = ("self", "control")
+"""The null organisms of ``--kinds null`` (their records' ``trait``)."""
 
 
 def planted_cosines(run_dir: Path, direction_D: torch.Tensor, cands: list[dict[str, Any]]) -> dict[str, Any]:
@@ -51,5 +55,7 @@ def format_table(records: list[dict[str, Any]]) -> str:
         if sub:
             top1 = sum(r["top1_label_correct"] for r in sub) / len(sub)
             top5 = sum(r["top5_label_correct"] for r in sub) / len(sub)
-            lines.append(f"{kind}: {len(sub)} organisms, top-1 {top1:.0%}, top-5 {top5:.0%}")
+            wrong = sum(len(r.get("wrong_personas", [])) for r in sub) / len(sub)
+            lines.append(f"{kind}: {len(sub)} organisms, top-1 {top1:.0%}, top-5 {top5:.0%}, "
+                         f"wrong personas per organism {wrong:.2f}")  # fmt: skip
     return "\n".join(lines)

@@ -239,6 +239,9 @@ def parse_trait(text: str, *, path: str = "<string>", name: str | None = None) -
                     ("instruction", i, side) if side in item else ("instruction", i),
                     f"missing or empty {side!r} prompt",
                 )
+        if " ".join(item["pos"].split()).lower() == " ".join(item["neg"].split()).lower():
+            raise chk.fail(("instruction", i, "neg"), "the pos and neg prompts are identical, so they cannot contrast "
+                           "the trait; write a neg prompt that suppresses it")  # fmt: skip
         pairs.append(InstructionPair(item["pos"].strip(), item["neg"].strip()))
 
     eval_prompt = data["eval_prompt"]

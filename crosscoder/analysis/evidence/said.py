@@ -97,11 +97,25 @@ def said_alignment(
     return ((vec @ diff_D.double()) / (vec * vec).sum(-1).clamp_min(1e-12)).float()
 
 
+def said_joint(
+    diff_D: Float[Tensor, " d_model"], vec_TD: Float[Tensor, "n_traits d_model"]
+) -> Float[Tensor, " n_traits"]:
+    """The coefficients beta of ``diff ~ sum_t beta_t v_t`` (least squares over all traits at once): the part of
+    the said difference along trait t that no other trait's text vector explains, in units of v_t (one trait: the
+    plain `said_alignment`). Text vectors of different traits share "persona text against helpful text"; the joint
+    fit gives that shared part to none of them alone."""
+    vec = vec_TD.double()
+    if vec.shape[0] == 1:
+        return said_alignment(diff_D, vec_TD)
+    return torch.linalg.lstsq(vec.T, diff_D.double()[:, None]).solution[:, 0].float()
+
+
 def said_scores(
-    diffs: dict[int, dict[str, Tensor]], vec_TD: Float[Tensor, "n_traits d_model"]
+    diffs: dict[int, dict[str, Tensor]], vec_TD: Float[Tensor, "n_traits d_model"], joint: bool = True
 ) -> dict[int, Float[Tensor, " n_traits"]]:
-    """{latent: per trait, the larger `said_alignment` of its sources (continuations, openings)}."""
+    """{latent: per trait, the larger reading of its sources (continuations, openings)}: `said_joint`, or the plain
+    per-trait `said_alignment` with ``joint=False``."""
+    read = said_joint if joint else said_alignment
     return {
-        j: torch.stack([said_alignment(d, vec_TD) for d in by_source.values()]).max(0).values
-        for j, by_source in diffs.items()
+        j: torch.stack([read(d, vec_TD) for d in by_source.values()]).max(0).values for j, by_source in diffs.items()
     }

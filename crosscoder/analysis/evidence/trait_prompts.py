@@ -30,10 +30,11 @@ log = logging.getLogger(__name__)
 
 
 def prompt_items(
-    tokenizer: Tokenizer, trait: Trait, n_questions: int, side: str
+    tokenizer: Tokenizer, trait: Trait, n_questions: int, side: str, generated: list[str] | None = None
 ) -> tuple[list[tuple[list[int], list[bool]]], int]:
     """Token ids and span masks of the trait's questions under its pos or neg prompts (span: question to end of
-    prompt), then of its pos or neg examples as assistant turns; and how many of the items are prompts."""
+    prompt), then of its pos or neg examples as assistant turns (the file's `examples`, then the `generated` answers
+    of that side, `crosscoder.analysis.labels.profile`); and how many of the items are prompts."""
     from crosscoder.personas.activations import span_token_mask
     from crosscoder.personas.generate import chat_messages, render_prompt
 
@@ -43,7 +44,7 @@ def prompt_items(
             text = render_prompt(tokenizer, chat_messages(q, getattr(pair, side)))
             items.append(span_token_mask(tokenizer, text, text.rfind(q), len(text)))
     n_prompts = len(items)
-    for ex in (trait.examples or {}).get(side, []):
+    for ex in [*(trait.examples or {}).get(side, []), *(generated or [])]:
         text = str(tokenizer.apply_chat_template([{"role": "assistant", "content": ex}], tokenize=False))
         start = text.rfind(ex)
         items.append(span_token_mask(tokenizer, text, start, start + len(ex)))
@@ -129,8 +130,8 @@ class PosNeg(NamedTuple):
     vector_D: Tensor
     """The ft persona vector at the lens hook: prompt and example differences averaged."""
     text_vector_D: Tensor
-    """The example difference alone (pos examples minus neg examples as assistant turns): how the ft model reads
-    trait text against neutral text; the prompt difference for a trait without examples."""
+    """The example difference alone (pos examples minus neg examples as assistant turns, generated answers
+    included): how the ft model reads trait text against neutral text; the prompt difference without any."""
 
 
 @torch.no_grad()
@@ -141,15 +142,21 @@ def pos_neg_acts(
     traits: dict[str, Trait],
     n_questions: int,
     lens_idx: int,
+    generated: dict[str, dict[str, list[str]]] | None = None,
 ) -> dict[str, PosNeg]:
     """{trait: `PosNeg`} with the ft persona vectors at the lens hook.
 
     The persona vector comes from the same forward passes, as in `crosscoder.personas.vectors` (source ``auto``):
     the mean over items of each item's span mean, pos minus neg, for the prompts and (when the trait has examples)
-    for the examples, the two differences averaged.
+    for the examples, the two differences averaged. `generated`: {trait: {side: texts}} read as further examples.
     """
     tok = models[-1].tokenizer
-    sides = {(n, side): prompt_items(tok, t, n_questions, side) for n, t in traits.items() for side in ("pos", "neg")}
+    gen = generated or {}
+    sides = {
+        (n, side): prompt_items(tok, t, n_questions, side, gen.get(n, {}).get(side))
+        for n, t in traits.items()
+        for side in ("pos", "neg")
+    }
     all_items = [it for items, _ in sides.values() for it in items]  # one length-sorted pass per model over all
     x_all_NMLD = torch.stack(
         [span_activations(m, hooks, all_items, desc=f"trait prompts ({m.name})") for m in models], 1

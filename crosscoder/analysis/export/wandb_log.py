@@ -49,6 +49,7 @@ _CAND_COLS = (
     "label",
     "label_confidence",
     "runner_up",
+    "description",
 )
 _ARTIFACT_FILES = ("report.html", "summary.json", "candidates.json", "latents.parquet", "latents.csv", "latents.json",
                    "baseline.json", "splice.json", "trajectory.json", "forecast.json")  # fmt: skip

@@ -19,6 +19,8 @@ from crosscoder.analysis.config import LabelConfig
 from crosscoder.analysis.evidence.gather import CandidateDirections
 from crosscoder.analysis.evidence.said import said_scores
 from crosscoder.analysis.evidence.trait_prompts import PosNeg, pos_neg_acts
+from crosscoder.analysis.labels.calibration import NullCalibration, load_calibration
+from crosscoder.analysis.labels.profile import TraitProfile, build_profiles
 from crosscoder.analysis.labels.signals import (
     LatentReading,
     TraitMeasures,
@@ -29,6 +31,7 @@ from crosscoder.analysis.labels.signals import (
 )
 from crosscoder.analysis.labels.words import keyword_words, template_words, trait_words
 from crosscoder.analysis.records.candidate import Candidate, PosNegMeans
+from crosscoder.personas.responses import ResponseConfig
 
 if TYPE_CHECKING:
     from crosscoder.models.load import LoadedModel
@@ -90,6 +93,35 @@ class LabelBasis:
     vectors_ft: dict[str, PersonaVectors] = field(default_factory=dict)
     """Full per-layer ft persona vectors (user files, then those the causal checks compute)."""
     vectors_base: dict[str, PersonaVectors] = field(default_factory=dict)
+    profiles: dict[str, TraitProfile] = field(default_factory=dict)
+    """What each trait looks like in the base model, from its file alone (empty with ``labels.generated=false``)."""
+    calibration: NullCalibration | None = None
+    """The null-pair calibration (None with ``labels.calibration=none``)."""
+
+    def threshold(self, cfg: LabelConfig) -> float:
+        """The label threshold: ``labels.threshold``, raised to the largest null score when calibrated."""
+        return max(cfg.threshold, self.calibration.threshold if self.calibration else 0.0)
+
+    def warnings(self, cfg: LabelConfig) -> list[str]:
+        """One line per trait the base model cannot separate (its labels are unreliable)."""
+        return [
+            f"trait {t}: the model's answers under its pos and neg instructions barely differ (separation "
+            f"{p.separation:.2f} < {cfg.min_separation}); its labels are unreliable"
+            for t, p in self.profiles.items()
+            if p.separation < cfg.min_separation
+        ]
+
+
+def trait_word_lists(trait: Trait, template: frozenset[str], profile: TraitProfile | None) -> TraitWords:
+    """What the lexical signals match for one trait: its instruction contrast words (and keywords) plus the
+    profile's spoken words for what a latent reads or writes; the spoken words (and one-word keywords) for what a
+    model says, weighted by the profile's evidence weight when no keyword backs them."""
+    spoken = list(profile.words) if profile else []
+    keywords = keyword_words(trait, template) if trait.keywords else []
+    words = sorted(set(trait_words(trait, template)) | set(spoken))
+    said = sorted(set(spoken) | set(keywords)) or None
+    weight = profile.weight if profile and not trait.keywords else 1.0
+    return TraitWords(words, said, trait.keyword_regex(), weight)
 
 
 def prepare_labels(
@@ -101,14 +133,16 @@ def prepare_labels(
     The ft persona vectors at the lens hook come from the pos/neg forward passes (user files win); full per-layer
     vectors are computed only for the traits the causal checks score."""
     pv_ft = given_persona_vectors(models[-1], list(cfg.persona_vectors))
-    pn = pos_neg_acts(cc, models, hooks, traits, cfg.questions, lens_idx)
+    profiles: dict[str, TraitProfile] = {}
+    if cfg.generated:
+        rc = ResponseConfig(n_questions=cfg.response_questions, n_pairs=cfg.response_pairs,
+                            max_new_tokens=cfg.response_tokens)  # fmt: skip
+        profiles = build_profiles(models[0], traits, rc, n_words=cfg.spoken_words)
+    k = cfg.generated_examples
+    generated = {t: {"pos": p.pos_texts[:k], "neg": p.neg_texts[:k]} for t, p in profiles.items()}
+    pn = pos_neg_acts(cc, models, hooks, traits, cfg.questions, lens_idx, generated)
     template = template_words(models[-1].tokenizer)
-    words = {
-        t: TraitWords(
-            trait_words(tr, template), keyword_words(tr, template) if tr.keywords else None, tr.keyword_regex()
-        )
-        for t, tr in traits.items()
-    }
+    words = {t: trait_word_lists(tr, template, profiles.get(t)) for t, tr in traits.items()}
     hook = hooks[lens_idx]
     names = list(traits)
     vec = {t: pv_ft[t].for_hook(hook).float() if t in pv_ft else pn[t].vector_D.float() for t in names}
@@ -130,7 +164,8 @@ def prepare_labels(
             )  # fmt: skip
             for n, j in enumerate(dirs.latents)
         ]
-    return LabelBasis(traits, pn, words, measures, vectors_ft=pv_ft)
+    return LabelBasis(traits, pn, words, measures, vectors_ft=pv_ft, profiles=profiles,
+                      calibration=load_calibration(cfg.calibration))  # fmt: skip
 
 
 def label_candidate(c: Candidate, n: int, basis: LabelBasis, cfg: LabelConfig) -> None:
@@ -142,8 +177,10 @@ def label_candidate(c: Candidate, n: int, basis: LabelBasis, cfg: LabelConfig) -
         t: trait_evidence(reading, basis.measures[t][n], basis.words[t], cfg.cosine_full, cfg.said_full)
         for t in basis.traits
     }
-    c.label, c.label_confidence, c.runner_up, c.runner_up_score = label_latent(ev, cfg.weights, cfg.threshold)
+    c.label, c.label_confidence, c.runner_up, c.runner_up_score = label_latent(ev, cfg.weights, basis.threshold(cfg))
     c.best_trait = max(ev, key=lambda t: ev[t].combined) if ev else None
+    calib = basis.calibration
+    c.label_false_rate = calib.false_label_rate(c.label_confidence) if calib and ev else None
     c.label_evidence = ev
     c.pos_neg = {
         t: PosNegMeans(float(basis.pos_neg[t].pos_F[c.latent]), float(basis.pos_neg[t].neg_F[c.latent]))

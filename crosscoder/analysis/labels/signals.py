@@ -129,6 +129,9 @@ class TraitWords:
     words: list[str]
     keywords: list[str] | None = None
     pattern: re.Pattern[str] | None = None
+    weight: float = 1.0
+    """Weight of the what-a-model-says signals (generations, next-token shift, continuations): the trait profile's
+    evidence weight (`crosscoder.analysis.labels.profile`) when its spoken words were generated, 1.0 otherwise."""
 
     @property
     def spoken(self) -> list[str]:
@@ -140,14 +143,14 @@ def trait_evidence(
 ) -> TraitEvidence:
     """The signals of one (latent, trait) pair, raw values alongside the [0, 1] signals. The persona-vector signal is
     the larger of the decoder's cosine signal (full at `cosine_full`) and the said signal (full at `said_full`)."""
-    m, r, spoken, pattern = measured, reading, words.spoken, words.pattern
+    m, r, spoken, pattern, w = measured, reading, words.spoken, words.pattern, words.weight
     lex = {
         "lexical_lens": lexical_lens(r.lens, words.words) if r.lens else 0.0,
         "lexical_contexts": lexical_contexts(r.contexts, words.words),
-        "lexical_generations": lexical_generations(r.steered, r.unsteered, spoken, pattern),
-        "lexical_next_token": lexical_shift(r.next_token, spoken, pattern) if r.next_token else 0.0,
-        "lexical_continuation": lexical_continuations(r.next_token.continuations if r.next_token else [], spoken,
-                                                      pattern),
+        "lexical_generations": w * lexical_generations(r.steered, r.unsteered, spoken, pattern),
+        "lexical_next_token": w * lexical_shift(r.next_token, spoken, pattern) if r.next_token else 0.0,
+        "lexical_continuation": w * lexical_continuations(r.next_token.continuations if r.next_token else [],
+                                                          spoken, pattern),
     }  # fmt: skip
     specific = max(m.spec_ft, m.spec_diff)
     diff = m.pos - m.neg

@@ -96,8 +96,9 @@ def text_hits(text: str, words: list[str]) -> bool:
 
 
 def says(text: str, words: list[str], pattern: re.Pattern[str] | None) -> bool:
-    """Whether a text a model said carries the trait: a keyword match of `pattern`, else a trait word."""
-    return bool(pattern.search(text)) if pattern is not None else text_hits(text, words)
+    """Whether a text a model said carries the trait: a keyword match of `pattern` (when the trait file has keywords)
+    or one of the trait's spoken words."""
+    return bool(pattern is not None and pattern.search(text)) or text_hits(text, words)
 
 
 def lexical_lens(lens: LensTop, words: list[str]) -> float:

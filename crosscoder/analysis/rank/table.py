@@ -85,6 +85,7 @@ def build_table(
     cols["label"] = np.array([""] * F, dtype=object)
     cols["label_confidence"] = np.full(F, np.nan)
     cols["runner_up"] = np.array([""] * F, dtype=object)
+    cols["description"] = np.array([""] * F, dtype=object)
     df = pd.DataFrame(cols)
     return df
 
@@ -124,9 +125,11 @@ def latent_table(cc: Crosscoder, st: LatentStats, names: list[str], cfg: RankCon
 
 
 def apply_labels(df: pd.DataFrame, candidates: list[Candidate]) -> None:
-    """Copy each labelled candidate's label, confidence and runner-up into its table row (in place)."""
+    """Copy each candidate's description and, when labelled, its label, confidence and runner-up into its table row
+    (in place)."""
     for c in candidates:
         mask = df["latent"] == c.latent
+        df.loc[mask, "description"] = c.description
         if c.label is not None:
             df.loc[mask, "label"] = c.label
             df.loc[mask, "label_confidence"] = c.label_confidence

@@ -222,6 +222,11 @@ class Candidate:
     runner_up: str | None = None
     runner_up_score: float | None = None
     label_evidence: dict[str, TraitEvidence] = field(default_factory=dict)
+    label_false_rate: float | None = None
+    """The best score's false-label rate on null pairs (`crosscoder.analysis.labels.calibration`); None uncalibrated."""
+    description: str = ""
+    """What the ft says at the latent's contexts (and steered along it) that the base does not
+    (`crosscoder.analysis.labels.describe`); filled for every candidate, labelled or not."""
     pos_neg: dict[str, PosNegMeans] = field(default_factory=dict)
     steering: SteeringRecord | None = None
     ablation: AblationRecord | None = None
@@ -254,6 +259,8 @@ class Candidate:
             "runner_up": self.runner_up,
             "runner_up_score": self.runner_up_score,
             "label_evidence": {t: ev.to_json() for t, ev in self.label_evidence.items()},
+            "label_false_rate": self.label_false_rate,
+            "description": self.description,
             "pos_neg": {t: pn.to_json() for t, pn in self.pos_neg.items()},
             "steering": None if self.steering is None else self.steering.to_json(),
             "ablation": None if self.ablation is None else self.ablation.to_json(),
@@ -271,6 +278,8 @@ class Candidate:
         c.label_confidence = finite_or_none(o.get("label_confidence"))
         c.runner_up_score = finite_or_none(o.get("runner_up_score"))
         c.label_evidence = {str(t): TraitEvidence.from_json(v) for t, v in (o.get("label_evidence") or {}).items()}
+        c.label_false_rate = finite_or_none(o.get("label_false_rate"))
+        c.description = str(o.get("description") or "")
         c.pos_neg = {
             str(t): PosNegMeans(float(v["pos_mean"]), float(v["neg_mean"])) for t, v in (o.get("pos_neg") or {}).items()
         }

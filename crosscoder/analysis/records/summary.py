@@ -92,6 +92,8 @@ TOP_KEYS = (
     "label_confidence",
     "best_trait",
     "runner_up",
+    "label_false_rate",
+    "description",
 )
 """The candidate keys repeated in summary.json's ``top_candidates``."""
 
@@ -132,6 +134,12 @@ class AnalysisSummary:
     config: JSON
     """The AnalyzeConfig the analysis ran with (nested as in configs/analyze.yaml)."""
     torch_threads: int
+    label_warnings: list[str] = field(default_factory=list)
+    """One line per trait whose labels are unreliable (the base model cannot separate its pos from its neg answers)."""
+    trait_profiles: list[JSON] = field(default_factory=list)
+    """Per trait: its generated spoken words, pos/neg separation and evidence weight (`labels.profile`)."""
+    label_threshold: float | None = None
+    """The label threshold used (raised to the null pairs' largest score when calibrated); None without labels."""
 
     def to_json(self) -> JSON:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -143,10 +151,11 @@ class AnalysisSummary:
         """Parse summary.json; a DataError names the first missing key."""
         if not isinstance(obj, dict):
             raise DataError("summary.json: expected a JSON object")
-        missing = [f.name for f in fields(cls) if f.name not in obj]
+        optional = {"label_warnings", "trait_profiles", "label_threshold"}  # absent from earlier analyses
+        missing = [f.name for f in fields(cls) if f.name not in obj and f.name not in optional]
         if missing:
             raise DataError(f"summary.json: missing key {missing[0]!r}")
-        values = {f.name: obj[f.name] for f in fields(cls)}
+        values = {f.name: obj[f.name] for f in fields(cls) if f.name in obj}
         values["personas"] = [
             PersonaEntry(str(p["trait"]), int(p["persona_rank"]), [
                 PersonaLatent(int(x["latent"]), x.get("rank"), int(x["persona_rank"]), finite_or_none(x.get("confidence")))

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from crosscoder.errors import DataError
 from crosscoder.io import atomic_path, atomic_write_text, read_json
 
-TEXT_COLUMNS = ("present_in", "ls_artifact", "class", "score_slice", "label", "runner_up", "peak_at")
+TEXT_COLUMNS = ("present_in", "ls_artifact", "class", "score_slice", "label", "runner_up", "peak_at", "description")
 """Text columns ("" when empty)."""
 INT_COLUMNS = ("latent", "rank", "series_rank")
 """Integer columns (`rank` / `series_rank` 0 = not eligible; `rank` null in latents.json)."""

@@ -109,9 +109,13 @@ def _distributions(data: AnalysisData) -> str:
 
 def _label_cell(c: dict[str, Any]) -> str:
     label = c.get("label")
+    desc = c.get("description") or ""
+    desc_html = f'<br><small class="muted">{esc(desc)}</small>' if desc else ""
+    rate = c.get("label_false_rate")
     if not label or label == "unlabelled":
-        return '<span class="label-unl">unlabelled</span>'
-    return f"<b>{esc(label)}</b>"
+        return f'<span class="label-unl">unlabelled</span>{desc_html}'
+    rate_html = f' <small class="muted">(null rate {rate:.2g})</small>' if isinstance(rate, int | float) else ""
+    return f"<b>{esc(label)}</b>{rate_html}{desc_html}"
 
 
 def _candidate_row(c: dict[str, Any], hi_score: float, open_: bool, models: list[str]) -> str:
@@ -143,6 +147,8 @@ def _candidates(data: AnalysisData) -> str:
         'Click a row for its evidence. <button onclick="setAll(true)">expand all</button> '
         '<button onclick="setAll(false)">collapse all</button></p>'
     )
+    warnings = data.summary.get("label_warnings") or []
+    intro += "".join(f'<p class="note"><b>warning:</b> {esc(w)}</p>' for w in warnings)
     if not cands:
         return f'<h2 id="candidates">Candidates</h2>{intro}<p class="muted">No candidate latent passed the filters.</p>'
     head_cells = [

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from crosscoder.analysis.causal.runner import mean_normalised_inputs
 from crosscoder.analysis.causal.steer import steer_candidates
-from crosscoder.analysis.evidence.gather import add_lens_and_contexts, candidate_directions
+from crosscoder.analysis.evidence.gather import CandidateDirections, add_lens_and_contexts, candidate_directions
 from crosscoder.analysis.evidence.next_token import NextTokenReading, next_token_shift
 from crosscoder.analysis.evidence.said import said_diffs
 from crosscoder.analysis.labels.assign import label_candidate, prepare_labels
+from crosscoder.analysis.labels.describe import describe
 from crosscoder.analysis.rank.table import candidate_rows
 from crosscoder.analysis.records.candidate import Candidate
 from crosscoder.analysis.run.context import AnalysisContext
@@ -32,14 +33,27 @@ def build_candidates(ctx: AnalysisContext) -> list[Candidate]:
                                        n_continue=nt.continue_tokens, n_expand=nt.openings)  # fmt: skip
         for c in candidates:
             c.next_token_shift = reading.shifts.get(c.latent)
-    if not (cfg.labels.enabled and ctx.traits):
-        return candidates
+    if cfg.labels.enabled and ctx.traits:
+        label_and_steer(ctx, candidates, reading, dirs)
+    for c in candidates:  # after steering: the steered generations join the description
+        c.description = describe(c)
+    return candidates
+
+
+def label_and_steer(
+    ctx: AnalysisContext, candidates: list[Candidate], reading: NextTokenReading, dirs: CandidateDirections
+) -> None:
+    """Labels (said signal, trait evidence), then the causal checks, whose steered generations join the labels."""
+    cfg, models = ctx.cfg, ctx.lms
     said_diff = {}
     if reading.shifts and cfg.labels.said:
         with ctx.timed("said"):
             said_diff = said_diffs(models[-1], ctx.hooks[ctx.lens_idx], reading.said)
     with ctx.timed("labels"):
         basis = prepare_labels(ctx.cc, models, ctx.hooks, ctx.lens_idx, ctx.traits, dirs, said_diff, cfg.labels)
+    ctx.label_threshold = basis.threshold(cfg.labels)
+    ctx.label_warnings = basis.warnings(cfg.labels)
+    ctx.trait_profiles = [p.to_json() for p in basis.profiles.values()]
     for n, c in enumerate(candidates):
         label_candidate(c, n, basis, cfg.labels)
     if cfg.steering.enabled and cfg.steering.n_candidates > 0:
@@ -49,4 +63,3 @@ def build_candidates(ctx: AnalysisContext) -> list[Candidate]:
                                        cfg.steering, cfg.labels, cfg.seed)  # fmt: skip
             for n in steered:  # the steered generations join the lexical evidence
                 label_candidate(candidates[n], n, basis, cfg.labels)
-    return candidates

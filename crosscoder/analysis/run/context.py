@@ -55,6 +55,12 @@ class AnalysisContext:
     """Seconds per step (summary.json `timings`)."""
     series: SeriesAnalysis | None = None
     """A checkpoint series' statistics (step "trajectory"; None for a pair)."""
+    label_threshold: float | None = None
+    """The label threshold used (step "labels")."""
+    label_warnings: list[str] = field(default_factory=list)
+    """Traits whose labels are unreliable (step "labels")."""
+    trait_profiles: list[dict[str, Any]] = field(default_factory=list)
+    """The traits' generated profiles (step "labels")."""
 
     @contextmanager
     def timed(self, step: str) -> Iterator[None]:

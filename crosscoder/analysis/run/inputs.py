@@ -5,6 +5,7 @@ Every check runs before expensive work and fails with a one-line error naming th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,7 +126,8 @@ def check_run_model_files(info: dict[str, Any]) -> None:
 
 
 def select_traits(cfg: AnalyzeConfig) -> dict[str, Trait]:
-    """The traits to label against: the shipped library and `labels.trait_dirs`, narrowed to `labels.traits`."""
+    """The traits to label against: the shipped library and `labels.trait_dirs`, narrowed to `labels.traits`; without
+    `labels.hints` their optional keywords and examples are dropped."""
     from crosscoder.personas.traits import load_traits
 
     traits = load_traits(list(cfg.labels.trait_dirs), include_shipped=cfg.labels.include_shipped_traits)
@@ -136,6 +138,8 @@ def select_traits(cfg: AnalyzeConfig) -> dict[str, Trait]:
                 f"analyze.labels.traits: unknown trait {unknown[0]!r}; known: {', '.join(sorted(traits))}"
             )
         traits = {t: traits[t] for t in cfg.labels.traits}
+    if not cfg.labels.hints:  # plain persona-vectors files: instructions and questions only
+        traits = {t: dataclasses.replace(tr, keywords=[], examples=None) for t, tr in traits.items()}
     return traits
 
 

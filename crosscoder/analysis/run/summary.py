@@ -37,4 +37,7 @@ def make_summary(ctx: AnalysisContext) -> AnalysisSummary:
         top_candidates=[top_candidate(c) for c in cands[:10]],
         config=dataclasses.asdict(ctx.cfg),
         torch_threads=torch.get_num_threads(),
+        label_warnings=list(ctx.label_warnings),
+        trait_profiles=list(ctx.trait_profiles),
+        label_threshold=ctx.label_threshold,
     )
