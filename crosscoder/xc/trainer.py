@@ -339,6 +339,7 @@ def _train(
                 barrier(dist)
         if dist.is_main:
             cc.save(final_dir)
+            logger.log_crosscoder(final_dir, {"fve": {k: v for k, v in metrics.items() if k.startswith("fve/")}})
         logger.summary(metrics)
         barrier(dist)
     finally:
