@@ -232,15 +232,16 @@ class ExportConfig:
 
     saelens: bool = True
     """Export each model's slice as a SAELens SAE folder under <analysis>/saelens/."""
-    wandb_mode: str = "offline"
-    """W&B mode for the analysis run: offline | online | disabled ($WANDB_MODE wins)."""
-    wandb_project: str = "crosscoder"
-    """W&B project of the analysis run."""
+    wandb_mode: str = "auto"
+    """W&B mode of the analysis run: auto | offline | online | disabled. An explicit mode wins over the environment;
+    auto uses $WANDB_MODE when set, else the training run's mode, else offline (docs/WANDB.md)."""
+    wandb_project: str | None = None
+    """W&B project of the analysis run; None = the training run's project (else crosscoder)."""
 
     def __post_init__(self) -> None:
-        if self.wandb_mode not in ("offline", "online", "disabled"):
+        if self.wandb_mode not in ("auto", "offline", "online", "disabled"):
             raise ConfigError(
-                f"analyze.export.wandb_mode: unknown mode {self.wandb_mode!r}; choose offline, online or disabled"
+                f"analyze.export.wandb_mode: unknown mode {self.wandb_mode!r}; choose auto, offline, online or disabled"
             )
 
 
