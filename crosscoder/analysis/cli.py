@@ -4,6 +4,7 @@
     python -m crosscoder.analysis report [ANALYSIS_DIR]                          rewrite report.html and the plots
     python -m crosscoder.analysis check-report [ANALYSIS_DIR] [--sample]         render the report in headless Chromium
     python -m crosscoder.analysis sweep-summary SWEEP_DIR [--wandb-mode MODE]     one table of a sweep's jobs (+ W&B)
+    python -m crosscoder.analysis export [RUN_DIR] [--encoder fit] [--out DIR]    SAELens SAE folders of a run
 
 The analysis itself runs with ``python analyze.py`` (Hydra); the analysis benchmark with
 ``python -m crosscoder.bench analysis``. This module is an entry point: it may import every layer.
@@ -121,11 +122,39 @@ def sweep_summary_main(argv: list[str] | None = None) -> Any:
     return jobs
 
 
+def export_main(argv: list[str] | None = None) -> Any:
+    """`export`: every (model, hook) slice of a finished run as a SAELens SAE folder (`SAE.load_from_disk`), without
+    running the analysis (`python analyze.py` exports too, under <analysis>/saelens/)."""
+    from crosscoder.analysis.export.saelens import ENCODER_MODES, export_saelens
+    from crosscoder.data.api import ActivationSet
+
+    p = argparse.ArgumentParser(prog="python -m crosscoder.analysis export", description=export_main.__doc__)
+    p.add_argument("run_dir", type=Path, nargs="?", default=None, help="a finished run folder (default: runs/LATEST)")
+    p.add_argument("--encoder", choices=ENCODER_MODES, default="fit", help="how each slice stands in for the other "
+                   "models' inputs: fit (default; fitted on the run's activation cache), mirror or own")  # fmt: skip
+    p.add_argument("--activations", type=Path, default=None, help="activation cache for --encoder fit "
+                   "(default: the run's)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/saelens)")
+    a = p.parse_args(argv)
+    if a.run_dir is None:
+        from crosscoder.runs import latest_run
+
+        run_dir = latest_run()
+    else:
+        run_dir = a.run_dir
+    acts = ActivationSet.open(a.activations, verify=False) if a.activations else None
+    folders = export_saelens(run_dir, a.out or run_dir / "saelens", encoder=a.encoder, activations=acts)
+    for f in folders:
+        print(f)
+    return folders
+
+
 COMMANDS: dict[str, Callable[[list[str] | None], Any]] = {
     "control": control_main,
     "report": report_main,
     "check-report": check_report_main,
     "sweep-summary": sweep_summary_main,
+    "export": export_main,
 }
 """Subcommands of ``python -m crosscoder.analysis``; a new analysis tool adds its entry here."""
 

@@ -1,10 +1,11 @@
-"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,analysis}`: the project's benchmarks.
+"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,analysis,export}`: the project's benchmarks.
 
 `all` (what `make bench` runs) collects the throughput benchmarks of the other stages — paired harvest and loader
 (crosscoder.bench.harvest) and the crosscoder training step (crosscoder.bench.xc_step) — into one JSON file and
 prints a short table. `recovery` (what `make bench-recovery` runs) measures whether the pipeline finds planted and
 fine-tuned personas (crosscoder.bench.recovery). `analysis` times the analysis stage at full size
-(crosscoder.bench.analysis).
+(crosscoder.bench.analysis). `export` measures each SAELens export mode's FVE against the crosscoder's
+(crosscoder.bench.export_fve).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def run_all(out: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m crosscoder.bench", description=__doc__)
-    parser.add_argument("which", choices=["all", "harvest", "xc-step", "recovery", "analysis"])
+    parser.add_argument("which", choices=["all", "harvest", "xc-step", "recovery", "analysis", "export"])
     args, rest = parser.parse_known_args(argv)
     if args.which == "all":
         sub = argparse.ArgumentParser(prog="python -m crosscoder.bench all")
@@ -74,6 +75,10 @@ def main(argv: list[str] | None = None) -> None:
         from crosscoder.bench.analysis import main as analysis_main
 
         analysis_main(rest)
+    elif args.which == "export":
+        from crosscoder.bench.export_fve import main as export_main
+
+        export_main(rest)
     else:
         module = importlib.import_module(THROUGHPUT[args.which.replace("-", "_")])
         module.main(rest)

@@ -33,6 +33,7 @@ def present(out_dir: Path, run_dir: Path, cfg: AnalyzeConfig) -> Presented:
     from crosscoder.analysis.export.wandb_log import log_to_wandb
     from crosscoder.analysis.report.page import write_report
     from crosscoder.analysis.report.plots import make_plots
+    from crosscoder.data.api import ActivationSet
 
     out = Presented()
 
@@ -48,7 +49,8 @@ def present(out_dir: Path, run_dir: Path, cfg: AnalyzeConfig) -> Presented:
         timed("report", t0)
     if cfg.export.saelens:
         t0 = time.perf_counter()
-        out.saelens = export_saelens(run_dir, out_dir / "saelens")
+        acts = ActivationSet.open(cfg.activations, verify=False) if cfg.activations else None
+        out.saelens = export_saelens(run_dir, out_dir / "saelens", encoder=cfg.export.saelens_encoder, activations=acts)
         timed("saelens_export", t0)
     t0 = time.perf_counter()
     if log_to_wandb(out_dir, None, cfg.export.wandb_mode, project=cfg.export.wandb_project, run_dir=run_dir):
