@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from crosscoder.analysis.dashboards.config import DashboardConfig
 from crosscoder.errors import ConfigError
 
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
@@ -294,6 +295,8 @@ class AnalyzeConfig:
     """The HTML report and the plots."""
     export: ExportConfig = field(default_factory=ExportConfig)
     """SAELens export and W&B logging."""
+    dashboards: DashboardConfig = field(default_factory=DashboardConfig)
+    """Per-latent dashboards of every live latent (or a chosen set): dashboards/ and W&B."""
 
     def __post_init__(self) -> None:
         if not _DEVICE_RE.match(self.device):

@@ -27,14 +27,16 @@ def top_contexts(
     n_examples: int,
     before: int,
     after: int = 4,
+    picks: dict[int, tuple[list[float], list[int]]] | None = None,
 ) -> dict[int, list[TopExample]]:
     """Top-activating contexts (one per sequence) of each latent, re-encoded token by token for highlighting:
-    {latent: [TopExample]}, best first."""
+    {latent: [TopExample]}, best first. `picks` ({latent: (values, global rows)}) replaces the stats' top examples
+    with other rows (the dashboards' quantile-band samples)."""
     seq_R, pos_R = st.row_seq_pos()
     plans: list[tuple[int, int, int, int, float]] = []  # latent, seq, first position, max index in window, value
     rows: list[np.ndarray] = []
     for j in latents:
-        values, grows = st.top.for_latent(j)
+        values, grows = picks[j] if picks is not None else st.top.for_latent(j)
         seen: set[int] = set()
         for v, r in zip(values, grows, strict=True):
             seq, pos = int(seq_R[r]), int(pos_R[r])
@@ -70,7 +72,7 @@ def top_contexts(
                 tokens=[str(tokenizer.decode([t])) for t in ids],
                 acts=[round(float(a), 4) for a in f_win],
                 max_pos=int(max_idx),
-                max_act=round(float(value), 4),
+                max_act=round(float(f_win[max_idx]) if picks is not None else float(value), 4),
             )
         )
     return out

@@ -182,6 +182,7 @@ def log_to_wandb(
     follows $WANDB_MODE, then the training run's mode, then offline. Returns the run used (finished if new)."""
     import wandb
 
+    from crosscoder.analysis.export.wandb_dashboards import dashboard_files, dashboard_payload
     from crosscoder.analysis.export.wandb_run import analysis_run_spec, link_training_run, start_analysis_run
 
     analysis_dir = Path(analysis_dir)
@@ -201,12 +202,14 @@ def log_to_wandb(
     if own_run:
         run = start_analysis_run(spec, analysis_dir)
         link_training_run(run, spec)
-    run.log(build_payload(data))
+    run.log({**build_payload(data), **dashboard_payload(analysis_dir)})
     run.summary.update(summary_metrics(data))
     art = wandb.Artifact(artifact_name("analysis", run.id), type="analysis-report", metadata=summary_metrics(data))
     for fname in _ARTIFACT_FILES:
         if (analysis_dir / fname).is_file():
             art.add_file(str(analysis_dir / fname), name=fname)
+    for path in dashboard_files(analysis_dir):
+        art.add_file(str(path), name=f"dashboards/{path.name}")
     for png in sorted((analysis_dir / "plots").glob("*.png")):
         art.add_file(str(png), name=f"plots/{png.name}")
     run.log_artifact(art)
