@@ -86,6 +86,7 @@ def _train_sweep(a: ModelSpec, b: ModelSpec, tmp_path: Path) -> Path:
 
 
 def _by_name(runs: list[OfflineRun]) -> dict[str, OfflineRun]:
+    assert all(r.complete for r in runs)  # every run was finished and its log fully written
     return {r.name: r for r in runs}
 
 
@@ -94,7 +95,11 @@ def test_sweep_runs_are_named_grouped_linked_and_summarised(tmp_path: Path, monk
     a, b = make_tiny_llama(root / "base", seed=0), make_tiny_llama(root / "ft", seed=1)
     sweep = _train_sweep(a, b, tmp_path)
     group = f"wb/{sweep.name}"
-    train = _by_name(offline_runs(sweep))
+    # the sweep's end (Hydra callback) already wrote the summary and logged it in the sweep's group
+    (auto,) = [r for r in offline_runs(sweep) if r.job_type == "sweep-summary"]
+    assert auto.group == group and auto.summary["n_jobs"] == 2 and auto.summary["n_finished"] == 2
+    assert json.loads((sweep / "sweep_summary.json").read_text())["jobs"][0]["analysed"] is False
+    train = _by_name([r for r in offline_runs(sweep) if r.job_type == "train"])
     assert set(train) == {"crosscoder=batchtopk", "crosscoder=l1"}, train.keys()
     ids = {r.id for r in train.values()}
     assert len(ids) == 2
@@ -115,6 +120,7 @@ def test_sweep_runs_are_named_grouped_linked_and_summarised(tmp_path: Path, monk
     analysis = write_sample_analysis(job0 / "analysis", n_latents=64, n_candidates=3, seed=0)
     log_to_wandb(analysis, run_dir=job0)
     (ana,) = offline_runs(analysis)
+    assert ana.complete
     trained = train[ana.name.removesuffix(" [analysis]")]
     assert (ana.group, ana.job_type) == (group, "analysis") and trained.folder.parents[1] == job0
     assert ana.config["train_run_id"] == trained.id and ana.config["crosscoder_artifact"] == f"crosscoder-{trained.id}"
@@ -127,6 +133,6 @@ def test_sweep_runs_are_named_grouped_linked_and_summarised(tmp_path: Path, monk
     summary = json.loads((sweep / "sweep_summary.json").read_text())
     assert [j["job"] for j in summary["jobs"]] == ["0", "1"]
     assert (sweep / "sweep_summary.csv").read_text().splitlines()[0].startswith("job,name,architecture")
-    (srun,) = [r for r in offline_runs(sweep) if r.job_type == "sweep-summary"]
+    (srun,) = [r for r in offline_runs(sweep) if r.job_type == "sweep-summary" and r.id != auto.id]
     assert srun.group == group and srun.summary["n_jobs"] == 2 and srun.summary["sweep/nrows"] == 2, srun.summary
     assert srun.summary["best_name"] in set(train) and srun.config["job_runs"] == {j.job: j.wandb_id for j in jobs}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ class OfflineRun:
     """(name, type) of every logged artifact."""
     used_artifacts: list[str] = field(default_factory=list)
     """Names of the artifacts the run declared as inputs (`use_artifact`)."""
+    complete: bool = False
+    """The log ends with the run's exit record (W&B finished writing it)."""
 
 
 def _records(path: Path) -> list[bytes]:
@@ -53,6 +56,8 @@ def _records(path: Path) -> list[bytes]:
             continue
         _crc, length, kind = _CHUNK.unpack_from(data, pos)
         pos += _CHUNK.size
+        if pos + length > len(data):  # a chunk still being written
+            break
         chunk, pos = data[pos : pos + length], pos + length
         if kind == 0 and length == 0:
             break
@@ -71,16 +76,11 @@ def _key(item: Any) -> str:
     return "/".join(item.nested_key) if item.nested_key else item.key
 
 
-def read_offline_run(folder: str | Path) -> OfflineRun:
-    """The run logged in an `offline-run-*` folder (see the module docstring)."""
+def _fold(folder: Path, log: Path) -> OfflineRun:
     from wandb.proto import wandb_internal_pb2 as pb
 
-    folder = Path(folder)
-    logs = sorted(folder.glob("run-*.wandb"))
-    if not logs:
-        raise DataError(f"{folder} holds no run-*.wandb log; pass a wandb/offline-run-* folder")
     run = OfflineRun(folder)
-    for blob in _records(logs[0]):
+    for blob in _records(log):
         rec = pb.Record()  # type: ignore[attr-defined]  # generated protobuf module without stubs
         rec.ParseFromString(blob)
         kind = rec.WhichOneof("record_type")
@@ -99,9 +99,26 @@ def read_offline_run(folder: str | Path) -> OfflineRun:
             run.artifacts.append((rec.artifact.name, rec.artifact.type))
         elif kind == "use_artifact":
             run.used_artifacts.append(rec.use_artifact.name)
+        elif kind == "exit":
+            run.complete = True
     # wandb stores each config key as {"value": ...}
     run.config = {k: v["value"] if isinstance(v, dict) and set(v) == {"value"} else v for k, v in run.config.items()}
     return run
+
+
+def read_offline_run(folder: str | Path, wait_s: float = 60.0) -> OfflineRun:
+    """The run logged in an `offline-run-*` folder (see the module docstring). W&B's service process may still be
+    writing the log after `run.finish()` returns, so this waits up to `wait_s` for the exit record."""
+    folder = Path(folder)
+    logs = sorted(folder.glob("run-*.wandb"))
+    if not logs:
+        raise DataError(f"{folder} holds no run-*.wandb log; pass a wandb/offline-run-* folder")
+    deadline = time.monotonic() + wait_s
+    while True:
+        run = _fold(folder, logs[0])
+        if run.complete or time.monotonic() > deadline:
+            return run
+        time.sleep(0.2)
 
 
 def offline_runs(root: str | Path) -> list[OfflineRun]:

@@ -9,11 +9,16 @@ of `crosscoder.analysis.stats.kernels.TopExamples` over `F * n_bands` groups).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from crosscoder.analysis.stats.kernels import ActivePairs, TopExamples, encode_active
+
+if TYPE_CHECKING:
+    from crosscoder.data.protocols import Activations
+    from crosscoder.xc.model import Crosscoder
 
 
 @dataclass
@@ -34,7 +39,7 @@ class BandPass:
 
 @torch.no_grad()
 def band_pass(
-    cc: object, acts: object, max_F: Tensor, *, n_rows: int, n_bins: int, n_bands: int, per_band: int, seed: int,
+    cc: Crosscoder, acts: Activations, max_F: Tensor, *, n_rows: int, n_bins: int, n_bands: int, per_band: int, seed: int,
     batch_size: int = 4096,
 ) -> BandPass:  # fmt: skip
     """Histograms and band samples over the first `n_rows` rows of `acts` (the rows of the statistics pass)."""
@@ -44,11 +49,13 @@ def band_pass(
     samples = TopExamples(per_band, F * n_bands)
     safe_max = max_F.clamp_min(1e-12)
     row = 0
-    for batch in acts.iter_rows(batch_size):  # type: ignore[attr-defined]
+    device = next(cc.parameters()).device
+    for batch in acts.iter_rows(batch_size):
         if row >= n_rows:
             break
         keep = min(batch.x_BMLD.shape[0], n_rows - row)
-        pairs = encode_active(cc, batch.x_BMLD[:keep]).select_rows(batch.train_mask_B[:keep].bool())  # type: ignore[arg-type]
+        valid = batch.train_mask_B[:keep].bool().to(device)
+        pairs = encode_active(cc, batch.x_BMLD[:keep].to(device)).select_rows(valid)
         cols, vals = pairs.cols_N.cpu(), pairs.vals_N.float().cpu()
         frac = (vals / safe_max[cols]).clamp(0, 1 - 1e-6)
         hist += torch.bincount(cols * n_bins + (frac * n_bins).long(), minlength=F * n_bins)
