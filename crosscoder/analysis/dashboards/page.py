@@ -29,6 +29,7 @@ _PAGE_CSS = """
 .lens{display:flex;gap:14px;flex-wrap:wrap}.lens table{font-size:12px;border-collapse:collapse}
 .lens td{padding:1px 6px;border-bottom:1px solid #f1f3f5}
 .hist rect{fill:#d9480f}
+.density svg{max-width:640px}
 """
 
 _SCRIPT = r"""
@@ -87,7 +88,7 @@ def write_page(folder: Path) -> Path:
     head = (f"<header><h1>Latent dashboards</h1><div class='meta'>{n} dashboards of {data['n_latents']} latents "
             f"({data['n_live']} live) \u00b7 models {esc(', '.join(data['models']))}</div></header>")  # fmt: skip
     payload = json.dumps({"latents": data["latents"]}, ensure_ascii=True).replace("</", "<\\/")
-    body = (f"{head}<h2>Activation density</h2>{_density_chart(density)}<h2>Latents</h2><div class='dash'>"
+    body = (f"{head}<h2>Activation density</h2><div class='density'>{_density_chart(density)}</div><h2>Latents</h2><div class='dash'>"
             f"<div><input id='q' placeholder='search: 123, #123, class, label or token'><div id='list'></div></div>"
             f"<div id='view'></div></div><script id='data' type='application/json'>{payload}</script>"
             f"<script>{_SCRIPT}</script>")  # fmt: skip
