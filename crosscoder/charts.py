@@ -120,9 +120,10 @@ def _finish(fig: Figure, ax: Axes, title: str, xlabel: str, ylabel: str) -> None
 def stacked_histogram(
     groups: dict[str, np.ndarray], colors: dict[str, str], bins: int, value_range: tuple[float, float], title: str,
     xlabel: str, vlines: Sequence[tuple[float, str]] = (), log_y: bool = True, width: int = 620, height: int = 300,
+    unit: str = "latents",
 ) -> Chart:  # fmt: skip
     """Histogram of several groups stacked per bin (e.g. latents by class); NaN dropped; optional reference lines.
-    Every non-empty (group, bin) bar has a hover text "<group>: <n> latents in [lo, hi)"."""
+    Every non-empty (group, bin) bar has a hover text "<group>: <n> <unit> in [lo, hi)"."""
     fig, ax = _axes(width, height)
     chart = Chart(fig, title)
     edges = np.linspace(value_range[0], value_range[1], bins + 1)
@@ -137,7 +138,7 @@ def stacked_histogram(
         for bar, i in zip(bars, nz, strict=True):
             gid = f"bar-{g}-{i}"
             bar.set_gid(gid)
-            chart.tips[gid] = f"{g}: {int(counts[i])} latents in [{edges[i]:.3g}, {edges[i + 1]:.3g})"
+            chart.tips[gid] = f"{g}: {int(counts[i])} {unit} in [{edges[i]:.3g}, {edges[i + 1]:.3g})"
         bottom = bottom + counts
     for x, name in vlines:
         ax.axvline(x, color="#495057", ls="--", lw=0.8)
@@ -147,7 +148,7 @@ def stacked_histogram(
         ax.set_ylim(0.7, bottom.max() * 12)  # head room for the legend
     ax.set_xlim(*value_range)
     ax.legend(fontsize=8, ncols=3, loc="upper left", frameon=False)
-    _finish(fig, ax, title, xlabel, "latents (log)" if log_y else "latents")
+    _finish(fig, ax, title, xlabel, f"{unit} (log)" if log_y else unit)
     return chart
 
 
@@ -234,23 +235,59 @@ def line(
 
 def lines(
     series: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[str]]], title: str, xlabel: str, ylabel: str,
-    width: int = 760, height: int = 380,
+    width: int = 760, height: int = 380, *, hlines: Mapping[str, float] | None = None,
+    spans: Sequence[tuple[float, float]] = (), xticks: Sequence[str] | None = None, marker_size: float = 4,
 ) -> Chart | None:  # fmt: skip
-    """Several named line series with markers ({name: (xs, ys, hover texts)}), each point with its hover text."""
+    """Several named line series with markers ({name: (xs, ys, hover texts)}), each point with its hover text.
+    `hlines` draws a dashed reference line per series name in that series' colour (e.g. an alert threshold),
+    `spans` shades x ranges (e.g. assistant turns), `xticks` names the integer x positions 0, 1, ..."""
     if not any(xs for xs, _, _ in series.values()):
         return None
     fig, ax = _axes(width, height)
     chart = Chart(fig, title)
+    for lo, hi in spans:
+        ax.axvspan(lo, hi, color="#fff3bf", zorder=0, lw=0)
     for name, (xs, ys, tips) in series.items():
         if not xs:
             continue
-        (ln,) = ax.plot(list(xs), list(ys), lw=1.6, label=name)
+        (ln,) = ax.plot(list(xs), list(ys), lw=1.6 if marker_size >= 3 else 1.1, label=name)
         for i, (a, b, tip) in enumerate(zip(xs, ys, tips, strict=True)):
-            (dot,) = ax.plot([a], [b], "o", color=ln.get_color(), ms=4)
+            (dot,) = ax.plot([a], [b], "o", color=ln.get_color(), ms=marker_size)
             dot.set_gid(f"pt-{name}-{i}")
             chart.tips[f"pt-{name}-{i}"] = tip
+        if hlines and name in hlines:
+            ax.axhline(hlines[name], color=ln.get_color(), ls="--", lw=0.9)
+    if xticks is not None:
+        ax.set_xticks(range(len(xticks)), list(xticks), fontsize=8)
     ax.legend(fontsize=8, frameon=False)
     _finish(fig, ax, title, xlabel, ylabel)
+    return chart
+
+
+def heatmap(
+    values: Sequence[Sequence[float]], rows: Sequence[str], columns: Sequence[str], title: str,
+    limit: float | None = None, cmap: str = "RdBu_r", width: int | None = None,
+) -> Chart | None:  # fmt: skip
+    """A rows x columns matrix of signed numbers on a diverging colour scale symmetric about 0 (`limit`, default the
+    largest finite |value|), each cell printed and with its hover text "<row> / <column>: <value>"; NaN cells blank."""
+    vals = np.array(values, dtype=float).reshape(len(rows), len(columns))
+    if vals.size == 0:
+        return None
+    finite = np.isfinite(vals)
+    lim = limit or max(float(np.abs(vals[finite]).max()) if finite.any() else 1.0, 1e-6)
+    fig, ax = _axes(width or int(220 + 95 * len(columns)), int(110 + 26 * len(rows)))
+    chart = Chart(fig, title)
+    im = ax.imshow(np.where(finite, vals, np.nan), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
+    ax.grid(False)
+    ax.set_xticks(range(len(columns)), list(columns), rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), list(rows), fontsize=8)
+    for i, j in zip(*np.nonzero(finite), strict=True):
+        txt = ax.text(j, i, f"{vals[i, j]:+.2f}", ha="center", va="center", fontsize=7)
+        gid = f"cell-{i}-{j}"
+        txt.set_gid(gid)
+        chart.tips[gid] = f"{rows[i]} / {columns[j]}: {vals[i, j]:+.4g}"
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    _finish(fig, ax, title, "", "")
     return chart
 
 

@@ -60,8 +60,12 @@ def prepare_run_data(cfg: TrainConfig, dist: DistInfo | None = None) -> tuple[An
     return prepare(cfg, dist or DistInfo())
 
 
-def run_train(cfg: TrainConfig, run_dir: Path) -> Any:
-    """Train a crosscoder on `cfg`'s model set; writes everything into `run_dir` and returns the TrainResult."""
+def run_train(cfg: TrainConfig, run_dir: Path, *, prepared: tuple[Any, list[dict[str, Any]]] | None = None) -> Any:
+    """Train a crosscoder on `cfg`'s model set; writes everything into `run_dir` and returns the TrainResult.
+
+    `prepared` = (ActivationSet, model records) skips loading the models and harvesting: a caller that already holds
+    the cache of exactly this model set (e.g. a prefix of a checkpoint series, `crosscoder.data.subset`) passes it.
+    """
     from crosscoder.launch.preflight import preflight
     from crosscoder.xc.distributed import cleanup, init_distributed
     from crosscoder.xc.model import Crosscoder
@@ -70,7 +74,7 @@ def run_train(cfg: TrainConfig, run_dir: Path) -> Any:
     dist = init_distributed(cfg.trainer.device)
     preflight(cfg, dist.world_size)  # GPUs, memory, batch split: one-line errors before any work
     run_dir.mkdir(parents=True, exist_ok=True)
-    acts, records = prepare_run_data(cfg, dist)
+    acts, records = prepared if prepared is not None else prepare_run_data(cfg, dist)
     xc_cfg = dataclasses.replace(cfg.crosscoder, n_models=len(records), n_hooks=len(acts.hooks), d_model=acts.d_model)
     cc = Crosscoder(xc_cfg, seed=cfg.trainer.seed)
     cc.scale_ML.copy_(acts.scale_ML)

@@ -16,7 +16,8 @@ from crosscoder.xc.model import Crosscoder
 
 MODELS = ["base", "ft"]
 HOOKS = ["blocks.1.hook_resid_post", "blocks.3.hook_resid_post"]
-SAE_ARCH = {"l1": "standard", "jumprelu": "jumprelu", "batchtopk": "jumprelu", "topk": "topk"}
+SAE_ARCH = {"l1": "standard", "jumprelu": "jumprelu", "batchtopk": "jumprelu", "topk": "topk", "dfc": "jumprelu",
+            "matryoshka": "jumprelu"}  # fmt: skip
 
 
 def share_F(cc: Crosscoder) -> torch.Tensor:
@@ -37,7 +38,8 @@ def make_crosscoder(arch: str, n_hooks: int = 2, seed: int = 0) -> Crosscoder:
         cc.b_dec_MLD.copy_(0.3 * torch.randn(cc.b_dec_MLD.shape, generator=gen))
         if arch == "jumprelu":
             cc.sparsity.get_parameter("log_threshold_F").copy_(torch.empty(64).uniform_(0.01, 0.2, generator=gen).log())
-    if arch == "batchtopk":  # a threshold at the median positive score of realistic inputs: some latents fire
+    # a threshold at the median positive score of realistic inputs: some latents fire
+    if arch in ("batchtopk", "dfc", "matryoshka"):
         cc.eval()
         x_BD = probe_inputs(cc, 1, 0, 64)
         with torch.no_grad():
@@ -48,7 +50,7 @@ def make_crosscoder(arch: str, n_hooks: int = 2, seed: int = 0) -> Crosscoder:
 
 
 @pytest.mark.parametrize("encoder", ["mirror", "own"])
-@pytest.mark.parametrize("arch", ["l1", "jumprelu", "batchtopk", "topk"])
+@pytest.mark.parametrize("arch", ["l1", "jumprelu", "batchtopk", "topk", "dfc", "matryoshka"])
 def test_round_trip_matches_crosscoder_slice(arch: str, encoder: str, tmp_path: Path) -> None:
     import sae_lens
     from sae_lens import SAE

@@ -13,12 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "crosscoder"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 EXEMPT_FUNCTIONS = {
-    # TODO(issue 16): the training loop is being split into step, checkpoint and log helpers in its own branch.
-    "xc/trainer.py:_train",
     # TODO(issue 16): the trait-file validator is being rewritten as a declarative schema in its own branch.
     "personas/traits.py:parse_trait",
-    # TODO(issue 24): the harvest benchmark is being reworked (thread counts, probes) in its own branch.
-    "bench/harvest.py:run",
 }
 EXEMPT_MODULES: set[str] = set()
 

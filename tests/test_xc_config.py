@@ -19,7 +19,7 @@ from crosscoder.xc import ARCHITECTURES, Crosscoder, CrosscoderConfig, LoggingCo
         ({"k": 5000, "n_latents": 4096}, "crosscoder.k"),
         ({"architecture": "gated"}, "crosscoder.architecture"),
         ({"n_shared": 65, "n_latents": 64, "k": 4}, "crosscoder.n_shared"),
-        ({"n_models": 1}, "crosscoder.n_models"),
+        ({"n_models": -1}, "crosscoder.n_models"),
         ({"n_latents": 0}, "crosscoder.n_latents"),
         ({"shared_penalty_scale": 0.0}, "crosscoder.shared_penalty_scale"),
         ({"l1_coeff": -1.0}, "crosscoder.l1_coeff"),
@@ -104,3 +104,9 @@ def test_every_field_has_a_docstring(cls: type) -> None:
 def test_registry_has_all_architectures() -> None:
     assert {"l1", "topk", "batchtopk", "jumprelu"} <= set(ARCHITECTURES)
     assert all(ARCHITECTURES[name].name == name for name in ARCHITECTURES)
+
+
+def test_one_model_is_a_plain_sae() -> None:
+    """n_models = 1 is allowed (the diff-SAE of issue 23 is a one-model crosscoder)."""
+    cfg = CrosscoderConfig(n_latents=16, k=2, n_models=1, n_hooks=1, d_model=8)
+    assert cfg.d_in == 8

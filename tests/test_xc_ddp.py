@@ -1,5 +1,6 @@
 """torchrun DDP with 2 CPU processes (gloo) takes the same steps as one process on the same global batches: the same
-weights to 1e-5 after 50 steps, for TopK (per-token selection) and BatchTopK (selection over the global batch)."""
+weights to 1e-5 after 50 steps, for TopK (per-token selection) and BatchTopK (selection over the global batch) on
+the sparse path and on the dense reference path, and for L1 (sparse path on a sparse support)."""
 
 from __future__ import annotations
 
@@ -24,14 +25,22 @@ STEPS = 50
 def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    cmd += [str(Path(__file__).parent / "ddp_worker.py"), str(out), str(STEPS), "topk", "batchtopk"]
+    cmd += [
+        str(Path(__file__).parent / "ddp_worker.py"),
+        str(out),
+        str(STEPS),
+        "topk",
+        "batchtopk",
+        "batchtopk-ref",
+        "l1",
+    ]
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
 
-@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "batchtopk-ref", "l1"])
 def test_ddp_matches_single_process(ddp_run: Path, tmp_path: Path, arch: str) -> None:
     n = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -50,9 +59,12 @@ def test_ddp_matches_single_process(ddp_run: Path, tmp_path: Path, arch: str) ->
         torch.testing.assert_close(ddp.state_dict()[name], t, rtol=0, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
     ranks = [json.loads((ddp_run / arch / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world"] == 2
-    assert ranks[0]["metrics"]["aux"] > 0  # the auxiliary loss (a global-batch statistic) took part in the steps
+    if arch != "l1":  # the auxiliary loss (a global-batch statistic) took part in the steps
+        assert ranks[0]["metrics"]["aux"] > 0
+    else:  # every rank took sparse steps (L1 decides by its local support; both paths give the same values)
+        assert all(r["sparse_steps"] > 0 for r in ranks), ranks
     assert ranks[0]["metrics"]["fve/m0"] == pytest.approx(ranks[1]["metrics"]["fve/m0"])  # all-reduced metrics
-    if arch == "batchtopk":
+    if arch.startswith("batchtopk"):
         assert ddp.threshold == pytest.approx(float(cc.threshold), rel=1e-5)  # the global batch's smallest kept score
         assert all(r["select_restored"] for r in ranks)  # the global selection is undone after training
 

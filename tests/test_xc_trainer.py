@@ -181,3 +181,61 @@ def test_clip_grad_only_rescales_above_max() -> None:
     assert float(clip_grad_([a, b], 1.0)) == pytest.approx(5.0)
     assert float(torch.cat([a.grad, b.grad]).norm()) == pytest.approx(1.0, rel=1e-5)
     assert float(clip_grad_([a, b], 0.0)) == pytest.approx(1.0, rel=1e-5)  # 0 = never clip
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("max_norm", [1.0, 100.0, 0.0])
+def test_clip_inside_fused_adam_matches_clip_then_adam(fused: bool, max_norm: float) -> None:
+    """The trainer lets fused Adam apply the clipping factor (grad_scale); the step equals clip-then-Adam."""
+    from crosscoder.xc.step import clip_into_optimizer_, finish_optimizer_step
+
+    g = torch.Generator().manual_seed(0)
+    w0, grad = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g) * 3  # norm ~ 16
+    runs = []
+    for how in ("into_adam", "clip_then_adam", "no_clip"):
+        p = torch.nn.Parameter(w0.clone())
+        opt = torch.optim.Adam([p], lr=0.1, eps=1.0, fused=fused)  # a large eps makes Adam's step scale-dependent
+        for _ in range(2):
+            p.grad = grad.clone()
+            if how == "into_adam":
+                norm = clip_into_optimizer_(opt, max_norm)
+            else:
+                norm = clip_grad_([p], max_norm if how == "clip_then_adam" else 0.0)
+            opt.step()
+            finish_optimizer_step(opt)
+            assert not hasattr(opt, "grad_scale")
+        runs.append((p.detach(), float(norm)))
+    torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-6, atol=1e-6)
+    assert runs[0][1] == pytest.approx(runs[1][1]) and not torch.equal(runs[0][0], w0)
+    clipped = 0 < max_norm < runs[2][1]
+    assert torch.allclose(runs[0][0], runs[2][0], rtol=1e-6, atol=1e-6) != clipped  # clipping changed the step
+
+
+def test_sigkill_then_resume_is_bitwise_identical(tmp_path: Path) -> None:
+    """kill -9 in the middle of a run, resume in a new process: the final weights equal an uninterrupted run's."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    arch = "batchtopk"  # the default: sparse path, recycled gradient buffers, threshold EMA, dead-latent counters
+    worker = [sys.executable, str(Path(__file__).parent / "kill_worker.py")]
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    subprocess.run([*worker, str(tmp_path / "ref"), arch], env=env, check=True, timeout=300)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([*worker, str(run), arch, "25"], env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while not Path(f"{run}.stalled").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "worker ended before reaching step 25"
+            time.sleep(0.2)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup, no finally blocks in the worker
+        proc.wait()
+    assert proc.returncode == -9 and (run / "checkpoints" / "step_0000020").is_dir()
+    assert not (run / "final").exists()
+    subprocess.run([*worker, str(run), arch], env=env, check=True, timeout=300)
+    ref, resumed = Crosscoder.load(tmp_path / "ref" / "final"), Crosscoder.load(run / "final")
+    for name, t in ref.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], t), name
+    assert [r["step"] for r in records(run) if "fve/m0" in r] == [10, 20, 30, 40]

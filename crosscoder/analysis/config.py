@@ -2,7 +2,7 @@
 
 Plain dataclasses (Hydra structured-config friendly), one per part of the stage: `stats` (the pass over the cache),
 `rank` (classes, Latent Scaling filter, score), `evidence` (contexts, logit lens, baseline), `next_token`, `labels`,
-`steering`, `splice`, `report` and `export`; run-wide choices (which run, which hook, device, seed) stay at the top.
+`steering`, `splice`, `trajectory`, `report` and `export`; run-wide choices (which run, which hook, device, seed) stay at the top.
 Every field is documented by the string literal after it; `__post_init__` refuses invalid values with a one-line
 `ConfigError` naming the field as ``analyze.<group>.<field>``. The flat keys of earlier versions (``n_steer``,
 ``label_threshold``, ...) are refused with the new key's name (`check_overrides`).
@@ -220,6 +220,41 @@ class SpliceConfig:
 
 
 @dataclass
+class TrajectoryConfig:
+    """A checkpoint series (3+ models in training order, base first): trajectories per checkpoint and the n+1 forecast
+    (`crosscoder.analysis.trajectory`; trajectory.json, forecast.json, per-checkpoint table columns)."""
+
+    enabled: bool = True
+    """Analyse runs of 3+ models as a checkpoint series (a pair has no trajectory)."""
+    steps: list[float] = field(default_factory=list)
+    """Training step of each model, base first (empty = the steps organism builds record beside each checkpoint,
+    else the model order 0, 1, 2, ...); refused unless strictly increasing."""
+    window: int = 3
+    """Checkpoints (base included) the n+1 forecast extrapolates over."""
+    next_step: float | None = None
+    """Step of the checkpoint to forecast. None = the last step plus the last spacing."""
+    n_candidates: int = 10
+    """Latents added to the candidates for their largest attribution at any checkpoint (a persona that peaked before
+    the last checkpoint), ranked after the model-diff candidates (0 = none)."""
+    top_latents: int = 10
+    """Latents per trait (largest contribution to its signal at the last checkpoint) in trajectory.json, the charts,
+    W&B and the per-latent forecast."""
+    behaviour: str | None = None
+    """behaviour.json of the series (an organism build's) for the behavioural forecast; None = the one beside the
+    checkpoints when they are a series organism's, else no behavioural forecast."""
+    measure: str = "keyword_rate"
+    """Behaviour measure forecast: keyword_rate | projection (`crosscoder.personas.organisms.behaviour`)."""
+
+    def __post_init__(self) -> None:
+        _at_least("trajectory", self, ("window",), 2)
+        _at_least("trajectory", self, ("n_candidates", "top_latents"), 0)
+        if self.measure not in ("keyword_rate", "projection"):
+            raise ConfigError(
+                f"analyze.trajectory.measure: unknown measure {self.measure!r}; use keyword_rate or projection"
+            )
+
+
+@dataclass
 class ReportConfig:
     """What is drawn from the analysis files once they are written."""
 
@@ -291,6 +326,8 @@ class AnalyzeConfig:
     """Steering and ablation of the top candidates."""
     splice: SpliceConfig = field(default_factory=SpliceConfig)
     """Splice metrics."""
+    trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
+    """Checkpoint-series trajectories and the n+1 forecast (runs of 3+ models)."""
     report: ReportConfig = field(default_factory=ReportConfig)
     """The HTML report and the plots."""
     export: ExportConfig = field(default_factory=ExportConfig)

@@ -1,11 +1,16 @@
-"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,analysis,export}`: the project's benchmarks.
+"""`python -m crosscoder.bench {all,harvest,xc-step,recovery,methods,analysis,screening,composition,trajectory,
+export}`: benchmarks.
 
 `all` (what `make bench` runs) collects the throughput benchmarks of the other stages — paired harvest and loader
 (crosscoder.bench.harvest) and the crosscoder training step (crosscoder.bench.xc_step) — into one JSON file and
 prints a short table. `recovery` (what `make bench-recovery` runs) measures whether the pipeline finds planted and
-fine-tuned personas (crosscoder.bench.recovery). `analysis` times the analysis stage at full size
-(crosscoder.bench.analysis). `export` measures each SAELens export mode's FVE against the crosscoder's
-(crosscoder.bench.export_fve).
+fine-tuned personas (crosscoder.bench.recovery); `methods` scores the other diffing methods on the same organisms
+(crosscoder.bench.methods). `analysis` times the analysis stage at full size
+(crosscoder.bench.analysis). `screening` measures persona vectors in use: training-data screening, fine-tuning shift
+prediction and preventative steering (crosscoder.bench.screening). `composition` measures persona composition: LoRA
+surgery, cross-trait leakage, the latent-basis adapter and the receive-side audit (crosscoder.bench.composition).
+`trajectory` follows personas across checkpoint series and forecasts checkpoint n+1 (crosscoder.bench.trajectory).
+`export` measures each SAELens export mode's FVE against the crosscoder's (crosscoder.bench.export_fve).
 """
 
 from __future__ import annotations
@@ -13,11 +18,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import platform
+import statistics
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from crosscoder.bench.common import Machine, torch_threads
 from crosscoder.errors import run_cli
 from crosscoder.io import atomic_write_json
 
@@ -35,24 +43,49 @@ def _table(results: dict[str, Any]) -> str:
         rows.append(("harvest speed-up", f"{harvest.get('speedup', float('nan')):.2f}x (target >= 1.8x)"))
         rows.append(("loader", f"{harvest.get('loader_rows_per_s', float('nan')):,.0f} rows/s"))
     step = results.get("xc_step", {})
-    if step:
-        fast, dense = step.get("fast", {}), step.get("dense", {})
-        rows.append(("crosscoder step, fast path", f"{fast.get('tokens_per_s', float('nan')):,.0f} tok/s"))
-        rows.append(("crosscoder step, dense reference", f"{dense.get('tokens_per_s', float('nan')):,.0f} tok/s"))
-        rows.append(("fast / dense", f"{step.get('speedup', float('nan')):.2f}x (target >= 3x)"))
-        rows.append(("fp32 GEMM", f"{step.get('gemm_gflops', float('nan')):.0f} GFLOP/s"))
+    for r in step.get("results", []):
+        if r["path"] != "fast":
+            continue
+        speedup = step.get("speedups", {}).get(f"{r['arch']}/{r['n_latents']}")
+        vs = f", {speedup:.1f}x the dense reference" if speedup else ""
+        rows.append(
+            (
+                f"crosscoder step {r['arch']} {r['n_latents']}",
+                f"{r['tokens_per_s']:,.0f} tok/s, {r['frac_sparse_bound']:.0%} of the sparse bound{vs}",
+            )
+        )
+    if step.get("results"):
+        rows.append(
+            (
+                "encoder GEMM probe (median)",
+                f"{statistics.median(r['gemm_gflops'] for r in step['results']):.0f} GFLOP/s",
+            )
+        )
     width = max((len(k) for k, _ in rows), default=10)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def _stage(key: str) -> dict[str, Any]:
+    module = importlib.import_module(THROUGHPUT[key])
+    if key == "xc_step":
+        return dict(module.to_json(module.run()))
+    return dict(module.run())
+
+
 def run_all(out: Path) -> dict[str, Any]:
-    """Run the throughput benchmarks in one process and write one JSON file."""
+    """Run the throughput benchmarks in one process and write one JSON file.
+
+    Each stage runs inside :func:`torch_threads`, so whatever thread count a stage sets is undone before the next.
+    """
+    machine = Machine()
     results: dict[str, Any] = {"machine": {"platform": platform.platform(), "python": sys.version.split()[0]}}
-    for key, module in THROUGHPUT.items():
+    for key in THROUGHPUT:
         t0 = time.perf_counter()
-        print(f"== {key} ({module})", flush=True)
-        results[key] = importlib.import_module(module).run()
+        print(f"== {key} ({THROUGHPUT[key]})", flush=True)
+        with torch_threads(None):
+            results[key] = _stage(key)
         results[key]["bench_seconds"] = round(time.perf_counter() - t0, 1)
+    results["machine"].update(asdict(machine.finish()))
     atomic_write_json(out, results)
     print(_table(results))
     print(f"results: {out}")
@@ -61,7 +94,21 @@ def run_all(out: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m crosscoder.bench", description=__doc__)
-    parser.add_argument("which", choices=["all", "harvest", "xc-step", "recovery", "analysis", "export"])
+    parser.add_argument(
+        "which",
+        choices=[
+            "all",
+            "harvest",
+            "xc-step",
+            "recovery",
+            "methods",
+            "analysis",
+            "screening",
+            "composition",
+            "trajectory",
+            "export",
+        ],
+    )
     args, rest = parser.parse_known_args(argv)
     if args.which == "all":
         sub = argparse.ArgumentParser(prog="python -m crosscoder.bench all")
@@ -71,10 +118,26 @@ def main(argv: list[str] | None = None) -> None:
         from crosscoder.bench.recovery import main as recovery_main
 
         recovery_main(rest)
+    elif args.which == "methods":
+        from crosscoder.bench.methods import main as methods_main
+
+        methods_main(rest)
     elif args.which == "analysis":
         from crosscoder.bench.analysis import main as analysis_main
 
         analysis_main(rest)
+    elif args.which == "screening":
+        from crosscoder.bench.screening import main as screening_main
+
+        screening_main(rest)
+    elif args.which == "composition":
+        from crosscoder.bench.composition import main as composition_main
+
+        composition_main(rest)
+    elif args.which == "trajectory":
+        from crosscoder.bench.trajectory import main as trajectory_main
+
+        trajectory_main(rest)
     elif args.which == "export":
         from crosscoder.bench.export_fve import main as export_main
 

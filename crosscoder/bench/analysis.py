@@ -18,11 +18,13 @@ import logging
 import os
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from unittest import mock
 
 import torch
 
+from crosscoder.bench.common import Machine
 from crosscoder.config import compose_analyze
 from crosscoder.io import CACHE_ENV, atomic_write_json
 
@@ -110,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     from crosscoder.testing.synthetic import synthetic_acts
 
     gflops_before = gemm_gflops()
+    machine = Machine(gemm_gflops=gflops_before)  # threads, cores and the load when the run starts
     d = 576
     seq_len = 128
     acts, planted_D = synthetic_acts(args.rows // seq_len, seq_len, d, n_feats=512, density=0.02, vocab=49_000,
@@ -139,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
            "label_questions": cfg.labels.questions, "splice_tokens": cfg.splice.tokens, "overrides": args.analyze,
            "threads": torch.get_num_threads(), "seconds_total": round(total, 2), "seconds_model_load": round(t_load, 2),
            "timings": timings, "n_candidates": res.summary.n_candidates,
-           "gemm_gflops_before": round(gflops_before, 1), "gemm_gflops_after": round(gemm_gflops(), 1)}  # fmt: skip
+           "gemm_gflops_before": round(gflops_before, 1), "gemm_gflops_after": round(gemm_gflops(), 1),
+           "machine": asdict(machine.finish())}  # fmt: skip
     print(json.dumps(out, indent=2))
     atomic_write_json(Path(args.out), out)

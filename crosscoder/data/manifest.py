@@ -69,7 +69,7 @@ class ShardEntry:
                    o.get("bytes"), o.get("sha256"))  # fmt: skip
 
 
-_OPTIONAL = ("rebuild", "n_rows", "n_seqs", "role_counts", "norm", "harvest")
+_OPTIONAL = ("rebuild", "n_rows", "n_seqs", "role_counts", "norm", "harvest", "subset_of")
 """Keys written once known: `rebuild` (on-disk caches), the totals and norm (complete caches), harvest timing."""
 
 
@@ -103,6 +103,8 @@ class CacheManifest:
     """Normalisation summary (`NormStats.summary`: scale_ML and the norms it came from)."""
     harvest: JSON | None = None
     """Timing of the last harvest run."""
+    subset_of: JSON | None = None
+    """A cache cut out of another (`crosscoder.data.subset`): that cache's folder and the indices of its models."""
 
     def __getitem__(self, key: str) -> Any:
         """Read access by JSON key, for callers written against the earlier dict manifest (crosscoder/bench/harvest.py
@@ -144,7 +146,7 @@ class CacheManifest:
             layout=str(o["layout"]), data_config=dict(o["data_config"]), sources=list(o["sources"]),
             shards=[ShardEntry.from_json(s) for s in o.get("shards") or []], rebuild=o.get("rebuild"),
             n_rows=o.get("n_rows"), n_seqs=o.get("n_seqs"), role_counts=o.get("role_counts"), norm=o.get("norm"),
-            harvest=o.get("harvest"),
+            harvest=o.get("harvest"), subset_of=o.get("subset_of"),
         )  # fmt: skip
 
 

@@ -22,10 +22,13 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from crosscoder.errors import ModelError
-from crosscoder.xc.fast import SparsePattern, batchtopk_select, topk_select
+from crosscoder.xc.pattern import SparsePattern
+from crosscoder.xc.select import batchtopk_select, topk_select
+from crosscoder.xc.workspace import Workspace
 
 if TYPE_CHECKING:
     from crosscoder.xc.config import CrosscoderConfig
+    from crosscoder.xc.model import Crosscoder
 
 ARCHITECTURES: dict[str, type[Sparsity]] = {}
 
@@ -46,7 +49,9 @@ class Sparsity(nn.Module):
 
     name: ClassVar[str] = ""
     uses_k: ClassVar[bool] = False
-    """True when the mechanism keeps k latents per token (and so has the fast sparse path)."""
+    """True when the mechanism keeps k latents per token (selection by :meth:`select`, auxiliary-k loss)."""
+    sparse_path: ClassVar[bool] = False
+    """True when the mechanism has the sparse training path (crosscoder.fast_path): TopK-style and L1."""
     validates_k: ClassVar[bool] = False
     """True when the mechanism reads crosscoder.k (so k <= n_latents is checked)."""
     default_dec_init_norm: ClassVar[float] = 0.5
@@ -64,8 +69,10 @@ class Sparsity(nn.Module):
         """Latent activations f_BF (dense); training-mode batch statistics go to ``self.stats``."""
         raise NotImplementedError
 
-    def select(self, pre_BF: Float[Tensor, "B F"], dec_norm_F: Tensor, share_F: Tensor, k: int) -> SparsePattern:
-        """Active (token, latent) pairs for the fast path (TopK-style mechanisms only)."""
+    def select(
+        self, pre_BF: Float[Tensor, "B F"], dec_norm_F: Tensor, share_F: Tensor, k: int, ws: Workspace | None = None
+    ) -> SparsePattern:
+        """Active (token, latent) pairs for the fast path (TopK-style mechanisms only); ``ws`` holds scratch."""
         raise NotImplementedError(f"{self.name} has no sparse selection")
 
     def penalty(self, pre_BF: Tensor, f_BF: Tensor, dec_norm_F: Tensor, share_F: Tensor) -> Tensor:
@@ -80,12 +87,27 @@ class Sparsity(nn.Module):
     def init_from_batch(self, pre_BF: Tensor, reduce_mean: Callable[[Tensor], Tensor]) -> None:
         """Data-dependent initialisation from the first batch's pre-activations (no-op by default)."""
 
+    def attach(self, cc: Crosscoder) -> None:
+        """Called once by the crosscoder that owns the mechanism, after its weights exist: structural constraints on
+        the weights (e.g. masked blocks, `crosscoder.xc.dfc`) go here. No-op by default."""
+
+    def check_weights(self, cc: Crosscoder, source: str) -> None:
+        """Refuse loaded weights that break the mechanism's structure (a one-line DataError naming `source`)."""
+
+    def extra_loss(
+        self, x_n_BX: Tensor, f: Tensor, pattern: SparsePattern | None, W_dec_FX: Tensor, b_dec_X: Tensor
+    ) -> Tensor:
+        """An extra training-loss term added to the reconstruction (e.g. `crosscoder.xc.matryoshka`'s nested prefixes);
+        ``f`` is ``f_N`` at ``pattern``'s entries on the fast path, the dense ``f_BF`` otherwise (pattern None)."""
+        return x_n_BX.new_zeros(())
+
 
 @register("l1")
 class L1(Sparsity):
     """ReLU with penalty sum_j f_j * share_j * sum_{m,l} ||d_{j,m,l}|| (Anthropic 2024 / Kissane)."""
 
     default_dec_init_norm = 0.08
+    sparse_path = True
 
     def activate(self, pre_BF: Tensor, dec_norm_F: Tensor, share_F: Tensor, k: int) -> Tensor:
         return torch.relu(pre_BF)
@@ -103,13 +125,21 @@ class TopK(Sparsity):
 
     uses_k = True
     validates_k = True
+    sparse_path = True
 
-    def score(self, pre_BF: Tensor, dec_norm_F: Tensor, share_F: Tensor) -> Tensor:
-        """Ranking score; the weight is > 0, so ranking pre * w equals ranking relu(pre) * w on positive entries."""
-        return pre_BF.detach() * (dec_norm_F.detach() / share_F)
+    def score(self, pre_BF: Tensor, dec_norm_F: Tensor, share_F: Tensor, ws: Workspace | None = None) -> Tensor:
+        """Ranking score; the weight is > 0, so ranking pre * w equals ranking relu(pre) * w on positive entries.
 
-    def select(self, pre_BF: Tensor, dec_norm_F: Tensor, share_F: Tensor, k: int) -> SparsePattern:
-        return topk_select(self.score(pre_BF, dec_norm_F, share_F), k)
+        With a workspace (training on CPU) the score is written into its reused ``score_BF`` buffer."""
+        w_F = dec_norm_F.detach() / share_F
+        if ws is None or pre_BF.device.type != "cpu":
+            return pre_BF.detach() * w_F
+        return torch.mul(pre_BF.detach(), w_F, out=ws.scratch("score_BF", tuple(pre_BF.shape), pre_BF))
+
+    def select(
+        self, pre_BF: Tensor, dec_norm_F: Tensor, share_F: Tensor, k: int, ws: Workspace | None = None
+    ) -> SparsePattern:
+        return topk_select(self.score(pre_BF, dec_norm_F, share_F, ws), k)
 
     def activate(self, pre_BF: Tensor, dec_norm_F: Tensor, share_F: Tensor, k: int) -> Tensor:
         idx_BK = self.score(pre_BF, dec_norm_F, share_F).topk(k, dim=-1, sorted=False).indices
@@ -136,8 +166,10 @@ class BatchTopK(TopK):
         pos = kept_N[kept_N > 0]
         return pos.min() if pos.numel() else kept_N.new_zeros(())
 
-    def select(self, pre_BF: Tensor, dec_norm_F: Tensor, share_F: Tensor, k: int) -> SparsePattern:
-        pattern, kept_N = batchtopk_select(self.score(pre_BF, dec_norm_F, share_F), k * pre_BF.shape[0])
+    def select(
+        self, pre_BF: Tensor, dec_norm_F: Tensor, share_F: Tensor, k: int, ws: Workspace | None = None
+    ) -> SparsePattern:
+        pattern, kept_N = batchtopk_select(self.score(pre_BF, dec_norm_F, share_F, ws), k * pre_BF.shape[0])
         self.stats["min_score"] = self._min_positive(kept_N)
         return pattern
 

@@ -32,7 +32,9 @@ class CrosscoderConfig:
     """Shape and sparsity mechanism of one crosscoder (one latent dictionary over N models x L hooks)."""
 
     architecture: str = "batchtopk"
-    """Sparsity mechanism, a key of crosscoder.xc.architectures.ARCHITECTURES: l1 | topk | batchtopk | jumprelu."""
+    """Architecture, a key of crosscoder.xc.architectures.ARCHITECTURES: l1 | topk | batchtopk | jumprelu | dfc
+    (Dedicated Feature Crosscoder: BatchTopK with blocks of latents exclusive to each model) | matryoshka (BatchTopK
+    whose nested prefixes each learn to reconstruct)."""
     n_latents: int = 4096
     """Number of latents F in the shared dictionary."""
     k: int = 32
@@ -51,6 +53,12 @@ class CrosscoderConfig:
     jumprelu_threshold_init: float = 0.1
     """jumprelu: initial threshold (normalised space); with trainer.init_from_data, its floor under the data-driven
     start (each latent's top-k/n_latents quantile on the first batch)."""
+    dfc_exclusive: float = 0.05
+    """dfc: fraction of the latents exclusive to each model (the last latents, one block per model: only that model
+    encodes from and decodes to them); the rest are shared."""
+    matryoshka_prefixes: list[float] = field(default_factory=lambda: [0.0625, 0.125, 0.25, 0.5])
+    """matryoshka: the nested inner prefixes of the dictionary as fractions of n_latents (ascending, < 1); each prefix's
+    own reconstruction joins the loss, as does the whole dictionary's."""
     threshold_momentum: float = 0.99
     """batchtopk: EMA momentum of the inference threshold (the smallest kept score of each training batch)."""
     dec_init_norm: float = 0.0
@@ -62,9 +70,11 @@ class CrosscoderConfig:
     where the data make it differ; false draws each model's decoder independently (undertrained latents then look
     "shifted" by chance)."""
     fast_path: bool = True
-    """topk / batchtopk: use the sparse decode and sparse backward; false runs the dense reference path."""
+    """topk / batchtopk / l1: use the sparse decode and sparse backward over the active latents (crosscoder.xc.fast;
+    l1 while its L0 is below n_latents/16); false runs the dense plain-torch reference path."""
     n_models: int = 0
-    """Number of models N (>= 2). 0 = filled from the activation data at run time."""
+    """Number of models N (>= 2 for a crosscoder; 1 is a plain SAE, e.g. the diff-SAE baseline of
+    crosscoder.analysis.methods). 0 = filled from the activation data at run time."""
     n_hooks: int = 0
     """Number of hooks L per model. 0 = filled from the activation data at run time."""
     d_model: int = 0
@@ -100,10 +110,13 @@ class CrosscoderConfig:
         _require(self.jumprelu_threshold_init > 0, f"{s}.jumprelu_threshold_init", "must be > 0")
         _require(0 <= self.threshold_momentum < 1, f"{s}.threshold_momentum", "must be in [0, 1)")
         _require(self.dec_init_norm >= 0, f"{s}.dec_init_norm", "must be >= 0 (0 = architecture default)")
+        _require(self.n_models >= 0, f"{s}.n_models", f"must be >= 0 (0 = from the data), got {self.n_models}")
+        _require(0 < self.dfc_exclusive < 0.5, f"{s}.dfc_exclusive", "must be in (0, 0.5), e.g. 0.05")
+        fr = list(self.matryoshka_prefixes)
         _require(
-            self.n_models == 0 or self.n_models >= 2,
-            f"{s}.n_models",
-            f"a crosscoder compares at least 2 models, got {self.n_models}; give 2 or more models",
+            all(0 < a < b <= 1 for a, b in zip(fr, [*fr[1:], 1.0], strict=True)),
+            f"{s}.matryoshka_prefixes",
+            f"need ascending fractions in (0, 1), got {fr}; e.g. [0.0625, 0.125, 0.25, 0.5]",
         )
         _require(self.n_hooks >= 0, f"{s}.n_hooks", f"must be >= 0, got {self.n_hooks}")
         _require(self.d_model >= 0, f"{s}.d_model", f"must be >= 0, got {self.d_model}")

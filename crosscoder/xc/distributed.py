@@ -28,7 +28,9 @@ from torch import Tensor
 
 from crosscoder.errors import ConfigError
 from crosscoder.xc.architectures import BatchTopK
-from crosscoder.xc.fast import SparsePattern, batchtopk_select
+from crosscoder.xc.pattern import SparsePattern
+from crosscoder.xc.select import batchtopk_select
+from crosscoder.xc.workspace import Workspace
 
 if TYPE_CHECKING:
     from crosscoder.xc.model import Crosscoder
@@ -198,8 +200,10 @@ def _global_batchtopk_select(sparsity: BatchTopK, dist: DistInfo) -> Callable[..
     the global minimum on every rank.
     """
 
-    def select(pre_BF: Tensor, dec_norm_F: Tensor, share_F: Tensor, k: int) -> SparsePattern:
-        score_BF = sparsity.score(pre_BF, dec_norm_F, share_F)
+    def select(
+        pre_BF: Tensor, dec_norm_F: Tensor, share_F: Tensor, k: int, ws: Workspace | None = None
+    ) -> SparsePattern:
+        score_BF = sparsity.score(pre_BF, dec_norm_F, share_F, ws)
         B, n_lat = score_BF.shape
         n_keep = min(k * B, B * n_lat) * dist.world_size
         cand, cand_vals = batchtopk_select(score_BF, n_keep)
@@ -218,19 +222,38 @@ def _global_batchtopk_select(sparsity: BatchTopK, dist: DistInfo) -> Callable[..
     return select
 
 
+def _global_batchtopk_activate(sparsity: BatchTopK, select: Callable[..., SparsePattern]) -> Callable[..., Tensor]:
+    """BatchTopK.activate (the dense reference path) with the training mask of :func:`_global_batchtopk_select`;
+    inference (eval mode, the learned threshold) is per token and unchanged."""
+
+    def activate(pre_BF: Tensor, dec_norm_F: Tensor, share_F: Tensor, k: int) -> Tensor:
+        if not sparsity.training:
+            return BatchTopK.activate(sparsity, pre_BF, dec_norm_F, share_F, k)
+        with torch.no_grad():
+            pattern = select(pre_BF, dec_norm_F, share_F, k)
+            mask_BF = torch.zeros_like(pre_BF, dtype=torch.bool)
+            mask_BF[pattern.rows_N, pattern.cols_N] = True
+        return torch.relu(pre_BF) * mask_BF
+
+    return activate
+
+
 @contextmanager
 def global_batch_selection(cc: Crosscoder, dist: DistInfo) -> Iterator[None]:
-    """Under DDP, make a BatchTopK crosscoder's training selection (sparse path) span the global batch, so DDP
+    """Under DDP, make a BatchTopK crosscoder's training selection span the global batch — the sparse path's
+    :meth:`~crosscoder.xc.architectures.BatchTopK.select` and the dense reference's ``activate`` alike — so DDP
     trains the weights one process would on the same global batch; restored on exit. A no-op otherwise."""
     sparsity = cc.sparsity
-    if not (dist.enabled and isinstance(sparsity, BatchTopK) and cc.fast):
+    if not (dist.enabled and isinstance(sparsity, BatchTopK)):
         yield
         return
-    sparsity.select = _global_batchtopk_select(sparsity, dist)  # type: ignore[method-assign]
+    select = _global_batchtopk_select(sparsity, dist)
+    sparsity.select = select  # type: ignore[method-assign]
+    sparsity.activate = _global_batchtopk_activate(sparsity, select)  # type: ignore[method-assign]
     try:
         yield
     finally:
-        del sparsity.select
+        del sparsity.select, sparsity.activate
 
 
 def cleanup(dist: DistInfo) -> None:

@@ -1,94 +1,74 @@
-"""Fast TopK / BatchTopK path: sparse decode and a sparse backward that only touches the selected latents.
+"""Sparse path of the training step: sparse decode and a sparse backward that only touches the active latents.
 
-With k active latents per token, the dense path spends ~10*X*F FLOP per token (X = M*L*D input width): the encoder
-GEMM, the decoder GEMM over a mostly-zero f_BF, and three more GEMMs in the backward. Here only the encoder forward
-stays a dense GEMM (2*X*F); everything else costs ~8*k*X per token:
+With N active (token, latent) pairs (N = k*B for TopK / BatchTopK, the ReLU support for L1) the dense path spends
+~10*X*F FLOP per token (X = M*L*D input width): the encoder GEMM, the decoder GEMM over a mostly-zero f_BF, and
+three more GEMMs in the backward. Here only the encoder forward stays a dense GEMM (2*X*F); the rest costs
+~8*X per active pair (the FLOP model of :func:`crosscoder.xc.metrics.flops_per_token`):
 
-* decode:           xhat_BX = sum_k f_bk * W_dec[j_bk]          -> ``embedding_bag`` over the selected rows
-* grad of f:        g_f[b,k] = <g_xhat[b], W_dec[j_bk]>          -> ``sampled_addmm`` at the selected (b, j) only
-* grad of W_dec:    g_W_dec[j] = sum_{b: j active} f_bj g_xhat[b] -> ``embedding_bag`` over tokens, grouped by latent
+* decode:           xhat_BX = sum_j f_bj * W_dec[j]              -> ``embedding_bag`` over the active rows
+* grad of f:        g_f[b,j] = <g_xhat[b], W_dec[j]>             -> ``sampled_addmm`` at the active (b, j) only
+* grad of W_dec:    g_W_dec[j] = sum_{b: j active} f_bj g_xhat[b] -> (latent-major CSR of f) @ g_xhat
 * grad of W_enc:    g_W_enc[:, j] = sum_{b: j active} g_pre_bj x_b -> the same, written latent-major (no transpose)
 
-The selection itself (top-k of ``pre * weight``) is not differentiable, so it runs under ``no_grad``; the selected
-pre-activations are re-attached to the graph by :class:`GatherEncode`. The dense reference stays in
-``crosscoder.xc.architectures`` (``fast_path=False``) and tests/test_xc_fast.py checks values and gradients agree.
+On CPU the two weight gradients are written by MKL's sparse x dense product straight into reused buffers
+(:mod:`crosscoder.xc.workspace`), so a step maps no new memory; on GPU the same sums use ``embedding_bag``
+(:mod:`crosscoder.xc.pattern` chooses by device). The selection is not differentiable, so it runs under
+``no_grad``; the selected pre-activations are re-attached to the graph by :class:`GatherEncode`. For L1 the decode
+also returns the decoder norms, whose gradient (from the penalty) is added to the same buffer in place.
+The dense reference stays in ``crosscoder.xc.architectures`` (``fast_path=False``); tests/test_xc_fast.py and
+tests/test_xc_sparse_l1.py check values and gradients agree.
 """
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 
+from crosscoder.xc.pattern import SparsePattern, one_thread, use_backend
+from crosscoder.xc.select import batchtopk_select, relu_select, topk_select
+from crosscoder.xc.workspace import Workspace
 
-@dataclass
-class SparsePattern:
-    """The active (token, latent) pairs of a batch, N = number of pairs.
+__all__ = [
+    "GatherEncode",
+    "SparseDecode",
+    "SparsePattern",
+    "batchtopk_select",
+    "gather_encode",
+    "relu_select",
+    "sampled_rowdot",
+    "sparse_decode",
+    "topk_select",
+    "use_backend",
+]
 
-    Entries are sorted row-major (by token, then latent), so they also form the CSR layout of the B x F activation
-    matrix; ``perm_N`` re-orders them latent-major for the per-latent gradient sums.
+
+def group_by_latent(
+    pattern: SparsePattern, src_BX: Tensor, weights_N: Tensor, ws: Workspace | None, name: str
+) -> Float[Tensor, "F X"]:
+    """out[j] = sum over entries (b, j) of weights * src_BX[b], for every latent j -> [F, X] (zero rows included).
+
+    CPU: written by MKL into the workspace's gradient buffer ``name`` (every element, empty rows as zeros).
     """
+    F_, X = pattern.n_latents, src_BX.shape[1]
+    if pattern.backend == "cpu" and ws is not None and src_BX.dtype in (torch.float32, torch.float64):
+        out = ws.take(name, (F_, X), src_BX)
+        return torch.addmm(out, pattern.csr_t(weights_N), src_BX, beta=0.0, out=out)
+    perm = pattern.perm_N
+    return F.embedding_bag(
+        pattern.rows_N[perm], src_BX, pattern.lat_offsets_F, mode="sum", per_sample_weights=weights_N[perm]
+    )
 
-    rows_N: Int[Tensor, " N"]
-    """Token index of each entry (non-decreasing)."""
-    cols_N: Int[Tensor, " N"]
-    """Latent index of each entry."""
-    crow_B1: Int[Tensor, " B1"]
-    """CSR row pointer: entries of token b are crow[b]:crow[b+1]."""
-    perm_N: Int[Tensor, " N"]
-    """Entry order grouped by latent (stable)."""
-    lat_offsets_F: Int[Tensor, " F"]
-    """Start of each latent's group in perm order (empty groups allowed)."""
-    n_tokens: int
-    n_latents: int
 
-    @classmethod
-    def from_sorted(cls, rows_N: Tensor, cols_N: Tensor, n_tokens: int, n_latents: int) -> SparsePattern:
-        """Build from entries already sorted row-major."""
-        counts_B = torch.bincount(rows_N, minlength=n_tokens)
-        crow_B1 = torch.zeros(n_tokens + 1, dtype=torch.long, device=rows_N.device)
-        crow_B1[1:] = torch.cumsum(counts_B, 0)
-        perm_N = torch.argsort(cols_N, stable=True)
-        lat_counts_F = torch.bincount(cols_N, minlength=n_latents)
-        lat_offsets_F = torch.cumsum(lat_counts_F, 0) - lat_counts_F
-        return cls(rows_N, cols_N, crow_B1, perm_N, lat_offsets_F, n_tokens, n_latents)
-
-    @classmethod
-    def from_topk(cls, idx_BK: Int[Tensor, "B K"], n_latents: int) -> SparsePattern:
-        """Per-token selection: token b keeps latents idx_BK[b]."""
-        B, K = idx_BK.shape
-        cols_N = idx_BK.sort(dim=-1).values.reshape(-1)
-        rows_N = torch.arange(B, device=idx_BK.device).repeat_interleave(K)
-        return cls.from_sorted(rows_N, cols_N, B, n_latents)
-
-    @classmethod
-    def from_flat(cls, flat_N: Int[Tensor, " N"], n_tokens: int, n_latents: int) -> SparsePattern:
-        """Batch-wide selection given flat indices b * F + j (any order)."""
-        flat_N = flat_N.sort().values
-        return cls.from_sorted(flat_N // n_latents, flat_N % n_latents, n_tokens, n_latents)
-
-    @property
-    def n_active(self) -> int:
-        return int(self.rows_N.numel())
-
-    def gather(self, dense_BF: Tensor) -> Tensor:
-        """Values of a B x F matrix at the pattern's entries."""
-        return dense_BF[self.rows_N, self.cols_N]
-
-    def scatter(self, values_N: Tensor) -> Tensor:
-        """Dense B x F matrix holding values_N at the entries (zeros elsewhere); differentiable."""
-        out = values_N.new_zeros(self.n_tokens, self.n_latents)
-        return out.index_put((self.rows_N, self.cols_N), values_N)
-
-    def group_by_latent(self, src_BX: Tensor, weights_N: Tensor) -> Tensor:
-        """out[j] = sum over entries (b, j) of weights * src_BX[b], for every latent j -> [F, X] (dense, zero rows)."""
-        return F.embedding_bag(
-            self.rows_N[self.perm_N], src_BX, self.lat_offsets_F, mode="sum", per_sample_weights=weights_N[self.perm_N]
-        )
+def sampled_rowdot(pattern: SparsePattern, a_BX: Tensor, W_FX: Tensor) -> Float[Tensor, " N"]:
+    """<a_BX[b], W_FX[j]> for every entry (b, j): the B x F product a @ W^T evaluated at the pattern only."""
+    if pattern.n_active == 0:
+        return a_BX.new_zeros(0)
+    if pattern.backend == "cpu" and a_BX.dtype in (torch.float32, torch.float64):
+        mask = pattern.csr(a_BX.new_ones(pattern.n_active))
+        return torch.sparse.sampled_addmm(mask, a_BX, W_FX.t(), beta=0.0).values()
+    return (a_BX[pattern.rows_N] * W_FX[pattern.cols_N]).sum(-1)  # GPU: a gathered row-dot
 
 
 class GatherEncode(torch.autograd.Function):
@@ -99,9 +79,11 @@ class GatherEncode(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x_BX: Tensor, W_enc_XF: Tensor, b_enc_F: Tensor, pre_BF: Tensor, pattern: SparsePattern) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx, x_BX: Tensor, W_enc_XF: Tensor, b_enc_F: Tensor, pre_BF: Tensor, pattern: SparsePattern, ws: Workspace
+    ) -> Tensor:
         ctx.save_for_backward(x_BX)
-        ctx.pattern = pattern
+        ctx.pattern, ctx.ws = pattern, ws
         return pattern.gather(pre_BF)
 
     @staticmethod
@@ -111,87 +93,80 @@ class GatherEncode(torch.autograd.Function):
         g_N = g_N.contiguous()
         grad_W = grad_b = None
         if ctx.needs_input_grad[1]:
-            grad_W = pattern.group_by_latent(x_BX, g_N).t()  # [F, X] latent-major -> [X, F] view
+            grad_W = group_by_latent(pattern, x_BX, g_N, ctx.ws, "W_enc").t()  # [F, X] -> [X, F] view
         if ctx.needs_input_grad[2]:
-            grad_b = g_N.new_zeros(pattern.n_latents).index_add_(0, pattern.cols_N, g_N)
-        return None, grad_W, grad_b, None, None
+            with one_thread(g_N.device):
+                grad_b = g_N.new_zeros(pattern.n_latents).index_add_(0, pattern.cols_N, g_N)
+        return None, grad_W, grad_b, None, None, None
 
 
 class SparseDecode(torch.autograd.Function):
-    """xhat_BX = f_BF @ W_dec_FX for f_BF given at the pattern's entries, with a sparse backward."""
+    """xhat_BX = f_BF @ W_dec_FX for f_BF given at the pattern's entries, with a sparse backward.
+
+    With ``norms`` = (norm_FML, fold_ML) the function also returns the decoder norms dn_F = sum_{m,l} fold_ml *
+    ||W_dec[j, m, l]|| (norm_FML = ||W_dec[j, m, l]||, computed by the caller without grad); their gradient,
+    g_dn_j * fold_ml * W_dec[j, m, l] / ||W_dec[j, m, l]||, is added in place to the decoder's gradient buffer.
+    """
 
     @staticmethod
-    def forward(ctx, f_N: Tensor, W_dec_FX: Tensor, pattern: SparsePattern) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx,
+        f_N: Tensor,
+        W_dec_FX: Tensor,
+        pattern: SparsePattern,
+        ws: Workspace,
+        norms: tuple[Tensor, Tensor] | None,
+    ) -> tuple[Tensor, Tensor]:
         ctx.save_for_backward(f_N, W_dec_FX)
-        ctx.pattern = pattern
-        return F.embedding_bag(
+        ctx.pattern, ctx.ws, ctx.norms = pattern, ws, norms
+        ctx.set_materialize_grads(False)  # an unused dn_F output gets None, not a zero tensor to add
+        xhat_BX = F.embedding_bag(
             pattern.cols_N, W_dec_FX, pattern.crow_B1[:-1], mode="sum", per_sample_weights=f_N.contiguous()
         )
+        if norms is None:
+            dn_F = f_N.new_zeros(0)
+            ctx.mark_non_differentiable(dn_F)
+        else:
+            norm_FML, fold_ML = norms
+            dn_F = (norm_FML * fold_ML).sum(dim=(1, 2))
+        return xhat_BX, dn_F
 
     @staticmethod
-    def backward(ctx, g_BX: Tensor):  # type: ignore[override]
+    def backward(ctx, g_BX: Tensor | None, g_dn_F: Tensor | None):  # type: ignore[override]
         f_N, W_dec_FX = ctx.saved_tensors
         pattern: SparsePattern = ctx.pattern
-        g_BX = g_BX.contiguous()
+        g_BX = W_dec_FX.new_zeros(pattern.n_tokens, W_dec_FX.shape[1]) if g_BX is None else g_BX.contiguous()
         grad_f = grad_W = None
         if ctx.needs_input_grad[0]:
             grad_f = sampled_rowdot(pattern, g_BX, W_dec_FX)
         if ctx.needs_input_grad[1]:
-            grad_W = pattern.group_by_latent(g_BX, f_N.contiguous())
-        return grad_f, grad_W, None
+            grad_W = group_by_latent(pattern, g_BX, f_N.contiguous(), ctx.ws, "W_dec")
+            if ctx.norms is not None and g_dn_F is not None:
+                norm_FML, fold_ML = ctx.norms
+                coef_FML = torch.where(norm_FML > 0, g_dn_F[:, None, None] * fold_ML / norm_FML, 0.0)
+                F_, M, L = norm_FML.shape
+                grad_W.view(F_, M, L, -1).addcmul_(W_dec_FX.view(F_, M, L, -1), coef_FML.unsqueeze(-1))
+        return grad_f, grad_W, None, None, None
 
 
-def sampled_rowdot(pattern: SparsePattern, a_BX: Tensor, W_FX: Tensor) -> Float[Tensor, " N"]:
-    """<a_BX[b], W_FX[j]> for every entry (b, j): the B x F product a @ W^T evaluated at the pattern only."""
-    if pattern.n_active == 0:
-        return a_BX.new_zeros(0)
-    if a_BX.device.type == "cpu":
-        ones_N = a_BX.new_ones(pattern.n_active)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            mask = torch.sparse_csr_tensor(
-                pattern.crow_B1, pattern.cols_N, ones_N, (pattern.n_tokens, pattern.n_latents), check_invariants=False
-            )
-        return torch.sparse.sampled_addmm(mask, a_BX, W_FX.t(), beta=0.0).values()
-    # GPU: a gathered row-dot is simple and fast enough there
-    return (a_BX[pattern.rows_N] * W_FX[pattern.cols_N]).sum(-1)
-
-
-def gather_encode(x_BX: Tensor, W_enc_XF: Tensor, b_enc_F: Tensor, pre_BF: Tensor, pattern: SparsePattern) -> Tensor:
+def gather_encode(
+    x_BX: Tensor, W_enc_XF: Tensor, b_enc_F: Tensor, pre_BF: Tensor, pattern: SparsePattern, ws: Workspace | None = None
+) -> Tensor:
     """Differentiable pre-activations at the pattern's entries (see :class:`GatherEncode`)."""
-    out = GatherEncode.apply(x_BX, W_enc_XF, b_enc_F, pre_BF, pattern)
+    out = GatherEncode.apply(x_BX, W_enc_XF, b_enc_F, pre_BF, pattern, ws)
     assert isinstance(out, Tensor)
     return out
 
 
-def sparse_decode(f_N: Tensor, W_dec_FX: Tensor, pattern: SparsePattern) -> Tensor:
+def sparse_decode(f_N: Tensor, W_dec_FX: Tensor, pattern: SparsePattern, ws: Workspace | None = None) -> Tensor:
     """f (given at the pattern's entries) @ W_dec_FX -> [B, X] (see :class:`SparseDecode`)."""
-    out = SparseDecode.apply(f_N, W_dec_FX, pattern)
-    assert isinstance(out, Tensor)
-    return out
+    xhat_BX, _ = SparseDecode.apply(f_N, W_dec_FX, pattern, ws, None)
+    return xhat_BX
 
 
-def topk_select(score_BF: Float[Tensor, "B F"], k: int) -> SparsePattern:
-    """Per-token top-k of score_BF."""
-    return SparsePattern.from_topk(score_BF.topk(k, dim=-1, sorted=False).indices, score_BF.shape[1])
-
-
-def batchtopk_select(score_BF: Float[Tensor, "B F"], n_keep: int) -> tuple[SparsePattern, Tensor]:
-    """Top n_keep entries of score_BF over the whole batch; also returns the kept scores (any order).
-
-    A per-token pre-selection of ``n_cand`` candidates makes this cheap; it is exact because a token that had all
-    of its candidates kept falls back to the full flat top-k (its next value might have been kept too).
-    """
-    B, n_lat = score_BF.shape
-    n_keep = min(n_keep, B * n_lat)
-    n_cand = min(n_lat, max(4 * -(-n_keep // B), 64))
-    if n_cand < n_lat:
-        cand = score_BF.topk(n_cand, dim=-1, sorted=True)
-        top = cand.values.reshape(-1).topk(n_keep, sorted=False)
-        kept_per_row = torch.bincount(top.indices // n_cand, minlength=B)
-        if int(kept_per_row.max()) < n_cand:
-            rows_N = top.indices // n_cand
-            flat_N = rows_N * n_lat + cand.indices.reshape(-1)[top.indices]
-            return SparsePattern.from_flat(flat_N, B, n_lat), top.values
-    top = score_BF.reshape(-1).topk(n_keep, sorted=False)
-    return SparsePattern.from_flat(top.indices, B, n_lat), top.values
+def sparse_decode_with_norms(
+    f_N: Tensor, W_dec_FX: Tensor, pattern: SparsePattern, ws: Workspace | None, norm_FML: Tensor, fold_ML: Tensor
+) -> tuple[Tensor, Tensor]:
+    """:func:`sparse_decode` plus the differentiable decoder norms dn_F (see :class:`SparseDecode`)."""
+    xhat_BX, dn_F = SparseDecode.apply(f_N, W_dec_FX, pattern, ws, (norm_FML, fold_ML))
+    return xhat_BX, dn_F

@@ -17,10 +17,21 @@ import torch
 from torch import Tensor
 
 from crosscoder.xc.distributed import DistInfo, all_reduce_sum_
+from crosscoder.xc.loss import LossTerms
 
 
-def flops_per_token(d_in: int, n_latents: int, k: int, sparse: bool) -> float:
-    """FLOP model of one training step per token (docs/REFERENCE.md): dense ~10*X*F, sparse ~2*X*F + 8*k*X."""
+def flops_per_token(d_in: int, n_latents: int, k: float, sparse: bool) -> float:
+    """FLOP model of one training step per token, X = d_in (models x hooks x d_model), F = n_latents.
+
+    * Dense: 10*X*F = encoder forward 2XF + decoder forward 2XF + dL/df 2XF + dL/dW_dec 2XF + dL/dW_enc 2XF
+      (no dL/dx is needed).
+    * Sparse, with k active latents per token (TopK's k; L1's measured L0): 2*X*F + 8*k*X = the dense encoder
+      forward (the selection needs every pre-activation) + 2kX each for the decode, dL/df at the active pairs,
+      dL/dW_dec and dL/dW_enc of the active rows.
+
+    The sparse count, divided into the measured fp32 GEMM rate, is the "sparse bound" the step benchmark reports
+    (crosscoder.bench.xc_step); element-wise work, selection and the optimizer are not counted.
+    """
     return 2.0 * d_in * n_latents + 8.0 * k * d_in if sparse else 10.0 * d_in * n_latents
 
 
@@ -82,15 +93,15 @@ class MetricWindow:
         self.t0 = time.perf_counter()
 
     @torch.no_grad()
-    def update(self, x_n_BX: Tensor, out: dict[str, Tensor]) -> None:
+    def update(self, x_n_BX: Tensor, out: LossTerms) -> None:
         """Add one step (local batch) of normalised inputs and :meth:`Crosscoder.loss_terms` statistics."""
         B = x_n_BX.shape[0]
         x = x_n_BX.view(B, *self.shape).double()
-        self.sq_err_ML += out["sq_err_ML"].double()
+        self.sq_err_ML += out.sq_err_ML.double()
         self.x_sum_MLD += x.sum(0)
         self.x_sq_ML += x.pow(2).sum(dim=(0, 3))
-        self.fired_F += out["fired_F"].double()
-        terms = [float(B), out["l0"], out["recon"] * B, out["penalty"] * B, out["aux"] * B]
+        self.fired_F += out.fired_F.double()
+        terms = [float(B), out.l0, out.recon * B, out.penalty * B, out.aux * B]
         self.scalars += torch.stack([torch.as_tensor(t, dtype=torch.float64, device=self.device) for t in terms])
         self.steps += 1
 

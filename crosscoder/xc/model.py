@@ -34,7 +34,9 @@ from crosscoder.errors import DataError, NumericsError
 from crosscoder.io import atomic_save_safetensors, atomic_write_json, load_safetensors, read_json
 from crosscoder.xc.architectures import ARCHITECTURES, BatchTopK, Sparsity
 from crosscoder.xc.config import CrosscoderConfig
-from crosscoder.xc.fast import SparsePattern, gather_encode, sparse_decode
+from crosscoder.xc.loss import LossTerms, loss_terms
+from crosscoder.xc.pattern import backend_for
+from crosscoder.xc.workspace import Workspace
 
 FORMAT = "crosscoder.xc/1"
 WEIGHTS = "crosscoder.safetensors"
@@ -73,8 +75,11 @@ class Crosscoder(nn.Module):
         share_F[:S] = cfg.shared_penalty_scale
         self.register_buffer("share_F", share_F, persistent=False)
         self.sparsity: Sparsity = ARCHITECTURES[cfg.architecture](cfg)
+        self.workspace = Workspace()
+        """Reused buffers of the sparse training step (not saved; cleared by ``eval()``)."""
         if S > 0:
             self.W_dec_FMLD.register_hook(self._tie_shared_grad)
+        self.sparsity.attach(self)  # structural constraints of the architecture (e.g. dfc's masked blocks)
 
     # ------------------------------------------------------------------ shapes and helpers
     @property
@@ -93,7 +98,24 @@ class Crosscoder(nn.Module):
     @property
     def fast(self) -> bool:
         """True when training uses the sparse fast path."""
-        return self.cfg.fast_path and self.sparsity.uses_k
+        return self.cfg.fast_path and self.sparsity.sparse_path
+
+    def train(self, mode: bool = True) -> Crosscoder:
+        """nn.Module.train; leaving training (``eval()``) frees the step's workspace."""
+        super().train(mode)
+        if not mode:
+            self.workspace.clear()
+        return self
+
+    def recycle_grads(self) -> None:
+        """Hand the encoder's and decoder's ``.grad`` to the workspace for the next sparse backward, and set them to
+        None. Call it after the optimizer step (the trainer does); references kept to those gradients go stale."""
+        if not self.fast or backend_for(self.W_dec_FMLD.device) != "cpu":  # the GPU kernels allocate (cached)
+            return
+        for name, p in (("W_enc", self.W_enc_FMLD), ("W_dec", self.W_dec_FMLD)):
+            if p.grad is not None:
+                self.workspace.give(name, p.grad)
+                p.grad = None
 
     def _tie_shared_grad(self, g_FMLD: Tensor) -> Tensor:
         S = self.cfg.n_shared
@@ -159,90 +181,24 @@ class Crosscoder(nn.Module):
         aux_k: int = 0,
         aux_coeff: float = 0.0,
         reduce_sum: Callable[[Tensor], Tensor] | None = None,
-    ) -> dict[str, Tensor]:
-        """Training loss on a normalised batch, plus detached statistics for the metrics.
+    ) -> LossTerms:
+        """Training loss on a normalised batch, plus detached statistics for the metrics (:class:`LossTerms`).
 
-        Returns ``loss`` (with grad) and ``recon``, ``penalty``, ``aux``, ``sq_err_ML`` (summed squared error per
-        model and hook), ``fired_F`` (tokens each latent fired on), ``l0`` (active latents summed over tokens) and,
-        for BatchTopK, ``min_score``. ``dead_F`` marks dead latents for the auxiliary-k loss (TopK-style only).
-        ``reduce_sum`` (DDP) sums a tensor over ranks; the auxiliary loss's normaliser is a batch statistic, so it is
-        taken over the global batch and the loss rescaled so the ranks' mean gradient equals one process's.
+        ``dead_F`` marks dead latents for the auxiliary-k loss (TopK-style only). ``reduce_sum`` (DDP) sums a tensor
+        over ranks; the auxiliary loss's normaliser is a batch statistic, so it is taken over the global batch and
+        the loss rescaled so the ranks' mean gradient equals one process's. The sparse path runs when
+        :attr:`fast` (see :mod:`crosscoder.xc.loss`).
         """
-        cfg, B = self.cfg, x_n_BX.shape[0]
-        W_enc_XF, W_dec_FX, b_dec_X = self.W_enc_XF, self.W_dec_FX, self.b_dec_MLD.reshape(-1)
-        self.sparsity.stats = {}
-        pattern: SparsePattern | None = None
-        if self.fast:
-            with torch.no_grad():  # the selection is not differentiable; values re-enter the graph below
-                dec_norm_F = self._dec_norm_F()
-                pre_BF = torch.addmm(self.b_enc_F, x_n_BX, W_enc_XF).to(x_n_BX.dtype)  # fp32 after a bf16 autocast GEMM
-                pattern = self.sparsity.select(pre_BF, dec_norm_F, self.share_F, k)
-            f_N = torch.relu(gather_encode(x_n_BX, W_enc_XF, self.b_enc_F, pre_BF, pattern))
-            xhat_BX = sparse_decode(f_N, W_dec_FX, pattern) + b_dec_X
-            fired = pattern.cols_N[f_N.detach() > 0]
-            fired_F = torch.bincount(fired, minlength=cfg.n_latents).to(x_n_BX.dtype)
-            penalty = x_n_BX.new_zeros(())
-        else:
-            dec_norm_F = self._dec_norm_F()  # with grad: the L1 penalty differentiates through the decoder norms
-            pre_BF = torch.addmm(self.b_enc_F, x_n_BX, W_enc_XF)
-            f_BF = self.sparsity.activate(pre_BF, dec_norm_F, self.share_F, k)
-            xhat_BX = torch.addmm(b_dec_X, f_BF, W_dec_FX)
-            fired_F = (f_BF.detach() > 0).sum(0).to(x_n_BX.dtype)
-            penalty = self.sparsity.penalty(pre_BF, f_BF, dec_norm_F, self.share_F)
-
-        err_BX = x_n_BX - xhat_BX
-        sq_err = err_BX.pow(2)
-        recon = sq_err.sum() / B
-        aux = x_n_BX.new_zeros(())
-        if self.sparsity.uses_k and dead_F is not None and aux_k > 0 and aux_coeff > 0 and bool(dead_F.any()):
-            aux = self._aux_loss(
-                x_n_BX, pre_BF, err_BX.detach(), dec_norm_F, dead_F, aux_k, pattern is not None, reduce_sum
-            )
-        loss = recon + sparsity_coeff * penalty + aux_coeff * aux
-        out = {
-            "loss": loss,
-            "recon": recon.detach(),
-            "penalty": penalty.detach(),
-            "aux": aux.detach(),
-            "sq_err_ML": sq_err.detach().view(B, cfg.n_models, cfg.n_hooks, cfg.d_model).sum(dim=(0, 3)),
-            "fired_F": fired_F,
-            "l0": fired_F.sum(),
-        }
-        out.update({k_: v.detach() for k_, v in self.sparsity.stats.items()})
-        return out
-
-    def _aux_loss(
-        self,
-        x_n_BX: Tensor,
-        pre_BF: Tensor,
-        e_BX: Tensor,
-        dec_norm_F: Tensor,
-        dead_F: Tensor,
-        aux_k: int,
-        fast: bool,
-        reduce_sum: Callable[[Tensor], Tensor] | None,
-    ) -> Tensor:
-        """Auxiliary-k loss (Gao et al. 2024): reconstruct the residual e with the top aux_k dead latents,
-        normalised by the residual's variance over the (global) batch: sum ||ehat - e||^2 / sum ||e - mean e||^2."""
-        dead_idx = torch.nonzero(dead_F).squeeze(1)
-        n_aux = min(aux_k, int(dead_idx.numel()))
-        with torch.no_grad():
-            score_BG = pre_BF.detach()[:, dead_idx] * (dec_norm_F.detach()[dead_idx] / self.share_F[dead_idx])
-            idx_BK = dead_idx[score_BG.topk(n_aux, dim=-1, sorted=False).indices]
-            pattern = SparsePattern.from_topk(idx_BK, self.cfg.n_latents)
-        if fast:
-            f_N = torch.relu(gather_encode(x_n_BX, self.W_enc_XF, self.b_enc_F, pre_BF, pattern))
-            ehat_BX = sparse_decode(f_N, self.W_dec_FX, pattern)
-        else:
-            f_BF = torch.relu(pre_BF) * pattern.scatter(pre_BF.new_ones(pattern.n_active)).bool()
-            ehat_BX = f_BF @ self.W_dec_FX
-        B = e_BX.shape[0]
-        stats = torch.cat([e_BX.sum(0), e_BX.pow(2).sum()[None], e_BX.new_tensor([B])])
-        if reduce_sum is not None:
-            stats = reduce_sum(stats)
-        n = stats[-1]
-        var = (stats[-2] - stats[:-2].pow(2).sum() / n).clamp_min(1e-12)
-        return (ehat_BX - e_BX).pow(2).sum() * (n / B) / var
+        return loss_terms(
+            self,
+            x_n_BX,
+            k=k,
+            sparsity_coeff=sparsity_coeff,
+            dead_F=dead_F,
+            aux_k=aux_k,
+            aux_coeff=aux_coeff,
+            reduce_sum=reduce_sum,
+        )
 
     # ------------------------------------------------------------------ persistence
     def tensors(self) -> dict[str, Tensor]:
@@ -269,6 +225,7 @@ class Crosscoder(nn.Module):
         S = self.cfg.n_shared
         if S and not torch.allclose(self.W_dec_FMLD[:S], self.W_dec_FMLD[:S, :1].expand(-1, self.cfg.n_models, -1, -1)):
             raise DataError(f"{source}: the shared latents' decoders differ across models; the file is corrupt")
+        self.sparsity.check_weights(self, source)
 
     def save(self, folder: str | Path) -> Path:
         """Write ``crosscoder.safetensors`` and ``config.json`` into ``folder`` (each atomically)."""

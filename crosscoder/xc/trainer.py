@@ -1,6 +1,9 @@
 """Training loop of the crosscoder: Adam with warmup/decay, sparsity warmup, k annealing, auxiliary-k loss,
 gradient clipping, NaN guard, atomic resumable checkpoints, per-model metrics, W&B + JSONL, torchrun DDP.
 
+The step itself (schedules, loss, backward, clipping, Adam) is :func:`crosscoder.xc.step.train_step`; this module
+sets a run up (:func:`_resume`, :func:`_step_module`), loops over the batches and logs and checkpoints (:class:`_Loop`).
+
 The trainer never touches a language model: it consumes ``batches_from(start_step)``, an iterator of raw activation
 batches ``x_BMLD`` whose first item is the batch of step ``start_step``; resuming calls it with the checkpoint's step,
 which makes a resumed run see exactly the batches of an uninterrupted one. Under DDP each rank's iterator may yield
@@ -12,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -26,12 +28,10 @@ from tqdm.auto import tqdm
 
 from crosscoder.errors import ConfigError, DataError, NumericsError
 from crosscoder.xc import checkpoint as ckpt
-from crosscoder.xc.architectures import BatchTopK
-from crosscoder.xc.config import LoggingConfig, TrainerConfig
+from crosscoder.xc.config import CrosscoderConfig, LoggingConfig, TrainerConfig
 from crosscoder.xc.distributed import (
     DistInfo,
     all_reduce_mean_,
-    all_reduce_sum_,
     barrier,
     cleanup,
     global_batch_selection,
@@ -47,6 +47,19 @@ from crosscoder.xc.metrics import (
     measure_gemm_gflops,
 )
 from crosscoder.xc.model import Crosscoder
+from crosscoder.xc.step import (
+    StepContext,
+    StepModule,
+    StepOutput,
+    clip_grad_,
+    coeff_at,
+    k_at,
+    lr_at,
+    make_optimizer,
+    train_step,
+)
+
+__all__ = ["TrainResult", "clip_grad_", "coeff_at", "k_at", "lr_at", "train"]
 
 log = logging.getLogger("crosscoder.xc")
 _DDP_ARGS = inspect.signature(DistributedDataParallel.__init__).parameters
@@ -77,67 +90,6 @@ class TrainResult:
         return {
             k[4:]: v for k, v in self.metrics.items() if k.startswith("fve/") and k.count("/") == 1 and k != "fve/min"
         }
-
-
-def lr_at(step: int, cfg: TrainerConfig) -> float:
-    """Linear warmup, constant, then linear or cosine decay to 0 over the last decay_fraction of the run."""
-    total = cfg.total_steps
-    lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
-    decay_steps = int(cfg.decay_fraction * total) if cfg.decay != "none" else 0
-    start = total - decay_steps
-    if decay_steps and step >= start:
-        frac = (step - start + 1) / decay_steps  # reaches 1 (lr 0) after the last step
-        lr *= 1.0 - frac if cfg.decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * frac))
-    return lr
-
-
-def k_at(step: int, k: int, cfg: TrainerConfig) -> int:
-    """k annealed linearly from k_anneal_start to k over k_anneal_steps."""
-    if cfg.k_anneal_start <= 0 or cfg.k_anneal_steps <= 0 or step >= cfg.k_anneal_steps:
-        return k
-    return round(cfg.k_anneal_start + (k - cfg.k_anneal_start) * step / cfg.k_anneal_steps)
-
-
-def coeff_at(step: int, coeff: float, cfg: TrainerConfig) -> float:
-    """Sparsity coefficient warmed up linearly from 0 over l1_warmup_steps."""
-    return coeff * min(1.0, (step + 1) / cfg.l1_warmup_steps) if cfg.l1_warmup_steps else coeff
-
-
-def clip_grad_(params: list[nn.Parameter], max_norm: float) -> Tensor:
-    """Global gradient norm; gradients are rescaled only when it exceeds ``max_norm`` (0 = never).
-
-    Unlike ``clip_grad_norm_`` this skips the multiply (a full read+write of every gradient) on steps that need no
-    clipping, which is most of them.
-    """
-    grads = [p.grad for p in params if p.grad is not None]
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dtype=torch.float32) for g in grads]))
-    if max_norm > 0 and bool(norm > max_norm):
-        torch._foreach_mul_(grads, max_norm / (float(norm) + 1e-6))
-    return norm
-
-
-class _Step(nn.Module):
-    """The training step as a module, so DistributedDataParallel can wrap it (its forward is the loss)."""
-
-    def __init__(self, cc: Crosscoder, dist: DistInfo) -> None:
-        super().__init__()
-        self.cc = cc
-        self.reduce_sum: Callable[[Tensor], Tensor] | None = (
-            (lambda t: all_reduce_sum_(t, dist)) if dist.enabled else None
-        )
-
-    def forward(
-        self, x_n_BX: Tensor, k: int, coeff: float, dead_F: Tensor | None, aux_k: int, aux_coeff: float
-    ) -> dict[str, Tensor]:
-        return self.cc.loss_terms(
-            x_n_BX,
-            k=k,
-            sparsity_coeff=coeff,
-            dead_F=dead_F,
-            aux_k=aux_k,
-            aux_coeff=aux_coeff,
-            reduce_sum=self.reduce_sum,
-        )
 
 
 def _check_compatible(cc: Crosscoder, cfg: TrainerConfig, dist: DistInfo) -> None:
@@ -210,6 +162,133 @@ def train(
         cleanup(dist)
 
 
+@dataclass
+class _Resume:
+    """Where a run starts: step 0, or the last checkpoint's step, tokens and W&B run."""
+
+    start_step: int = 0
+    tokens: int = 0
+    wandb_id: str | None = None
+    checkpoint: Path | None = None
+
+
+def _run_names(run_info: dict[str, Any], xc: CrosscoderConfig) -> tuple[list[str], list[str]]:
+    M, L = xc.n_models, xc.n_hooks
+    names = [str(n) for n in run_info.get("models", [])] or [f"m{i}" for i in range(M)]
+    hooks = [str(h) for h in run_info.get("hooks", [])] or [f"h{i}" for i in range(L)]
+    if len(names) != M or len(hooks) != L:
+        raise ConfigError(
+            f"run_info: {len(names)} model names / {len(hooks)} hooks for a crosscoder over {M} models x {L} hooks"
+        )
+    return names, hooks
+
+
+def _resume(
+    cc: Crosscoder,
+    opt: torch.optim.Optimizer,
+    pnames: dict[int, str],
+    cfg: TrainerConfig,
+    run_dir: Path,
+    dead: DeadTracker,
+) -> _Resume:
+    """Load the last checkpoint into ``cc``, ``opt`` and ``dead`` when resuming; refuse to overwrite a run."""
+    ckpt_root = run_dir / "checkpoints"
+    latest = ckpt.latest_checkpoint(ckpt_root)
+    finished = (run_dir / "final" / "crosscoder.safetensors").exists()
+    if (latest is not None or finished) and not cfg.resume:
+        what = "checkpoints" if latest is not None else "a finished run (final/)"
+        raise ConfigError(
+            f"trainer.resume: {run_dir} already holds {what}; set resume=true to continue or use a new run_dir"
+        )
+    if latest is None:
+        if cfg.resume:
+            log.info("resume=true but %s holds no checkpoint: starting at step 0", ckpt_root)
+        return _Resume()
+    scale_ML = cc.scale_ML.clone()
+    state, trainer_tensors = ckpt.load_checkpoint(latest, cc, opt, pnames)
+    _check_resume(state, cfg, latest)
+    if not torch.allclose(scale_ML, cc.scale_ML, rtol=1e-6):
+        raise DataError(
+            f"the activation normalisation differs from checkpoint {latest}; resume with the same activation cache"
+        )
+    if "since_fired_F" not in trainer_tensors:
+        raise DataError(f"checkpoint {latest} has no dead-latent counters; delete it to resume from an earlier one")
+    dead.since_F.copy_(trainer_tensors["since_fired_F"].to(dead.since_F.device))
+    log.info("resuming from %s (step %d)", latest, int(state["step"]))
+    return _Resume(int(state["step"]), int(state["tokens"]), state.get("wandb_id"), latest)
+
+
+def _step_module(cc: Crosscoder, dist: DistInfo) -> nn.Module:
+    module: nn.Module = StepModule(cc, dist)
+    if dist.enabled:
+        # DDP broadcasts rank 0's weights at start and all-reduces gradients in backward; buffers are kept in
+        # step by the trainer itself (the BatchTopK threshold is all-reduced in the step), not re-broadcast each step.
+        no_sync: dict[str, Any] = (
+            {"forward_sync_buffers": False} if "forward_sync_buffers" in _DDP_ARGS else {"broadcast_buffers": False}
+        )
+        module = DistributedDataParallel(module, **no_sync)
+    return module
+
+
+@dataclass
+class _Loop:
+    """A running training loop: the step context plus what logging and checkpointing need."""
+
+    ctx: StepContext
+    log_cfg: LoggingConfig
+    run_dir: Path
+    run_info: dict[str, Any]
+    logger: RunLogger
+    names: list[str]
+    hooks: list[str]
+    pnames: dict[int, str]
+    tokens: int
+    gemm: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def run(self, batches_from: Callable[[int], Iterator[Tensor]], start: int, bar: tqdm) -> None:
+        ctx, xc, total = self.ctx, self.ctx.cc.cfg, self.ctx.cfg.total_steps
+        it = iter(batches_from(start))
+        window = MetricWindow(xc.n_models, xc.n_hooks, xc.d_model, xc.n_latents, ctx.dist.device)
+        for step in range(start, total):
+            x_n = _next_batch(it, step, total, ctx.cfg, ctx.cc, ctx.dist)
+            if step == 0 and ctx.cfg.init_from_data:
+                ctx.cc.init_from_batch(x_n, lambda t: all_reduce_mean_(t.clone(), ctx.dist))
+            out = train_step(ctx, x_n, step)
+            self.tokens += out.tokens
+            window.update(x_n, out.terms)
+            done = step + 1
+            bar.update(1)
+            if done % ctx.cfg.log_every == 0 or done == total:
+                self.log(done, window, out, bar)
+            if ctx.dist.is_main and (
+                (self.log_cfg.hist_every and done % self.log_cfg.hist_every == 0) or done == total
+            ):
+                self.logger.histograms(done, decoder_norm_histograms(ctx.cc.decoder_norms_FM(), self.names))
+            if ctx.cfg.checkpoint_every and done % ctx.cfg.checkpoint_every == 0 and done < total:
+                self.checkpoint(done)
+
+    def log(self, done: int, window: MetricWindow, out: StepOutput, bar: tqdm) -> None:
+        """Flush the metric window (all ranks take part) and log it on rank 0."""
+        self.metrics = _log_window(window, self.ctx, self.names, self.hooks, self.log_cfg, out, self.gemm)
+        self.logger.metrics(done, self.tokens, self.metrics)
+        m = self.metrics
+        bar.set_postfix(fve=f"{m['fve/min']:.3f}", l0=f"{m['l0']:.1f}", tok_s=f"{m['tokens_per_s']:.0f}")
+
+    def checkpoint(self, done: int) -> None:
+        """Write a resumable checkpoint on rank 0 (the other ranks wait at the barrier)."""
+        ctx = self.ctx
+        if ctx.dist.is_main:
+            state = {"tokens": self.tokens, "trainer": asdict(ctx.cfg), "wandb_id": self.logger.wandb_id}
+            state["run_info"] = self.run_info
+            trainer_tensors = {"since_fired_F": ctx.dead.since_F}
+            ctx.last_checkpoint = ckpt.save_checkpoint(
+                self.run_dir / "checkpoints", done, ctx.cc, ctx.opt, self.pnames, trainer_tensors, state,
+                ctx.cfg.keep_checkpoints,
+            )  # fmt: skip
+        barrier(ctx.dist)
+
+
 def _train(
     cc: Crosscoder,
     batches_from: Callable[[int], Iterator[Tensor]],
@@ -219,159 +298,60 @@ def _train(
     run_info: dict[str, Any],
     dist: DistInfo,
 ) -> TrainResult:
-    xc = cc.cfg
-    M, L = xc.n_models, xc.n_hooks
-    names = [str(n) for n in run_info.get("models", [])] or [f"m{i}" for i in range(M)]
-    hooks = [str(h) for h in run_info.get("hooks", [])] or [f"h{i}" for i in range(L)]
-    if len(names) != M or len(hooks) != L:
-        raise ConfigError(
-            f"run_info: {len(names)} model names / {len(hooks)} hooks for a crosscoder over {M} models x {L} hooks"
-        )
+    names, hooks = _run_names(run_info, cc.cfg)
     torch.manual_seed(cfg.seed)
     cc.to(dist.device).train()
     pnames = {i: n for i, (n, _) in enumerate(cc.named_parameters())}
-    params = [p for _, p in cc.named_parameters()]
-    fused = all(p.dtype == torch.float32 for p in params) and dist.device.type in ("cpu", "cuda")
-    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), eps=cfg.eps, fused=fused)
-
-    ckpt_root = run_dir / "checkpoints"
-    latest = ckpt.latest_checkpoint(ckpt_root)
-    start_step, tokens, wandb_id = 0, 0, None
-    dead = DeadTracker(xc.n_latents, cfg.dead_tokens, dist.device)
-    finished = (run_dir / "final" / "crosscoder.safetensors").exists()
-    if (latest is not None or finished) and not cfg.resume:
-        what = "checkpoints" if latest is not None else "a finished run (final/)"
-        raise ConfigError(
-            f"trainer.resume: {run_dir} already holds {what}; set resume=true to continue or use a new run_dir"
-        )
-    if latest is not None:
-        scale_ML = cc.scale_ML.clone()
-        state, trainer_tensors = ckpt.load_checkpoint(latest, cc, opt, pnames)
-        _check_resume(state, cfg, latest)
-        if not torch.allclose(scale_ML, cc.scale_ML, rtol=1e-6):
-            raise DataError(
-                f"the activation normalisation differs from checkpoint {latest}; resume with the same activation cache"
-            )
-        start_step, tokens, wandb_id = int(state["step"]), int(state["tokens"]), state.get("wandb_id")
-        if "since_fired_F" not in trainer_tensors:
-            raise DataError(f"checkpoint {latest} has no dead-latent counters; delete it to resume from an earlier one")
-        dead.since_F.copy_(trainer_tensors["since_fired_F"].to(dist.device))
-        log.info("resuming from %s (step %d)", latest, start_step)
-    elif cfg.resume:
-        log.info("resume=true but %s holds no checkpoint: starting at step 0", ckpt_root)
-
-    config = {"crosscoder": asdict(xc), "trainer": asdict(cfg), "logging": asdict(log_cfg), "run_info": run_info}
+    opt = make_optimizer(cc, cfg, dist.device)
+    dead = DeadTracker(cc.cfg.n_latents, cfg.dead_tokens, dist.device)
+    resume = _resume(cc, opt, pnames, cfg, run_dir, dead)
+    config = {"crosscoder": asdict(cc.cfg), "trainer": asdict(cfg), "logging": asdict(log_cfg), "run_info": run_info}
+    resume_step = resume.start_step if resume.checkpoint else None
     logger = RunLogger(
-        run_dir, log_cfg, config, enabled=dist.is_main, resume_step=start_step if latest else None, wandb_id=wandb_id
+        run_dir, log_cfg, config, enabled=dist.is_main, resume_step=resume_step, wandb_id=resume.wandb_id
     )
-    step_mod: nn.Module = _Step(cc, dist)
-    if dist.enabled:
-        # DDP broadcasts rank 0's weights at start and all-reduces gradients in backward; buffers are kept in
-        # step by the trainer itself (the BatchTopK threshold is all-reduced below), not re-broadcast each step.
-        no_sync: dict[str, Any] = (
-            {"forward_sync_buffers": False} if "forward_sync_buffers" in _DDP_ARGS else {"broadcast_buffers": False}
-        )
-        step_mod = DistributedDataParallel(step_mod, **no_sync)
-    gemm = measure_gemm_gflops(dist.device) if log_cfg.measure_mfu else 0.0
-    total = cfg.total_steps
-    it = iter(batches_from(start_step))
-    window = MetricWindow(M, L, xc.d_model, xc.n_latents, dist.device)
-    metrics: dict[str, float] = {}
-    last_ckpt = latest
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.autocast_bf16 else contextlib.nullcontext()
-    bar = tqdm(
-        total=total, initial=start_step, disable=not (dist.is_main and log_cfg.progress), desc="crosscoder", unit="step"
-    )
+    ctx = StepContext(cc, _step_module(cc, dist), opt, cfg, dist, dead, autocast, resume.checkpoint)
+    loop = _Loop(ctx, log_cfg, run_dir, run_info, logger, names, hooks, pnames, resume.tokens)
+    loop.gemm = measure_gemm_gflops(dist.device) if log_cfg.measure_mfu else 0.0
+    show = dist.is_main and log_cfg.progress
+    bar = tqdm(total=cfg.total_steps, initial=resume.start_step, disable=not show, desc="crosscoder", unit="step")
     t_start = time.perf_counter()
     final_dir = run_dir / "final"
     try:
-        for step in range(start_step, total):
-            x_n = _next_batch(it, step, total, cfg, cc, dist)
-            if step == 0 and cfg.init_from_data:
-                cc.init_from_batch(x_n, lambda t: all_reduce_mean_(t.clone(), dist))
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg)
-            k = k_at(step, xc.k, cfg)
-            coeff = coeff_at(step, cc.sparsity.coeff(), cfg)
-            dead_F = dead.dead_mask() if cfg.aux_k > 0 and cc.sparsity.uses_k else None
-            with autocast:
-                out = step_mod(x_n, k, coeff, dead_F, min(cfg.aux_k, xc.n_latents), cfg.aux_k_coeff)
-            out["loss"].backward()
-            loss = all_reduce_mean_(out["loss"].detach().clone(), dist)
-            gnorm = clip_grad_(params, cfg.grad_clip)
-            if not (bool(torch.isfinite(loss)) and bool(torch.isfinite(gnorm))):
-                where = f"last good checkpoint: {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
-                raise NumericsError(
-                    f"loss or gradient became NaN/inf at step {step} (loss {float(loss):.4g}, grad norm {float(gnorm):.4g}); "
-                    f"lower trainer.lr or keep grad_clip on; {where}"
-                )
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            fired_F = all_reduce_sum_(out["fired_F"].clone(), dist)
-            n_global = x_n.shape[0] * dist.world_size
-            dead.update(fired_F, n_global)
-            tokens += n_global
-            if isinstance(cc.sparsity, BatchTopK) and "min_score" in out:
-                cc.sparsity.update_threshold(all_reduce_mean_(out["min_score"].float().clone(), dist))
-            window.update(x_n, out)
-            done = step + 1
-            bar.update(1)
-            if done % cfg.log_every == 0 or done == total:
-                lr = opt.param_groups[0]["lr"]
-                metrics = _log_window(window, dist, names, hooks, log_cfg, cc, lr, k, coeff, loss, gnorm, dead, gemm)
-                logger.metrics(done, tokens, metrics)
-                bar.set_postfix(
-                    fve=f"{metrics['fve/min']:.3f}", l0=f"{metrics['l0']:.1f}", tok_s=f"{metrics['tokens_per_s']:.0f}"
-                )
-            if dist.is_main and ((log_cfg.hist_every and done % log_cfg.hist_every == 0) or done == total):
-                logger.histograms(done, decoder_norm_histograms(cc.decoder_norms_FM(), names))
-            if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
-                if dist.is_main:
-                    state = {
-                        "tokens": tokens,
-                        "trainer": asdict(cfg),
-                        "wandb_id": logger.wandb_id,
-                        "run_info": run_info,
-                    }
-                    last_ckpt = ckpt.save_checkpoint(
-                        ckpt_root, done, cc, opt, pnames, {"since_fired_F": dead.since_F}, state, cfg.keep_checkpoints
-                    )
-                barrier(dist)
+        loop.run(batches_from, resume.start_step, bar)
         if dist.is_main:
             cc.save(final_dir)
-            logger.log_crosscoder(final_dir, {"fve": {k: v for k, v in metrics.items() if k.startswith("fve/")}})
-        logger.summary(metrics)
+            logger.log_crosscoder(final_dir, {"fve": {k: v for k, v in loop.metrics.items() if k.startswith("fve/")}})
+        logger.summary(loop.metrics)
         barrier(dist)
     finally:
         bar.close()
         logger.close()
     elapsed = time.perf_counter() - t_start
     cc.eval()
-    return TrainResult(run_dir, final_dir, logger.path, last_ckpt, total, tokens, elapsed, metrics)
+    return TrainResult(
+        run_dir, final_dir, logger.path, ctx.last_checkpoint, cfg.total_steps, loop.tokens, elapsed, loop.metrics
+    )
 
 
 def _log_window(
     window: MetricWindow,
-    dist: DistInfo,
+    ctx: StepContext,
     names: list[str],
     hooks: list[str],
     log_cfg: LoggingConfig,
-    cc: Crosscoder,
-    lr: float,
-    k: int,
-    coeff: float,
-    loss: Tensor,
-    gnorm: Tensor,
-    dead: DeadTracker,
+    out: StepOutput,
     gemm: float,
 ) -> dict[str, float]:
-    m = window.flush(dist, names, hooks, log_cfg.dense_frequency)
-    xc = cc.cfg
-    gflops = m["tokens_per_s"] * flops_per_token(xc.d_in, xc.n_latents, k, cc.fast) / 1e9
-    m.update({"loss": float(loss), "grad_norm": float(gnorm), "lr": lr, "k": float(k), "sparsity_coeff": coeff})
-    m.update({"dead_frac": dead.dead_fraction(), "gflops": gflops})
+    m = window.flush(ctx.dist, names, hooks, log_cfg.dense_frequency)
+    cc, xc = ctx.cc, ctx.cc.cfg
+    active = out.k if cc.sparsity.uses_k else m["l0"]  # L1's sparse path costs ~8*X per active latent
+    gflops = m["tokens_per_s"] * flops_per_token(xc.d_in, xc.n_latents, active, cc.fast) / 1e9
+    m.update({"loss": float(out.loss), "grad_norm": float(out.grad_norm), "lr": out.lr, "k": float(out.k)})
+    m.update({"sparsity_coeff": out.coeff, "dead_frac": ctx.dead.dead_fraction(), "gflops": gflops})
     if gemm > 0:
-        m["mfu"] = gflops / (gemm * dist.world_size)
+        m["mfu"] = gflops / (gemm * ctx.dist.world_size)
     if cc.threshold is not None:
         m["threshold"] = float(cc.threshold)
     return m

@@ -64,7 +64,10 @@ log = logging.getLogger(__name__)
 
 ENCODER_MODES = ("fit", "mirror", "own")
 """How a single-model SAE stands in for the other models' inputs (see the module docstring)."""
-_SAE_ARCH = {"l1": "standard", "jumprelu": "jumprelu", "batchtopk": "jumprelu", "topk": "topk"}
+_SAE_ARCH = {"l1": "standard", "jumprelu": "jumprelu", "batchtopk": "jumprelu", "topk": "topk", "dfc": "jumprelu",
+             "matryoshka": "jumprelu"}  # fmt: skip
+"""SAELens architecture of each crosscoder architecture's single-model slice (dfc and matryoshka are BatchTopK at
+inference: a per-latent threshold, as jumprelu)."""
 _APPROX = {
     "fit": "single-model slice of a crosscoder: every other input (other models and hooks) is replaced by its "
     "least-squares linear prediction from this model's activation over the run's activation cache",
@@ -134,8 +137,8 @@ def slice_weights(
         out = {"W_enc": W_enc_DF.contiguous(), "b_enc": b_enc_F, "W_dec": W_dec_FD.contiguous(), "b_dec": b_dec_D}
         if arch == "jumprelu":
             out["threshold"] = cc.sparsity.get_parameter("log_threshold_F").detach().float().exp()
-        elif arch == "batchtopk":
-            theta = float(cc.sparsity.get_buffer("threshold"))
+        elif cc.threshold is not None:  # batchtopk and its variants (dfc, matryoshka)
+            theta = float(cc.threshold)
             if theta < 0:
                 raise DataError(
                     "the crosscoder's BatchTopK threshold was never estimated (untrained); train it before exporting"

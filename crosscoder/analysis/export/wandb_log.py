@@ -8,6 +8,8 @@ What is logged:
 * `candidates`: a wandb.Table of the ranked candidates whose `evidence`, `top_context` and `logit_lens_diff` cells
   are wandb.Html (the same token highlighting and logit-lens chips as the HTML report, styles inlined);
 * `hist/rel_norm`, `hist/cos`, `hist/score`: histograms; `plots/<name>`: the report's four charts as images;
+* for a checkpoint series: `trajectory/latent_<j>` a line chart of each top candidate's decoder norm by step,
+  `trajectory/signal` the trait signals by step, and the trajectory charts as images;
 * run summary: FVE per model, class counts, number of candidates, splice metrics;
 * an artifact of type `analysis-report` holding report.html, the JSON/CSV/Parquet files and the PNG plots.
 
@@ -48,7 +50,7 @@ _CAND_COLS = (
     "runner_up",
 )
 _ARTIFACT_FILES = ("report.html", "summary.json", "candidates.json", "latents.parquet", "latents.csv", "latents.json",
-                   "baseline.json", "splice.json")  # fmt: skip
+                   "baseline.json", "splice.json", "trajectory.json", "forecast.json")  # fmt: skip
 
 
 def _cell(value: Any) -> Any:
@@ -155,6 +157,7 @@ def build_payload(data: AnalysisData) -> dict[str, Any]:
     from PIL import Image
 
     from crosscoder.analysis.report.plots import distribution_charts, rel_norm_column
+    from crosscoder.analysis.report.trajectory import trajectory_charts, wandb_trajectory
 
     payload: dict[str, Any] = {"latents": latent_table(data), "candidates": candidate_table(data)}
     rel, _ = rel_norm_column(data)
@@ -163,10 +166,11 @@ def build_payload(data: AnalysisData) -> dict[str, Any]:
         hist = _histogram(values)
         if hist is not None:
             payload[f"hist/{name}"] = hist
-    for name, chart in distribution_charts(data).items():
+    for name, chart in {**distribution_charts(data), **trajectory_charts(data.folder)}.items():
         if chart is not None:
             payload[f"plots/{name}"] = wandb.Image(Image.open(io.BytesIO(chart.png_bytes())), caption=chart.title)
             chart.close()
+    payload.update(wandb_trajectory(data.folder))
     return payload
 
 

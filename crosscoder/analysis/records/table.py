@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 from crosscoder.errors import DataError
 from crosscoder.io import atomic_path, atomic_write_text, read_json
 
-TEXT_COLUMNS = ("present_in", "ls_artifact", "class", "score_slice", "label", "runner_up")
+TEXT_COLUMNS = ("present_in", "ls_artifact", "class", "score_slice", "label", "runner_up", "peak_at")
 """Text columns ("" when empty)."""
-INT_COLUMNS = ("latent", "rank")
-"""Integer columns (`rank` 0 = not eligible; null in latents.json)."""
+INT_COLUMNS = ("latent", "rank", "series_rank")
+"""Integer columns (`rank` / `series_rank` 0 = not eligible; `rank` null in latents.json)."""
 BOOL_COLUMNS = ("is_candidate",)
 FLOAT64_COLUMNS = ("score", "score_uncontrolled", "label_confidence")
 """Double-precision columns; every other column is a float32 statistic of the crosscoder (NaN when undefined)."""

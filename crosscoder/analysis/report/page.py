@@ -21,6 +21,7 @@ from crosscoder.analysis.report.data import CLASS_COLORS, CLASS_ORDER, AnalysisD
 from crosscoder.analysis.report.html import CSS, bar_cell, class_badge, esc, fmt
 from crosscoder.analysis.report.parts import baseline_section, candidate_body, splice_section
 from crosscoder.analysis.report.plots import distribution_charts
+from crosscoder.analysis.report.trajectory import trajectory_section
 from crosscoder.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,7 @@ SECTIONS: list[Callable[[AnalysisData], str]] = [
     _summary,
     _distributions,
     lambda data: baseline_section(data.baseline, data.models),
+    lambda data: trajectory_section(data.folder),
     _candidates,
     _footer,
 ]

@@ -1,7 +1,8 @@
 """The four distribution charts of an analysis folder, shared by the report, the plot files and W&B.
 
 `distribution_charts(data)` draws them (`crosscoder.analysis.report.charts`); `make_plots(analysis_dir)` writes each
-into `<analysis_dir>/plots/` as `<name>.png` and as a self-contained `<name>.html` (the inline SVG with hover text,
+— and, for a checkpoint series, the trajectory charts (`crosscoder.analysis.report.trajectory`) — into
+`<analysis_dir>/plots/` as `<name>.png` and as a self-contained `<name>.html` (the inline SVG with hover text,
 opens offline) and returns the paths.
 """
 
@@ -15,6 +16,7 @@ import numpy as np
 from crosscoder import charts
 from crosscoder.analysis.report.data import CLASS_COLORS, CLASS_ORDER, AnalysisData, load_analysis, nu_box
 from crosscoder.analysis.report.html import CSS
+from crosscoder.analysis.report.trajectory import trajectory_charts
 from crosscoder.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -96,7 +98,7 @@ def make_plots(analysis_dir: Path) -> list[Path]:
     out = analysis_dir / "plots"
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    for name, chart in distribution_charts(data).items():
+    for name, chart in {**distribution_charts(data), **trajectory_charts(analysis_dir)}.items():
         if chart is None:
             continue
         paths.append(chart.png(out / f"{name}.png"))

@@ -7,8 +7,9 @@ the splice metrics; summary.json; finally what is drawn and handed off (report, 
 
 Extension points: a new per-candidate step goes into `crosscoder.analysis.run.candidates.build_candidates` and
 fills a field of `Candidate`; a new analysis-wide step (another diffing method, a trajectory over checkpoints) is a
-function of the `AnalysisContext` called below, inside `ctx.timed(<name>)`, that writes its own file; a new
-presentation goes into `crosscoder.analysis.run.present`.
+function of the `AnalysisContext` called below, inside `ctx.timed(<name>)`, that writes its own file (the checkpoint
+series steps of `crosscoder.analysis.trajectory.step` are one); a new presentation goes into
+`crosscoder.analysis.run.present`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from crosscoder.analysis.run.inputs import (
 )
 from crosscoder.analysis.run.present import Presented, present
 from crosscoder.analysis.run.summary import make_summary
+from crosscoder.analysis.trajectory.step import series_check, series_output_step, series_table_step
 from crosscoder.errors import ModelError
 from crosscoder.io import atomic_write_json, read_json
 
@@ -133,11 +135,15 @@ def run_analysis(
     """Analyse a training run and present it; `models` / `acts` may be passed pre-loaded (tests, notebooks)."""
     t_all = time.perf_counter()
     ctx = open_run(cfg, acts)
+    series_check(ctx)
     ctx.models = models
     with ctx.timed("stats"):
         collect(ctx)
     with ctx.timed("table"):
         ctx.table = latent_table(ctx.cc, ctx.stats, ctx.names, cfg.rank, ctx.lens_idx).df
+    if ctx.series is not None:
+        with ctx.timed("trajectory"):
+            series_table_step(ctx)
     write_table(ctx.df, ctx.out_dir)
     need_models = (
         cfg.evidence.baseline or cfg.splice.enabled or cfg.dashboards.enabled or int(ctx.df["is_candidate"].sum()) > 0
@@ -147,6 +153,9 @@ def run_analysis(
             ctx.models = load_run_models(ctx.info, cfg.device)
     if ctx.models is not None:
         with_models(ctx)
+    if ctx.series is not None:
+        with ctx.timed("trajectory_outputs"):
+            series_output_step(ctx)
     ctx.timings["total"] = time.perf_counter() - t_all
     summary = make_summary(ctx)
     atomic_write_json(ctx.out_dir / "summary.json", summary.to_json())

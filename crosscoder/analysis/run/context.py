@@ -17,6 +17,7 @@ from crosscoder.analysis.records.candidate import Candidate
 
 if TYPE_CHECKING:
     from crosscoder.analysis.stats.collect import LatentStats
+    from crosscoder.analysis.trajectory.step import SeriesAnalysis
     from crosscoder.data.protocols import Activations
     from crosscoder.models.load import LoadedModel
     from crosscoder.personas.traits import Trait
@@ -52,6 +53,8 @@ class AnalysisContext:
     candidates: list[Candidate] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per step (summary.json `timings`)."""
+    series: SeriesAnalysis | None = None
+    """A checkpoint series' statistics (step "trajectory"; None for a pair)."""
 
     @contextmanager
     def timed(self, step: str) -> Iterator[None]:

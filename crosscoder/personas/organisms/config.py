@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from crosscoder.errors import ConfigError
 from crosscoder.models.spec import ModelSpec
 
 METHODS = ("lora", "full")
+RESID_HOOK_RE = re.compile(r"^blocks\.\d+\.hook_resid_(pre|post)$")
 
 
 @dataclass
@@ -33,7 +35,9 @@ class OrganismConfig:
     weight_decay: float = 0.0
     """AdamW weight decay."""
     warmup_steps: int = 3
-    """Linear warm-up steps; afterwards the rate decays linearly to 10% of the peak."""
+    """Linear warm-up steps; afterwards the rate decays linearly by `lr_decay` of the peak."""
+    lr_decay: float = 0.9
+    """How far the rate decays after warm-up, as a fraction of the peak (0.9: to 10% at the last step; 0: constant)."""
     batch_size: int = 8
     """Conversations per optimiser step."""
     epochs: int = 2
@@ -58,6 +62,15 @@ class OrganismConfig:
     """Answer length for the check."""
     out_dir: str | None = None
     """Where organisms are built; None = $CROSSCODER_CACHE/organisms."""
+    steer_alpha: float = 0.0
+    """Preventative steering: alpha * v (the base's raw persona vector) is added at steer_hook in every training
+    forward, never at evaluation or in saved weights; 0 = off (personas.organisms.preventative)."""
+    steer_trait: str | None = None
+    """Preventative steering: the trait (name or .json) whose persona vector is computed on the base."""
+    steer_vectors: str | None = None
+    """Preventative steering: a persona-vector file of the base to use instead of computing steer_trait's."""
+    steer_hook: str | None = None
+    """Preventative steering: residual hook of the edit; None = the vector's best-separating layer."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -71,16 +84,29 @@ class OrganismConfig:
             raise ConfigError("organism.max_steps: must be >= 1 or null")
         if any(s < 1 for s in self.save_steps) or sorted(set(self.save_steps)) != list(self.save_steps):
             raise ConfigError("organism.save_steps: must be increasing positive step numbers, e.g. [20, 40]")
+        if not 0 <= self.lr_decay <= 1:
+            raise ConfigError("organism.lr_decay: must be in [0, 1] (0 = constant rate, 0.9 = down to 10%)")
         if not 0 <= self.dropout < 1:
             raise ConfigError("organism.dropout: must be in [0, 1)")
         if not self.name or "/" in self.name:
             raise ConfigError("organism.name: must be a non-empty name without '/'")
+        if self.steer_alpha and not (self.steer_trait or self.steer_vectors):
+            raise ConfigError("organism.steer_alpha: set steer_trait or steer_vectors to say which vector to add")
+        if self.steer_hook is not None and not RESID_HOOK_RE.match(self.steer_hook):
+            raise ConfigError(
+                f"organism.steer_hook: {self.steer_hook!r} is not a residual hook; use blocks.<l>.hook_resid_post|pre"
+            )
 
     def hyperparameters(self) -> dict[str, Any]:
         """The fields that change the trained weights (used for the cache key and the metadata)."""
         keep = ("method", "r", "alpha", "dropout", "target_modules", "lr", "weight_decay", "warmup_steps",
                 "batch_size", "epochs", "max_steps", "max_len", "grad_clip", "seed")  # fmt: skip
-        return {k: getattr(self, k) for k in keep}
+        out = {k: getattr(self, k) for k in keep}
+        if self.lr_decay != 0.9:  # only when changed, so organisms built before the field existed keep their keys
+            out["lr_decay"] = self.lr_decay
+        if self.steer_alpha:  # only then: organisms without steering keep their cache keys
+            out["steer"] = {k: getattr(self, f"steer_{k}") for k in ("alpha", "trait", "vectors", "hook")}
+        return out
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, cast
@@ -25,6 +26,8 @@ from crosscoder.io import atomic_dir, atomic_write_json, cache_dir, read_json, s
 from crosscoder.models.hf import ADAPTER_META, load_hf
 from crosscoder.models.spec import ModelSpec
 from crosscoder.personas.organisms.config import OrganismConfig, OrganismResult
+from crosscoder.personas.organisms.mix import DataMix, plan_batches
+from crosscoder.personas.organisms.preventative import PreventativeSteering, resolve_preventative
 from crosscoder.personas.organisms.sft import check_tokenizer_match, collate, encode_dataset
 from crosscoder.personas.sft_data import read_sft_jsonl
 
@@ -46,8 +49,11 @@ def base_content_hash(spec: ModelSpec) -> str:
     return load_hf(spec).content_hash
 
 
-def organism_folder(base: ModelSpec, data_sha: str, cfg: OrganismConfig, base_hash: str) -> Path:
-    key = sha256_json([_VERSION, base_hash, data_sha, cfg.hyperparameters()])
+def organism_folder(
+    base: ModelSpec, data_sha: str, cfg: OrganismConfig, base_hash: str, extra: str | None = None
+) -> Path:
+    """The build folder, keyed by base hash, data hash, hyperparameters and `extra` (e.g. a steering vector's hash)."""
+    key = sha256_json([_VERSION, base_hash, data_sha, cfg.hyperparameters(), *([extra] if extra else [])])
     root = Path(cfg.out_dir).expanduser() if cfg.out_dir else cache_dir("organisms")
     return root / f"{cfg.name}-{key[:12]}"
 
@@ -105,10 +111,34 @@ def _resume(model: Any, optim: Any, folder: Path, cfg: OrganismConfig) -> int:
     return int(state["step"])
 
 
-def _lr_factor(step: int, total: int, warmup: int) -> float:
+def _lr_factor(step: int, total: int, warmup: int, decay: float = 0.9) -> float:
     if step < warmup:
         return (step + 1) / warmup
-    return 1.0 - 0.9 * (step - warmup) / max(total - warmup, 1)
+    return 1.0 - decay * (step - warmup) / max(total - warmup, 1)
+
+
+Example = tuple[list[int], list[int]]
+
+
+def _step_batches(
+    tok: Any, data: Path | DataMix, cfg: OrganismConfig
+) -> tuple[list[list[Example]] | None, list[Example], str, dict[str, Any]]:
+    """(per-step batches of a mix or None, the examples of a single set, data hash, data description)."""
+    if isinstance(data, Path):
+        examples = encode_dataset(tok, read_sft_jsonl(data), cfg.max_len, str(data))
+        return None, examples, sha256_file(data), {"data": str(data), "n_examples": len(examples)}
+    sets = [encode_dataset(tok, read_sft_jsonl(s), cfg.max_len, s) for s in data.sources]
+    plan = plan_batches(data, [len(s) for s in sets], cfg.batch_size, cfg.seed)
+    batches = [[sets[src][i] for src, i in step] for step in plan]
+    desc = {"data": data.describe(), "n_examples": {n: len(s) for n, s in zip(data.source_names(), sets, strict=True)}}
+    return batches, [], data.identity(), desc
+
+
+def _epoch_batch(examples: list[Example], step: int, steps_per_epoch: int, cfg: OrganismConfig) -> list[Example]:
+    """The batch of `step` when one set is shuffled per epoch (seeded by seed + epoch)."""
+    epoch, pos = divmod(step, steps_per_epoch)
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
+    return [examples[i] for i in order[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]]
 
 
 def _trainable(model: Any, cfg: OrganismConfig) -> Any:
@@ -130,13 +160,15 @@ def _trainable(model: Any, cfg: OrganismConfig) -> Any:
 
 def _step(
     model: Any, optim: torch.optim.Optimizer, params: list[torch.nn.Parameter], batch: tuple[Tensor, Tensor, Tensor],
-    step: int, total: int, cfg: OrganismConfig,
+    step: int, total: int, cfg: OrganismConfig, steer: PreventativeSteering | None = None,
 ) -> float:  # fmt: skip
-    """One optimiser step on (ids, attention mask, labels) at the scheduled learning rate; returns the loss."""
+    """One optimiser step on (ids, attention mask, labels) at the scheduled learning rate; returns the loss. `steer`
+    edits the residual stream inside the forward only (preventative steering)."""
     ids_BS, mask_BS, labels_BS = batch
     for group in optim.param_groups:
-        group["lr"] = cfg.lr * _lr_factor(step, total, cfg.warmup_steps)
-    loss = model(input_ids=ids_BS, attention_mask=mask_BS, labels=labels_BS).loss
+        group["lr"] = cfg.lr * _lr_factor(step, total, cfg.warmup_steps, cfg.lr_decay)
+    with steer.applied(model) if steer else nullcontext():
+        loss = model(input_ids=ids_BS, attention_mask=mask_BS, labels=labels_BS).loss
     if not torch.isfinite(loss):
         raise NumericsError(f"organism {cfg.name}: loss is {loss.item()} at step {step}; lower organism.lr")
     optim.zero_grad(set_to_none=True)
@@ -147,22 +179,29 @@ def _step(
     return float(loss.item())
 
 
-def train_organism(base: ModelSpec, sft_jsonl: Path, cfg: OrganismConfig, folder: Path) -> dict[str, Any]:
-    """Train into `folder` (resuming when possible); returns the metadata of the finished run."""
+def train_organism(
+    base: ModelSpec, sft_jsonl: Path | DataMix, cfg: OrganismConfig, folder: Path,
+    steer: PreventativeSteering | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Train into `folder` (resuming when possible); returns the metadata of the finished run.
+
+    `sft_jsonl` is one chat set (shuffled per epoch) or a :class:`DataMix` (its schedule fixes every batch and
+    the number of steps; `cfg.epochs` and `cfg.max_steps` are then ignored). `steer` edits the residual stream
+    inside each training forward only (preventative steering).
+    """
     hf = load_hf(base)
     tok, model = hf.tokenizer, hf.model
     if cfg.tokenizer:
         from transformers import AutoTokenizer
 
         check_tokenizer_match(tok, AutoTokenizer.from_pretrained(cfg.tokenizer, local_files_only=True), cfg.tokenizer)
-    examples = encode_dataset(tok, read_sft_jsonl(sft_jsonl), cfg.max_len, str(sft_jsonl))
-    data_sha = sha256_file(sft_jsonl)
+    mixed, examples, data_sha, data_desc = _step_batches(tok, sft_jsonl, cfg)
     torch.manual_seed(cfg.seed)
     model = _trainable(model, cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
-    total = cfg.max_steps or cfg.epochs * steps_per_epoch
+    steps_per_epoch = math.ceil(len(examples) / cfg.batch_size) if mixed is None else len(mixed)
+    total = len(mixed) if mixed is not None else cfg.max_steps or cfg.epochs * steps_per_epoch
     save_at = [s for s in cfg.save_steps if s < total]
     if len(save_at) < len(cfg.save_steps):
         log.warning(
@@ -176,21 +215,20 @@ def train_organism(base: ModelSpec, sft_jsonl: Path, cfg: OrganismConfig, folder
         "kind": cfg.method,
         "base": asdict(base),
         "base_hash": hf.content_hash,
-        "data": str(sft_jsonl),
+        **data_desc,
         "data_sha256": data_sha,
-        "n_examples": len(examples),
         "hyperparameters": cfg.hyperparameters(),
         "total_steps": total,
+        **({"preventative_steering": steer.record()} if steer else {}),
     }
     checkpoints = [{"name": f"c{i + 1}", "folder": f"ckpt-{s:06d}", "step": s} for i, s in enumerate(save_at)]
     n_tok, t0, loss_val = 0, time.perf_counter(), float("nan")
     bar = tqdm(total=total, initial=step, desc=f"organism:{cfg.name}", unit="step")
     while step < total:
-        epoch, pos = divmod(step, steps_per_epoch)
-        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
-        batch = [examples[i] for i in order[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]]
+        epoch = step // steps_per_epoch
+        batch = mixed[step] if mixed is not None else _epoch_batch(examples, step, steps_per_epoch, cfg)
         ids_BS, mask_BS, labels_BS = collate(batch, pad_id)
-        loss_val = _step(model, optim, params, (ids_BS, mask_BS, labels_BS), step, total, cfg)
+        loss_val = _step(model, optim, params, (ids_BS, mask_BS, labels_BS), step, total, cfg, steer)
         step += 1
         n_tok += int(mask_BS.sum())
         rate = n_tok / max(time.perf_counter() - t0, 1e-9)
@@ -226,12 +264,13 @@ def build_sft_organism(base: ModelSpec, sft_jsonl: str | Path, cfg: OrganismConf
     sft_jsonl = Path(sft_jsonl)
     read_sft_jsonl(sft_jsonl)  # refuse a missing, malformed or empty dataset before anything else
     base_hash = base_content_hash(base)
-    folder = organism_folder(base, sha256_file(sft_jsonl), cfg, base_hash)
+    steer = resolve_preventative(base, cfg, base_hash)
+    folder = organism_folder(base, sha256_file(sft_jsonl), cfg, base_hash, steer.vector_sha256 if steer else None)
     done = load_result(folder, base, cfg)
     if done is not None:
         log.info("reusing organism %s at %s (status %s)", cfg.name, folder, done.status)
         return done
-    meta = train_organism(base, sft_jsonl, cfg, folder)
+    meta = train_organism(base, sft_jsonl, cfg, folder, steer)
     specs = [
         _spec_for(base, folder / c["folder"], cfg, c["name"] if c["name"] != "final" else cfg.name)
         for c in meta["checkpoints"]

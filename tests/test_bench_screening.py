@@ -1,0 +1,99 @@
+"""The screening benchmark's data and measures (no model): mixtures, training sets, ranking metrics, targets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from crosscoder.bench.screening import BenchOptions, targets
+from crosscoder.bench.screening_data import NEUTRAL_SOURCE, load_bench_data, mixtures, training_set
+from crosscoder.bench.screening_eval import auroc, pearson, precision_at_k
+from crosscoder.errors import ConfigError
+from crosscoder.personas.traits import get_trait
+
+
+@pytest.fixture(scope="module")
+def data():  # type: ignore[no-untyped-def]
+    traits = {t: get_trait(t) for t in ("pirate", "sycophancy", NEUTRAL_SOURCE)}
+    return load_bench_data(traits, n_persona_pool=40, seed=0)
+
+
+def test_neutral_examples_are_the_base_answers_without_persona(data) -> None:  # type: ignore[no-untyped-def]
+    q = data.prompts[0]
+    neutral = data.neutral[q][-1]["content"]
+    for trait in ("pirate", "sycophancy"):
+        persona = data.persona[trait][q][-1]["content"]
+        assert persona != neutral
+    # cat_obsession only appends a remark: its answer is the neutral one plus a suffix
+    assert data.persona[NEUTRAL_SOURCE][q][-1]["content"].startswith(neutral + " ")
+    assert not set(data.persona_pool) & set(data.neutral_pool)
+    assert len(data.persona_pool) == 40 and len(data.prompts) == len(set(data.prompts)) >= 190
+
+
+def test_mixtures_hold_the_contamination_and_never_share_a_prompt(data) -> None:  # type: ignore[no-untyped-def]
+    for c, n_persona in ((0.05, 6), (0.10, 13), (0.25, 40)):
+        mixes = mixtures(data, c, 120, draws=3, seed=1)
+        for m in mixes:
+            assert len(m.persona) == n_persona and len(m.neutral) == 120
+            assert not set(m.persona) & set(m.neutral)
+            assert abs(len(m.persona) / (len(m.persona) + len(m.neutral)) - c) < 0.01
+        assert mixes[0].persona != mixes[1].persona  # different draws
+    with pytest.raises(ConfigError, match="pools hold"):
+        mixtures(data, 0.5, 120, draws=1, seed=0)
+
+
+def test_training_sets_share_prompts_and_the_neutral_set_is_trait_free(data) -> None:  # type: ignore[no-untyped-def]
+    rows = training_set(data, "pirate", 0.25, 100)
+    assert sum(is_p for _, is_p in rows) == 25 and [q for q, _ in rows] == data.prompts[:100]
+    assert training_set(data, "pirate", 0.0, 100) == training_set(data, None, 0.5, 100)  # one neutral organism
+
+
+def test_ranking_metrics() -> None:
+    assert auroc([3.0, 4.0], [1.0, 2.0]) == 1.0
+    assert auroc([1.0], [1.0]) == 0.5
+    assert auroc([1.0, 3.0], [2.0, 0.0]) == 0.75
+    assert precision_at_k([5.0, 1.0], [4.0, 3.0, 0.0]) == 0.5
+    assert precision_at_k([2.0], [2.0]) == 0.0  # ties go against the positives
+    assert pearson([1.0, 2.0, 3.0], [2.0, 4.0, 6.5]) == pytest.approx(0.9986, abs=1e-3)
+    assert math.isnan(pearson([1.0, 1.0], [1.0, 2.0]))
+
+
+def test_targets_report_misses_as_misses() -> None:
+    scr = {t: {"0.10": {"auroc": a}} for t, a in zip("abcde", (0.95, 0.99, 0.91, 0.5, 0.89), strict=True)}
+    steer = {"a": {"alphas": {"2": {"trait_drop": 0.6, "capability_change": 0.01},
+                              "5": {"trait_drop": 0.9, "capability_change": 0.2}}},
+             "b": {"alphas": {"2": {"trait_drop": None, "capability_change": 0.0}}}}  # fmt: skip
+    six = [{}] * 6
+    out = targets({"screening": scr, "shift": {"a": {"shift_r": 0.9, "datasets": six},
+                                               "b": {"shift_r": float("nan"), "datasets": six}},
+                   "steering": steer})  # fmt: skip
+    assert out["screening_auroc_10pct"] == {"traits_at_or_above_0.9": ["a", "b", "c"], "met": False}
+    assert out["shift_r"]["met"] is False  # an undefined r is not a pass
+    few = targets({"shift": {"a": {"shift_r": 0.99, "datasets": [{}] * 3}}})["shift_r"]
+    assert few == {"per_trait": {"a": 0.99}, "n_datasets": {"a": 3}, "met": False}  # the issue asks for 6 datasets
+    partial = targets({"shift": {"a": {"datasets": [{}]}}, "steering": {"a": {"base": {}}}})
+    assert partial["shift_r"]["met"] is False and partial["preventative_steering"]["met"] is False
+    assert "screening_auroc_10pct" not in partial  # a stage the run skipped is not reported as a miss
+    assert out["preventative_steering"] == {"traits_with_drop_ge_50pct_and_capability_within_5pct": ["a"], "met": False}
+
+
+def test_quick_options_shrink_sizes_not_the_recipe() -> None:
+    quick, full = BenchOptions(quick=True), BenchOptions()
+    assert (quick.steps, quick.n_train, quick.eval_tokens) == (full.steps, full.n_train, full.eval_tokens)
+    assert quick.shares == [0.0, 0.5, 1.0] and len(full.shares) >= 6 and len(full.steer_traits) == 3
+    assert len(full.alphas) >= 2
+    assert BenchOptions(quick=True, shares=[0.0, 0.1, 1.0]).shares == [0.0, 0.1, 1.0]  # given shares are kept
+    assert BenchOptions(screen_only=True).stages == ["screening"]
+    with pytest.raises(ConfigError, match="--stages"):
+        BenchOptions(stages=["screening", "train"])
+
+
+def test_bench_cli_dispatches_screening(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crosscoder.bench import __main__ as bench_main
+    from crosscoder.bench import screening
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(screening, "main", lambda argv: seen.append(argv))
+    bench_main.main(["screening", "--quick", "--out", "x.json"])
+    assert seen == [["--quick", "--out", "x.json"]]
