@@ -18,8 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from crosscoder.config import TrainConfig, register_configs
 from crosscoder.errors import one_line_errors, run_cli
+from crosscoder.launch.wandb_names import hydra_names
 from crosscoder.pipeline import run_train
 from crosscoder.xc.distributed import world_size_from_env
+from crosscoder.xc.tracking import WandbRef
 
 register_configs()
 
@@ -35,12 +37,16 @@ def main(dict_cfg: DictConfig) -> None:
         print(plan_run(cfg, hardware_for(cfg.data.device or cfg.models.device), world_size_from_env()).render())
         return
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    cfg.logging = hydra_names(cfg.logging, cfg.name)  # W&B name from the overrides, group = the sweep
     result = run_train(cfg, run_dir)
     logging.getLogger("train").info("run folder: %s", run_dir)
     print(f"run folder: {run_dir}")
     fve = result.fve()
     if fve:
         print("FVE per model: " + ", ".join(f"{k} {v:.3f}" for k, v in fve.items()))
+    ref = WandbRef.read(run_dir)
+    if ref is not None and ref.sync_command():
+        print(f"W&B offline run; upload with: {ref.sync_command()}")
 
 
 if __name__ == "__main__":

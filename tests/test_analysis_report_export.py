@@ -94,7 +94,7 @@ def test_mirror_equals_crosscoder_on_identical_paired_inputs(tmp_path: Path) -> 
     from sae_lens import SAE
 
     cc = make_crosscoder("batchtopk", n_hooks=1)
-    folder = export_saelens(cc, tmp_path, model_names=MODELS, hooks=HOOKS[:1], verify=False)[1]
+    folder = export_saelens(cc, tmp_path, encoder="mirror", model_names=MODELS, hooks=HOOKS[:1], verify=False)[1]
     x_BD = probe_inputs(cc, 1, 0, 32, seed=3)
     with torch.no_grad():
         f_pair = cc.encode(torch.stack([x_BD, x_BD], 1)[:, :, None])
@@ -107,7 +107,7 @@ def test_export_from_run_folder_and_verify(tmp_path: Path) -> None:
     run = tmp_path / "run"
     cc.save(run / "final")
     atomic_write_json(run / "run.json", {"model_names": ["base", "cat ft"], "hooks": HOOKS})
-    folders = export_saelens(run, tmp_path / "out")  # verify=True: each folder is loaded back and checked
+    folders = export_saelens(run, tmp_path / "out", encoder="mirror")  # verify=True: loaded back and checked
     assert [f.name for f in folders] == [
         "base__" + HOOKS[0],
         "base__" + HOOKS[1],
@@ -144,4 +144,84 @@ def test_bad_sources_refused(tmp_path: Path) -> None:
         CrosscoderConfig(architecture="batchtopk", n_latents=16, k=2, n_models=2, n_hooks=1, d_model=8)
     )
     with pytest.raises(DataError, match="threshold"):
-        export_saelens(untrained, tmp_path / "out")
+        export_saelens(untrained, tmp_path / "out", encoder="mirror")
+    with pytest.raises(DataError, match="^export.encoder=fit fits the slice's encoder on the run's activation cache"):
+        export_saelens(cc, tmp_path / "out")  # fit (the default) needs activations
+
+
+class AffineActivations:
+    """Paired activations where every input is an affine function of the base model's first hook (a fine-tune that
+    rotates and shifts the base's activations): the `fit` export must reproduce the joint encoding exactly."""
+
+    def __init__(self, cc: Crosscoder, n: int = 3000, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        M, L, D = cc.cfg.n_models, cc.cfg.n_hooks, cc.cfg.d_model
+        u0 = torch.randn(n, D, generator=gen) * torch.linspace(0.5, 2.0, D)
+        u = torch.empty(n, M, L, D)
+        for m in range(M):
+            for h in range(L):
+                if (m, h) == (0, 0):
+                    u[:, 0, 0] = u0
+                    continue
+                R = torch.linalg.qr(torch.randn(D, D, generator=gen))[0]
+                u[:, m, h] = u0 @ R * (1 + 0.5 * m) + 3.0 * torch.randn(D, generator=gen)
+        self.x = u / cc.scale_ML[None, :, :, None]  # raw units
+        self.d_model = D
+
+    def iter_rows(self, batch: int):  # type: ignore[no-untyped-def]
+        from crosscoder.data.api import RowBatch
+
+        for a in range(0, self.x.shape[0], batch):
+            x = self.x[a : a + batch]
+            z = torch.zeros(x.shape[0], dtype=torch.long)
+            yield RowBatch(x, z, z, z, torch.ones(x.shape[0], dtype=torch.bool), z, z, z)
+
+
+@pytest.mark.parametrize("arch", ["l1", "batchtopk"])
+def test_fit_mode_reproduces_the_joint_encoding_when_inputs_are_affine(arch: str, tmp_path: Path) -> None:
+    from sae_lens import SAE
+
+    cc = make_crosscoder(arch)
+    acts = AffineActivations(cc)
+    fit = export_saelens(cc, tmp_path / "fit", model_names=MODELS, hooks=HOOKS, activations=acts)  # verified
+    mirror = export_saelens(cc, tmp_path / "mirror", encoder="mirror", model_names=MODELS, hooks=HOOKS)
+    x_BMLD = acts.x[:256]
+    with torch.no_grad():
+        xhat_BMLD = cc.decode(cc.encode(x_BMLD))
+    for i, (m, h) in enumerate((m, h) for m in range(2) for h in range(2)):
+        meta = json.loads((fit[i] / "cfg.json").read_text())["metadata"]
+        assert meta["crosscoder_encoder"] == "fit" and meta["crosscoder_fit_rows"] == 3000
+        x_BD, ref_BD = x_BMLD[:, m, h], xhat_BMLD[:, m, h]
+        errs = {}
+        for mode, folders in (("fit", fit), ("mirror", mirror)):
+            with torch.no_grad():
+                sae = SAE.load_from_disk(folders[i])
+                errs[mode] = float((sae.decode(sae.encode(x_BD)) - ref_BD).norm() / ref_BD.norm())
+        assert errs["fit"] < 1e-3, errs  # the joint encoding, from this model's activation alone
+        assert errs["mirror"] > 100 * errs["fit"], errs
+
+
+def test_metadata_names_the_real_model_hook_and_data(tmp_path: Path) -> None:
+    from crosscoder.analysis.export.saelens_meta import run_metadata
+
+    (tmp_path / "planted").mkdir()
+    info = {
+        "models": [
+            {"source": "smollm2-135m-instruct", "adapter": None, "name": "base"},
+            {"source": "smollm2-135m-instruct", "adapter": "/org/final", "name": "ft"},
+            {"source": str(tmp_path / "planted"), "name": "planted"},
+            {"source": "google/gemma-2-2b", "name": "gemma"},
+        ]
+    }
+    data = {"seq_len": 1024, "sources": ["shipped", "hf:monology/pile-uncopyrighted:train"]}
+    metas = [run_metadata(info, data, m, f"m{m}") for m in range(4)]
+    assert [x["model_name"] for x in metas] == [
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        str((tmp_path / "planted").resolve()),
+        "google/gemma-2-2b",
+    ]
+    assert metas[1]["crosscoder_adapter"] == "/org/final" and metas[0]["crosscoder_adapter"] is None
+    assert {x["context_size"] for x in metas} == {1024} and metas[0]["dataset_path"] == "monology/pile-uncopyrighted"
+    assert run_metadata({}, None, 0, "base")["model_name"] == "base"  # a bare crosscoder: its label
+    assert run_metadata(info, {"sources": ["shipped"]}, 0, "base")["dataset_path"] is None

@@ -62,29 +62,69 @@ def test_summary_and_payload(analysis_dir: Path) -> None:
     assert {"latents", "candidates", "hist/rel_norm", "hist/cos", "plots/beta_scatter"} <= set(payload)
 
 
-def test_disabled_mode_is_a_noop_but_writes_the_report(analysis_dir: Path) -> None:
-    run = log_to_wandb(analysis_dir, mode="offline")  # WANDB_MODE=disabled (conftest) wins
-    assert run is not None and (analysis_dir / "report.html").is_file()
+def test_auto_mode_follows_the_environment(analysis_dir: Path) -> None:
+    assert log_to_wandb(analysis_dir, mode="auto") is None  # WANDB_MODE=disabled (conftest): nothing logged
     assert not (analysis_dir / "wandb").exists()
 
 
 def test_bad_mode_refused(analysis_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    with pytest.raises(ConfigError, match="wandb_mode"):
+    with pytest.raises(ConfigError, match="^analyze.export.wandb_mode: unknown mode 'sometimes'"):
         log_to_wandb(analysis_dir, mode="sometimes")
 
 
 def test_offline_run_holds_tables_and_artifact(
     analysis_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("WANDB_MODE", raising=False)
     for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.setenv(var, str(tmp_path / "wandb_home" / var.lower()))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    log_to_wandb(analysis_dir, mode="offline")
+    log_to_wandb(analysis_dir, mode="offline")  # an explicit mode wins over WANDB_MODE=disabled (conftest)
     runs = list((analysis_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     media = runs[0] / "files" / "media"
     tables = {p.name.split("_")[0] for p in (media / "table").glob("*.table.json")}
     assert tables == {"latents", "candidates"}
     assert len(list((media / "images" / "plots").rglob("*.png"))) == 4  # the report's four charts
+
+
+def _sample_dashboards(analysis_dir: Path) -> list[int]:
+    """dashboards/latents.json for three latents of the sample analysis, built from its candidates' evidence."""
+    from crosscoder.analysis.dashboards.page import write_page
+    from crosscoder.analysis.dashboards.records import LatentDashboard
+    from crosscoder.analysis.records.candidate import LensTop, TopExample
+
+    cands = json.loads((analysis_dir / "candidates.json").read_text())[:3]
+    out = []
+    for c in cands:
+        ex = [TopExample.from_json({"pos": 0, "max_act": max(e["acts"]), **e}) for e in c["top_examples"]]
+        lens = {k: LensTop.from_json(v) for k, v in c["logit_lens"].items()}
+        out.append(LatentDashboard(c["latent"], c["class"], c["label"], c["rank"], 0.01, ex[0].max_act, 1.0, 0.9, 0.5,
+                                   [3, 2, 1], ex[:2], [[], ex[2:3]], lens).to_json())  # fmt: skip
+    folder = analysis_dir / "dashboards"
+    folder.mkdir()
+    (folder / "latents.json").write_text(json.dumps({"models": ["base", "ft"], "n_latents": 200, "n_bands": 2,
+                                                     "n_live": 150, "density_all": [0.0] * 50 + [0.01] * 150,
+                                                     "latents": out}))  # fmt: skip
+    page = write_page(folder).read_text()
+    assert "Latent dashboards" in page and f'"latent": {cands[0]["latent"]},' in page
+    return [c["latent"] for c in cands]
+
+
+def test_dashboards_are_logged_with_the_analysis(
+    analysis_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crosscoder.testing.wandb_offline import offline_runs
+
+    latents = _sample_dashboards(analysis_dir)
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb_home" / var.lower()))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    log_to_wandb(analysis_dir, mode="offline")
+    (run,) = offline_runs(analysis_dir)
+    assert run.summary["latent_dashboards/nrows"] == len(latents) and "hist/log10_density/bins" in run.summary
+    assert run.summary["dashboards/_type"] == "html-file"
+    media = run.folder / "files" / "media" / "table"
+    (table,) = [p for p in media.glob("latent_dashboards*.table.json")]
+    rows = json.loads(table.read_text())
+    assert [r[0] for r in rows["data"]] == latents and rows["columns"][-2:] == ["top_contexts", "band_contexts"]

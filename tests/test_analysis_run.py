@@ -244,3 +244,38 @@ def test_files_round_trip_through_their_records(planted) -> None:
     assert cols["rank"].dtype == float and int(cols["is_candidate"].sum()) == len(cands)
     with pytest.raises(DataError, match="missing key 'top_examples'"):
         Candidate.from_json({k: v for k, v in cands[0].items() if k != "top_examples"})
+
+
+def test_dashboards_cover_every_live_latent(planted) -> None:
+    run_dir, _, _, res = planted
+    folder = run_dir / "analysis" / "dashboards"
+    data = json.loads((folder / "latents.json").read_text())
+    live = res.table[res.table["freq_all"] > 0]
+    assert data["n_live"] == len(live) and {d["latent"] for d in data["latents"]} == set(live["latent"])
+    first = data["latents"][: len(res.candidates)]
+    assert [d["latent"] for d in first] == [c.latent for c in res.candidates]  # candidates first, by rank
+    n_tokens = res.summary.n_tokens
+    for d in data["latents"]:
+        assert sum(d["hist"]) == pytest.approx(d["density"] * n_tokens, abs=0.5)  # every active token binned once
+        assert {"base", "ft", "diff"} <= set(d["lens"]) and len(d["bands"]) == 5
+        if d["top"]:
+            assert d["top"][0]["max_act"] == pytest.approx(d["max_act"], rel=1e-3)
+        for b, band in enumerate(d["bands"]):
+            for e in band:  # a band example peaks inside its band (re-encoded, so up to float noise)
+                assert b / 5 * d["max_act"] * (1 - 1e-3) <= e["max_act"] <= (b + 1) / 5 * d["max_act"] * (1 + 1e-3)
+    top = next(d for d in data["latents"] if d["latent"] == res.candidates[0].latent)
+    assert sum(len(b) for b in top["bands"]) > 0
+    page = (folder / "dashboards.html").read_text()
+    assert "<script id='data' type='application/json'>" in page and 'src="http' not in page and "<link" not in page
+
+
+def test_fit_export_reconstructs_the_planted_organism_like_the_crosscoder(planted) -> None:
+    from crosscoder.bench.export_fve import run as export_fve
+
+    run_dir, _, _, res = planted
+    meta = json.loads((run_dir / "analysis" / "saelens" / f"ft__{PLANT_HOOK}" / "cfg.json").read_text())["metadata"]
+    assert meta["crosscoder_encoder"] == "fit" and meta["model_name"] == str((run_dir.parent / "ft").resolve())
+    out = export_fve(run_dir, ["fit", "mirror", "own"])
+    key = f"ft/{PLANT_HOOK}"
+    assert out.ratio["fit"][key] >= 0.9, out  # the issue's target: >= 90% of the crosscoder's per-model FVE
+    assert out.export_fve["fit"][key] >= max(out.export_fve["mirror"][key], out.export_fve["own"][key]) - 1e-3

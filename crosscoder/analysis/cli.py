@@ -4,6 +4,8 @@
     python -m crosscoder.analysis report [ANALYSIS_DIR]                          rewrite report.html and the plots
     python -m crosscoder.analysis check-report [ANALYSIS_DIR] [--sample]         render the report in headless Chromium
     python -m crosscoder.analysis verify [ANALYSIS_DIR]                          check the folder's sha256 manifest
+    python -m crosscoder.analysis sweep-summary SWEEP_DIR [--wandb-mode MODE]     one table of a sweep's jobs (+ W&B)
+    python -m crosscoder.analysis export [RUN_DIR] [--encoder fit] [--out DIR]    SAELens SAE folders of a run
 
 The analysis itself runs with ``python analyze.py`` (Hydra); the analysis benchmark with
 ``python -m crosscoder.bench analysis``. This module is an entry point: it may import every layer.
@@ -108,11 +110,66 @@ def verify_main(argv: list[str] | None = None) -> int:
     return n
 
 
+def sweep_summary_main(argv: list[str] | None = None) -> Any:
+    """`sweep-summary`: FVE, L0, dead fraction and top candidates of every job of a sweep in one table
+    (sweep_summary.{json,csv,html} in the sweep folder), logged to W&B as the table `sweep` in the sweep's group."""
+    from crosscoder.analysis.export.wandb_run import log_sweep_to_wandb
+    from crosscoder.analysis.report.sweep import SUMMARY_FILES, write_sweep_summary
+
+    p = argparse.ArgumentParser(
+        prog="python -m crosscoder.analysis sweep-summary", description=sweep_summary_main.__doc__
+    )
+    p.add_argument("sweep_dir", type=Path, help="the sweep folder (runs/<name>/sweep-<time>)")
+    p.add_argument("--wandb-mode", default="auto", help="auto (default: $WANDB_MODE, else the jobs' mode) | offline | "
+                   "online | disabled")  # fmt: skip
+    p.add_argument("--project", default=None, help="W&B project (default: the jobs' project)")
+    a = p.parse_args(argv)
+    jobs = write_sweep_summary(a.sweep_dir)
+    run = log_sweep_to_wandb(a.sweep_dir, jobs, a.wandb_mode, a.project)
+    for j in jobs:
+        fve = f"{j.fve_min:.3f}" if j.fve_min is not None else "-"
+        l0 = f"{j.l0:.1f}" if j.l0 is not None else "-"
+        dead = f"{j.dead_frac:.3f}" if j.dead_frac is not None else "-"
+        top = j.top_candidates[0] if j.top_candidates else "-"
+        print(f"{j.job:>4}  {j.name[:48]:<48}  FVE {fve}  L0 {l0}  dead {dead}  top {top}")
+    print(f"summary: {a.sweep_dir / SUMMARY_FILES[2]}" + (f"  (W&B run {run.id})" if run is not None else ""))
+    return jobs
+
+
+def export_main(argv: list[str] | None = None) -> Any:
+    """`export`: every (model, hook) slice of a finished run as a SAELens SAE folder (`SAE.load_from_disk`), without
+    running the analysis (`python analyze.py` exports too, under <analysis>/saelens/)."""
+    from crosscoder.analysis.export.saelens import ENCODER_MODES, export_saelens
+    from crosscoder.data.api import ActivationSet
+
+    p = argparse.ArgumentParser(prog="python -m crosscoder.analysis export", description=export_main.__doc__)
+    p.add_argument("run_dir", type=Path, nargs="?", default=None, help="a finished run folder (default: runs/LATEST)")
+    p.add_argument("--encoder", choices=ENCODER_MODES, default="fit", help="how each slice stands in for the other "
+                   "models' inputs: fit (default; fitted on the run's activation cache), mirror or own")  # fmt: skip
+    p.add_argument("--activations", type=Path, default=None, help="activation cache for --encoder fit "
+                   "(default: the run's)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/saelens)")
+    a = p.parse_args(argv)
+    if a.run_dir is None:
+        from crosscoder.runs import latest_run
+
+        run_dir = latest_run()
+    else:
+        run_dir = a.run_dir
+    acts = ActivationSet.open(a.activations, verify=False) if a.activations else None
+    folders = export_saelens(run_dir, a.out or run_dir / "saelens", encoder=a.encoder, activations=acts)
+    for f in folders:
+        print(f)
+    return folders
+
+
 COMMANDS: dict[str, Callable[[list[str] | None], Any]] = {
     "control": control_main,
     "report": report_main,
     "check-report": check_report_main,
     "verify": verify_main,
+    "sweep-summary": sweep_summary_main,
+    "export": export_main,
 }
 """Subcommands of ``python -m crosscoder.analysis``; a new analysis tool adds its entry here."""
 

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from crosscoder.analysis.dashboards.config import DashboardConfig
+from crosscoder.analysis.export.config import ExportConfig
 from crosscoder.analysis.labels.config import LabelConfig
 from crosscoder.errors import ConfigError
 
@@ -211,24 +213,6 @@ class ReportConfig:
 
 
 @dataclass
-class ExportConfig:
-    """Hand-offs to other tools once the analysis files are written."""
-
-    saelens: bool = True
-    """Export each model's slice as a SAELens SAE folder under <analysis>/saelens/."""
-    wandb_mode: str = "offline"
-    """W&B mode for the analysis run: offline | online | disabled ($WANDB_MODE wins)."""
-    wandb_project: str = "crosscoder"
-    """W&B project of the analysis run."""
-
-    def __post_init__(self) -> None:
-        if self.wandb_mode not in ("offline", "online", "disabled"):
-            raise ConfigError(
-                f"analyze.export.wandb_mode: unknown mode {self.wandb_mode!r}; choose offline, online or disabled"
-            )
-
-
-@dataclass
 class AnalyzeConfig:
     """Options of the analysis stage: which run, then one group per part of the stage (see the module docstring)."""
 
@@ -273,6 +257,8 @@ class AnalyzeConfig:
     """The HTML report and the plots."""
     export: ExportConfig = field(default_factory=ExportConfig)
     """SAELens export and W&B logging."""
+    dashboards: DashboardConfig = field(default_factory=DashboardConfig)
+    """Per-latent dashboards of every live latent (or a chosen set): dashboards/ and W&B."""
 
     def __post_init__(self) -> None:
         if not _DEVICE_RE.match(self.device):

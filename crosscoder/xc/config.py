@@ -16,6 +16,9 @@ from crosscoder.errors import ConfigError
 
 DECAYS = ("linear", "cosine", "none")
 WANDB_MODES = ("offline", "online", "disabled")
+"""Modes W&B runs in."""
+AUTO = "auto"
+"""The W&B mode that defers to $WANDB_MODE, then offline (`crosscoder.xc.tracking.resolve_mode`)."""
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 
 
@@ -230,16 +233,22 @@ class TrainerConfig:
 class LoggingConfig:
     """Where and how often training metrics go (W&B and run_dir/metrics.jsonl)."""
 
-    wandb_mode: str = "offline"
-    """W&B mode: offline | online | disabled. The WANDB_MODE environment variable, when set, wins."""
+    wandb_mode: str = AUTO
+    """W&B mode: auto | offline | online | disabled. An explicit mode wins over the environment; auto uses
+    $WANDB_MODE when it is set, else offline (docs/WANDB.md)."""
     project: str = "crosscoder"
     """W&B project."""
     entity: str | None = None
     """W&B entity (team or user); None = your default entity."""
     run_name: str | None = None
-    """W&B run name; None = the run folder's name."""
+    """W&B run name; None = train.py's Hydra overrides (e.g. `crosscoder=l1,trainer.lr=0.0001`), else the run
+    folder's name."""
+    group: str | None = None
+    """W&B group; None = train.py's sweep (`<name>/<sweep folder>`) or, for a single run, `<name>/<run folder>`."""
     tags: list[str] = field(default_factory=list)
     """W&B tags."""
+    log_model: bool = True
+    """Log the final crosscoder (final/) as a W&B artifact `crosscoder-<run id>` that the analysis run uses."""
     hist_every: int = 500
     """Log decoder-norm-ratio histograms every this many steps (0 = only at the end)."""
     dense_frequency: float = 0.1
@@ -252,9 +261,9 @@ class LoggingConfig:
     def __post_init__(self) -> None:
         s = "logging"
         _require(
-            self.wandb_mode in WANDB_MODES,
+            self.wandb_mode in (AUTO, *WANDB_MODES),
             f"{s}.wandb_mode",
-            f"unknown mode {self.wandb_mode!r}; choose one of {', '.join(WANDB_MODES)}",
+            f"unknown mode {self.wandb_mode!r}; choose one of {AUTO}, {', '.join(WANDB_MODES)}",
         )
         _require(self.hist_every >= 0, f"{s}.hist_every", "must be >= 0")
         _require(0 < self.dense_frequency <= 1, f"{s}.dense_frequency", "must be in (0, 1]")

@@ -331,6 +331,7 @@ def _train(
         loop.run(batches_from, resume.start_step, bar)
         if dist.is_main:
             cc.save(final_dir)
+            logger.log_crosscoder(final_dir, {"fve": {k: v for k, v in loop.metrics.items() if k.startswith("fve/")}})
         logger.summary(loop.metrics)
         barrier(dist)
     finally:

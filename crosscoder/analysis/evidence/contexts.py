@@ -27,14 +27,16 @@ def top_contexts(
     n_examples: int,
     before: int,
     after: int = 4,
+    picks: dict[int, tuple[list[float], list[int]]] | None = None,
 ) -> dict[int, list[TopExample]]:
     """Top-activating contexts (one per sequence) of each latent, re-encoded token by token for highlighting:
-    {latent: [TopExample]}, best first."""
+    {latent: [TopExample]}, best first. `picks` ({latent: (values, global rows)}) replaces the stats' top examples
+    with other rows (the dashboards' quantile-band samples)."""
     seq_R, pos_R = st.row_seq_pos()
     plans: list[tuple[int, int, int, int, float]] = []  # latent, seq, first position, max index in window, value
     rows: list[np.ndarray] = []
     for j in latents:
-        values, grows = st.top.for_latent(j)
+        values, grows = picks[j] if picks is not None else st.top.for_latent(j)
         seen: set[int] = set()
         for v, r in zip(values, grows, strict=True):
             seq, pos = int(seq_R[r]), int(pos_R[r])
@@ -52,25 +54,29 @@ def top_contexts(
     if not plans:
         return out
     uniq, inverse = np.unique(np.concatenate(rows), return_inverse=True)
+    lat_R = torch.from_numpy(np.concatenate([np.full(len(w), p[0]) for p, w in zip(plans, rows, strict=True)]))
+    inv_R = torch.from_numpy(inverse.reshape(-1))
+    f_R = torch.zeros(len(inv_R))  # f[row, latent of its window]; the dense [rows, F] matrix is never built
     with torch.no_grad():
-        f_parts = []
         for a in range(0, len(uniq), 4096):
             x = acts.rows.gather(uniq[a : a + 4096])  # ascending rows, as `uniq` is sorted
-            f_parts.append(cc.encode(x.to(next(cc.parameters()).device)).float().cpu())
-        f_RF = torch.cat(f_parts)[torch.from_numpy(inverse)]
+            f_UF = cc.encode(x.to(next(cc.parameters()).device)).float().cpu()
+            here = (inv_R >= a) & (inv_R < a + f_UF.shape[0])
+            f_R[here] = f_UF[inv_R[here] - a, lat_R[here]]
+    names: dict[int, str] = {}  # token id -> decoded string (thousands of windows share their tokens)
     cursor = 0
     for (j, seq, lo, max_idx, value), win in zip(plans, rows, strict=True):
-        f_win = f_RF[cursor : cursor + len(win), j]
+        f_win = f_R[cursor : cursor + len(win)]
         cursor += len(win)
         ids = acts.sequence_tokens(seq)[lo : lo + len(win)]
         out[j].append(
             TopExample(
                 seq=seq,
                 pos=int(lo + max_idx),
-                tokens=[str(tokenizer.decode([t])) for t in ids],
+                tokens=[names.get(t) or names.setdefault(t, str(tokenizer.decode([t]))) for t in ids],
                 acts=[round(float(a), 4) for a in f_win],
                 max_pos=int(max_idx),
-                max_act=round(float(value), 4),
+                max_act=round(float(f_win[max_idx]) if picks is not None else float(value), 4),
             )
         )
     return out

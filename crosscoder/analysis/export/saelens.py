@@ -20,17 +20,23 @@ encoder (and 1/w_j into the decoder), so the topk SAE's activations are in score
 reconstruction equals the crosscoder's.
 
 Approximation. A crosscoder encodes all models together: pre = sum_{m,l} W_enc[m,l] (s_ml x_ml) + b_enc. A
-single-model SAE only sees its own model's activation x, so it substitutes the others:
+single-model SAE only sees its own model's activation x, so it substitutes the others (`export.encoder`):
 
-* `encoder="mirror"` (default): every model's input is replaced by this model's activation x (at the same hook),
-  W_enc' = sum_m s_ml W_enc[m,l]. For a fine-tune whose activations stay close to the base's, this is close to the
-  crosscoder's joint encoding of paired activations; it is exact for the crosscoder fed x for every model.
+* `encoder="fit"` (default): every other input (other models, other hooks) is replaced by its least-squares linear
+  prediction from x over the run's activation cache (`crosscoder.analysis.export.input_fit`). Exact when the other
+  models' activations are an affine function of this one's (a planted direction, a rotation); in general the best
+  linear stand-in for the joint encoding, so the slice reconstructs its model nearly as well as the crosscoder does.
+  Needs the activation cache (run.json's, or `activations=`).
+* `encoder="mirror"`: every model's input is replaced by this model's activation x (at the same hook),
+  W_enc' = sum_m s_ml W_enc[m,l]. Good when the fine-tune's activations stay close to the base's; poor when the
+  models differ a lot (a constant shift c adds the bias W_enc[other] c to every latent).
 * `encoder="own"`: the other models' inputs are zero, W_enc' = s_ml W_enc[m,l]. Exact for the crosscoder fed x for
   this model and zeros elsewhere; it underestimates latents whose encoder is spread over the models.
 
-With several hooks, the other hooks' inputs are zero in both modes. The choice and this note are stored in the
-SAE's `cfg.json` metadata (`crosscoder_encoder`, `crosscoder_approximation`). Decoding is exact: x_hat_m is the
-crosscoder's reconstruction of model m from the same latents.
+In `mirror` and `own` the other hooks' inputs are zero. The choice and this note are stored in the SAE's `cfg.json`
+metadata (`crosscoder_encoder`, `crosscoder_approximation`), with what SAELens flows need to load the model
+(`crosscoder.analysis.export.saelens_meta`). Decoding is exact: x_hat_m is the crosscoder's reconstruction of model
+m from the same latents. `python -m crosscoder.bench export` measures each mode's FVE against the crosscoder's.
 """
 
 from __future__ import annotations
@@ -45,21 +51,26 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from crosscoder.analysis.export.input_fit import InputFit, RowFilter, fit_inputs, input_moments
+from crosscoder.analysis.export.saelens_meta import run_metadata
 from crosscoder.errors import ConfigError, DataError, NumericsError
 from crosscoder.io import atomic_dir, atomic_save_safetensors, atomic_write_json, read_json
 
 if TYPE_CHECKING:
+    from crosscoder.data.protocols import Activations
     from crosscoder.xc.model import Crosscoder
 
 log = logging.getLogger(__name__)
 
-ENCODER_MODES = ("mirror", "own")
+ENCODER_MODES = ("fit", "mirror", "own")
 """How a single-model SAE stands in for the other models' inputs (see the module docstring)."""
 _SAE_ARCH = {"l1": "standard", "jumprelu": "jumprelu", "batchtopk": "jumprelu", "topk": "topk", "dfc": "jumprelu",
              "matryoshka": "jumprelu"}  # fmt: skip
 """SAELens architecture of each crosscoder architecture's single-model slice (dfc and matryoshka are BatchTopK at
 inference: a per-latent threshold, as jumprelu)."""
 _APPROX = {
+    "fit": "single-model slice of a crosscoder: every other input (other models and hooks) is replaced by its "
+    "least-squares linear prediction from this model's activation over the run's activation cache",
     "mirror": "single-model slice of a crosscoder: every model's input is replaced by this model's activation "
     "(W_enc = sum over models of the scaled encoder slices at this hook); other hooks' inputs are zero",
     "own": "single-model slice of a crosscoder: the other models' inputs are zero (W_enc = this model's scaled "
@@ -71,17 +82,16 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def _load_source(source: str | Path | Crosscoder) -> tuple[Crosscoder, list[str] | None, list[str] | None, str]:
-    """(crosscoder, model names, hooks, description) from a run folder, a crosscoder folder or a Crosscoder."""
+def _load_source(source: str | Path | Crosscoder) -> tuple[Crosscoder, dict[str, Any], str]:
+    """(crosscoder, run.json or {}, description) from a run folder, a crosscoder folder or a Crosscoder."""
     from crosscoder.xc.model import CONFIG, WEIGHTS, Crosscoder
 
     if isinstance(source, Crosscoder):
-        return source, None, None, "in-memory crosscoder"
+        return source, {}, "in-memory crosscoder"
     folder = Path(source)
     if (folder / WEIGHTS).is_file() and (folder / CONFIG).is_file():
         run_json = folder.parent / "run.json"
-        info = read_json(run_json) if run_json.is_file() else {}
-        return Crosscoder.load(folder), info.get("model_names"), info.get("hooks"), str(folder)
+        return Crosscoder.load(folder), read_json(run_json) if run_json.is_file() else {}, str(folder)
     if not folder.is_dir():
         raise DataError(f"{folder} does not exist; pass a training run folder (holding final/) or a crosscoder folder")
     final = folder / "final"
@@ -91,22 +101,35 @@ def _load_source(source: str | Path | Crosscoder) -> tuple[Crosscoder, list[str]
             "(python train.py ... trainer.resume=true) or pass a checkpoint folder"
         )
     info = read_json(folder / "run.json") if (folder / "run.json").is_file() else {}
-    return Crosscoder.load(final), info.get("model_names"), info.get("hooks"), str(folder)
+    return Crosscoder.load(final), info, str(folder)
 
 
-def slice_weights(cc: Crosscoder, m: int, h: int, encoder: str = "mirror") -> dict[str, Tensor]:
-    """Raw-space SAE weights of model m at hook h: W_enc [D, F], b_enc [F], W_dec [F, D], b_dec [D] (+ threshold [F])."""
+def _check_mode(encoder: str, fit: InputFit | None) -> None:
     if encoder not in ENCODER_MODES:
         raise ConfigError(f"export.encoder: unknown mode {encoder!r}; choose one of {', '.join(ENCODER_MODES)}")
+    if encoder == "fit" and fit is None:
+        raise ConfigError("export.encoder=fit needs the input fit of the run's activations; pass fit= (input_fit)")
+
+
+def slice_weights(
+    cc: Crosscoder, m: int, h: int, encoder: str = "mirror", fit: InputFit | None = None
+) -> dict[str, Tensor]:
+    """Raw-space SAE weights of model m at hook h: W_enc [D, F], b_enc [F], W_dec [F, D], b_dec [D] (+ threshold [F]).
+    `fit` (mode `fit`) is the prediction of the other inputs from this one (`input_fit.fit_inputs`)."""
+    _check_mode(encoder, fit)
     arch = cc.cfg.architecture
     with torch.no_grad():
         s_ML = cc.scale_ML.detach().float()
         W_enc_MLDF = cc.W_enc_MLDF.detach().float()
-        if encoder == "mirror":
+        b_enc_F = cc.b_enc_F.detach().float().clone()
+        if encoder == "fit":
+            assert fit is not None
+            W_enc_DF = torch.einsum("mlde,mlef->df", fit.A_MLDD, W_enc_MLDF) * s_ML[m, h]
+            b_enc_F = b_enc_F + torch.einsum("mld,mldf->f", fit.c_MLD, W_enc_MLDF)
+        elif encoder == "mirror":
             W_enc_DF = (W_enc_MLDF[:, h] * s_ML[:, h, None, None]).sum(0)  # [D, F]
         else:
             W_enc_DF = W_enc_MLDF[m, h] * s_ML[m, h]
-        b_enc_F = cc.b_enc_F.detach().float().clone()
         W_dec_FD = cc.W_dec_FMLD.detach().float()[:, m, h] / s_ML[m, h]
         b_dec_D = cc.b_dec_MLD.detach().float()[m, h] / s_ML[m, h]
         dec_norm_F = cc.decoder_norms_FML().detach().float().sum(dim=(1, 2))  # normalised space, all models/hooks
@@ -138,12 +161,17 @@ def slice_weights(cc: Crosscoder, m: int, h: int, encoder: str = "mirror") -> di
 
 
 def crosscoder_slice_reference(
-    cc: Crosscoder, x_BD: Float[Tensor, "B D"], m: int, h: int, encoder: str = "mirror"
+    cc: Crosscoder, x_BD: Float[Tensor, "B D"], m: int, h: int, encoder: str = "mirror", fit: InputFit | None = None
 ) -> tuple[Float[Tensor, "B F"], Float[Tensor, "B D"]]:
     """The crosscoder math the exported SAE reproduces: (latents, reconstruction of model m at hook h) for raw x_BD."""
+    _check_mode(encoder, fit)
     M, L = cc.cfg.n_models, cc.cfg.n_hooks
     x_BMLD = x_BD.new_zeros(x_BD.shape[0], M, L, x_BD.shape[1])
-    if encoder == "mirror":
+    s_ML = cc.scale_ML.detach().float()
+    if fit is not None and encoder == "fit":
+        x_BMLD = fit.predict(x_BD * s_ML[m, h]) / s_ML[None, :, :, None]
+        x_BMLD[:, m, h] = x_BD
+    elif encoder == "mirror":
         x_BMLD[:, :, h] = x_BD[:, None]
     else:
         x_BMLD[:, m, h] = x_BD
@@ -194,7 +222,16 @@ def probe_inputs(cc: Crosscoder, m: int, h: int, n: int = 64, seed: int = 0) -> 
     return torch.cat([noise_BD, dec_BD + 0.1 * torch.randn(dec_BD.shape, generator=gen) / s])
 
 
-def verify_export(folder: Path, cc: Crosscoder, m: int, h: int, encoder: str, n: int = 64, atol: float = 1e-4) -> float:
+def verify_export(
+    folder: Path,
+    cc: Crosscoder,
+    m: int,
+    h: int,
+    encoder: str,
+    fit: InputFit | None = None,
+    n: int = 64,
+    atol: float = 1e-4,
+) -> float:
     """Load `folder` with SAELens and compare encode/decode with the crosscoder slice on random raw inputs.
 
     Returns the max abs difference of the reconstructions (relative to their scale); raises NumericsError above atol.
@@ -203,7 +240,7 @@ def verify_export(folder: Path, cc: Crosscoder, m: int, h: int, encoder: str, n:
 
     sae = SAE.load_from_disk(str(folder), device="cpu")
     x_BD = probe_inputs(cc, m, h, n)
-    f_ref, xhat_ref = crosscoder_slice_reference(cc, x_BD, m, h, encoder)
+    f_ref, xhat_ref = crosscoder_slice_reference(cc, x_BD, m, h, encoder, fit)
     with torch.no_grad():
         f_sae = sae.encode(x_BD)
         xhat_sae = sae.decode(f_sae)
@@ -218,29 +255,47 @@ def verify_export(folder: Path, cc: Crosscoder, m: int, h: int, encoder: str, n:
     return max(err, f_err)
 
 
+def _fit_source(encoder: str, info: dict[str, Any], activations: Activations | None) -> Activations | None:
+    """The activations the `fit` mode is fitted on: `activations`, else the run's cache (run.json)."""
+    if encoder != "fit" or activations is not None:
+        return activations
+    from crosscoder.data.api import ActivationSet
+
+    path = info.get("activations")
+    if not path or not Path(path).is_dir():
+        raise DataError(
+            f"export.encoder=fit fits the slice's encoder on the run's activation cache, but {path or 'none'} is not "
+            "available; pass activations=<cache folder> or choose export.encoder=mirror|own"
+        )
+    return ActivationSet.open(path, verify=False)
+
+
 def export_saelens(
     source: str | Path | Crosscoder,
     out_dir: str | Path,
     *,
-    encoder: str = "mirror",
+    encoder: str = "fit",
     model_names: list[str] | None = None,
     hooks: list[str] | None = None,
+    activations: Activations | None = None,
+    fit_rows: RowFilter | None = None,
     verify: bool = True,
 ) -> list[Path]:
     """Export every (model, hook) slice of a crosscoder (a run folder, a crosscoder folder or a Crosscoder) for SAELens.
 
-    Writes `<out_dir>/<model>__<hook>/{cfg.json, sae_weights.safetensors}` and returns the folders. With `verify`,
-    each folder is loaded back with `sae_lens.SAE.load_from_disk` and checked against the crosscoder's slice math.
+    Writes `<out_dir>/<model>__<hook>/{cfg.json, sae_weights.safetensors}` and returns the folders. Mode `fit` (the
+    default) is fitted on `activations` or the run's activation cache (its training rows, or those `fit_rows` picks). With `verify`, each folder is loaded back with
+    `sae_lens.SAE.load_from_disk` and checked against the crosscoder's slice math.
     """
     import sae_lens
 
     if encoder not in ENCODER_MODES:
         raise ConfigError(f"export.encoder: unknown mode {encoder!r}; choose one of {', '.join(ENCODER_MODES)}")
-    cc, run_models, run_hooks, where = _load_source(source)
+    cc, info, where = _load_source(source)
     cc = cc.float().eval()
     M, L, D, F = cc.cfg.n_models, cc.cfg.n_hooks, cc.cfg.d_model, cc.cfg.n_latents
-    names = list(model_names or run_models or [f"model{i}" for i in range(M)])
-    hook_names = list(hooks or run_hooks or [f"hook{i}" for i in range(L)])
+    names = list(model_names or info.get("model_names") or [f"model{i}" for i in range(M)])
+    hook_names = list(hooks or info.get("hooks") or [f"hook{i}" for i in range(L)])
     if len(names) != M or len(hook_names) != L:
         raise DataError(
             f"{where}: {len(names)} model names / {len(hook_names)} hooks for a crosscoder over {M} models x {L} hooks; "
@@ -249,18 +304,23 @@ def export_saelens(
     arch = _SAE_ARCH.get(cc.cfg.architecture)
     if arch is None:
         raise ConfigError(f"export: no SAELens mapping for crosscoder architecture {cc.cfg.architecture!r}")
+    acts = _fit_source(encoder, info, activations)
+    moments = (
+        input_moments(acts, cc.scale_ML.detach().float(), fit_rows) if encoder == "fit" and acts is not None else None
+    )
+    data_config = getattr(getattr(acts, "manifest", None), "data_config", None)
     out_dir = Path(out_dir)
     written = []
     for m, model in enumerate(names):
         for h, hook in enumerate(hook_names):
-            tensors = slice_weights(cc, m, h, encoder)
+            fit = fit_inputs(moments, m, h) if moments is not None else None
+            tensors = slice_weights(cc, m, h, encoder, fit)
             metadata = {
                 "sae_lens_version": sae_lens.__version__,
                 "sae_lens_training_version": None,
-                "model_name": model,
                 "hook_name": hook,
                 "hook_head_index": None,
-                "prepend_bos": False,
+                **run_metadata(info, data_config, m, model),
                 "crosscoder_source": where,
                 "crosscoder_architecture": cc.cfg.architecture,
                 "crosscoder_models": names,
@@ -268,6 +328,7 @@ def export_saelens(
                 "crosscoder_model_index": m,
                 "crosscoder_encoder": encoder,
                 "crosscoder_approximation": _APPROX[encoder],
+                "crosscoder_fit_rows": fit.n_rows if fit is not None else None,
                 "crosscoder_scale": float(cc.scale_ML[m, h]),
                 "activation_units": "score (f * sum||d|| / share)"
                 if cc.cfg.architecture == "topk"
@@ -277,7 +338,7 @@ def export_saelens(
             folder = out_dir / f"{_safe(model)}__{_safe(hook)}"
             _write_folder(folder, json.loads(json.dumps(cfg.to_dict(), default=str)), tensors)
             if verify:
-                err = verify_export(folder, cc, m, h, encoder)
-                log.info("exported %s (%s, max rel. error %.1e)", folder, arch, err)
+                err = verify_export(folder, cc, m, h, encoder, fit)
+                log.info("exported %s (%s, %s encoder, max rel. error %.1e)", folder, arch, encoder, err)
             written.append(folder)
     return written

@@ -13,16 +13,17 @@ What is logged:
 * run summary: FVE per model, class counts, number of candidates, splice metrics;
 * an artifact of type `analysis-report` holding report.html, the JSON/CSV/Parquet files and the PNG plots.
 
-The mode defaults to offline (files under `<analysis_dir>/wandb/`, sync later with `wandb sync`); the environment
-variable WANDB_MODE, when set, wins, so WANDB_MODE=disabled turns every call into a no-op run (used by the tests).
+The run is the analysis run of `crosscoder.analysis.export.wandb_run`: in its training run's project and group,
+named `<training run> [analysis]`, job_type `analysis`, referring to (online: using) the training run's crosscoder
+artifact. Its mode: an explicit `mode` wins; `auto` follows $WANDB_MODE, then the training run's mode, then offline
+(files under `<analysis_dir>/wandb/offline-run-*`; upload with `wandb sync`, docs/WANDB.md). The artifact is named
+`analysis-<run id>`, unique per run.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,10 @@ import numpy as np
 from crosscoder.analysis.report.data import AnalysisData, as_dict, load_analysis
 from crosscoder.analysis.report.html import CSS, highlighted_tokens, lens_table, token_chips
 from crosscoder.analysis.report.parts import candidate_body
-from crosscoder.errors import ConfigError
+from crosscoder.xc.tracking import artifact_name
 
 log = logging.getLogger(__name__)
 
-WANDB_MODES = ("offline", "online", "disabled")
-"""Accepted W&B modes."""
 _CAND_COLS = (
     "rank",
     "latent",
@@ -176,53 +175,53 @@ def build_payload(data: AnalysisData) -> dict[str, Any]:
     return payload
 
 
-def _artifact_name(data: AnalysisData) -> str:
-    run = Path(str(data.summary.get("run_dir") or data.folder.parent)).name or "run"
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"analysis-{run}")[:120]
-
-
 def log_to_wandb(
-    analysis_dir: Path, run: Any = None, mode: str = "offline", project: str = "crosscoder", name: str | None = None
+    analysis_dir: Path,
+    run: Any = None,
+    mode: str = "auto",
+    project: str | None = None,
+    name: str | None = None,
+    run_dir: Path | None = None,
 ) -> Any:
-    """Log `analysis_dir` to `run` (or a new run in `mode`; $WANDB_MODE wins). Returns the run used (finished if new)."""
+    """Log `analysis_dir` to `run`, or to a new analysis run linked to its training run (`wandb_run`): mode `auto`
+    follows $WANDB_MODE, then the training run's mode, then offline. Returns the run used (finished if new)."""
     import wandb
 
+    from crosscoder.analysis.export.wandb_dashboards import dashboard_files, dashboard_payload
+    from crosscoder.analysis.export.wandb_run import analysis_run_spec, link_training_run, start_analysis_run
+
     analysis_dir = Path(analysis_dir)
-    mode = os.environ.get("WANDB_MODE", mode)
-    if mode not in WANDB_MODES:
-        raise ConfigError(f"logging.wandb_mode: unknown mode {mode!r}; choose one of {', '.join(WANDB_MODES)}")
     data = load_analysis(analysis_dir)
-    report = analysis_dir / "report.html"
-    if not report.is_file():
+    if run_dir is None:
+        run_dir = Path(str(data.summary.get("run_dir") or analysis_dir.parent))
+    spec = analysis_run_spec(analysis_dir, run_dir, mode=mode, project=project, name=name,
+                             extra_config={"models": data.models, "hooks": data.summary.get("hooks")})  # fmt: skip
+    if run is None and spec.mode == "disabled":
+        log.info("W&B disabled: %s not logged", analysis_dir)
+        return None
+    if not (analysis_dir / "report.html").is_file():
         from crosscoder.analysis.report.page import write_report
 
         write_report(analysis_dir)
     own_run = run is None
     if own_run:
-        run = wandb.init(
-            project=project,
-            name=name or _artifact_name(data),
-            job_type="analysis",
-            mode=mode,  # type: ignore[arg-type]
-            dir=str(analysis_dir),
-            config={"analysis_dir": str(analysis_dir), "models": data.models, "hooks": data.summary.get("hooks")},
-        )
-    run.log(build_payload(data))
+        run = start_analysis_run(spec, analysis_dir)
+        link_training_run(run, spec)
+    run.log({**build_payload(data), **dashboard_payload(analysis_dir)})
     run.summary.update(summary_metrics(data))
-    art = wandb.Artifact(_artifact_name(data), type="analysis-report", metadata=summary_metrics(data))
+    art = wandb.Artifact(artifact_name("analysis", run.id), type="analysis-report", metadata=summary_metrics(data))
     for fname in _ARTIFACT_FILES:
         if (analysis_dir / fname).is_file():
             art.add_file(str(analysis_dir / fname), name=fname)
+    for path in dashboard_files(analysis_dir):
+        art.add_file(str(path), name=f"dashboards/{path.name}")
     for png in sorted((analysis_dir / "plots").glob("*.png")):
         art.add_file(str(png), name=f"plots/{png.name}")
     run.log_artifact(art)
-    log.info(
-        "logged %s to W&B (%s mode): %d latents, %d candidates",
-        analysis_dir,
-        mode,
-        data.n_latents,
-        len(data.candidates),
-    )
+    log.info("logged %s to W&B (%s mode, group %s): %d latents, %d candidates", analysis_dir, spec.mode, spec.group,
+             data.n_latents, len(data.candidates))  # fmt: skip
     if own_run:
+        if spec.mode == "offline":
+            log.info("W&B offline run; upload with: wandb sync %s", Path(run.dir).parent)
         run.finish()
     return run

@@ -118,6 +118,12 @@ def with_models(ctx: AnalysisContext) -> None:
     atomic_write_json(ctx.out_dir / "candidates.json", [c.to_json() for c in ctx.candidates])
     apply_labels(ctx.df, ctx.candidates)
     write_table(ctx.df, ctx.out_dir)  # with labels
+    if cfg.dashboards.enabled:
+        from crosscoder.analysis.dashboards.build import build_dashboards
+
+        with ctx.timed("dashboards"):
+            build_dashboards(ctx.cc, ctx.acts, ctx.stats, ctx.df, models, ctx.lens_idx, cfg.dashboards, ctx.out_dir,
+                             seed=cfg.seed)  # fmt: skip
     if cfg.splice.enabled:
         with ctx.timed("splice"):
             splice = splice_metrics(ctx.cc, models, ctx.hooks, ctx.acts, cfg.splice.tokens, cfg.splice.batch_size)
@@ -170,7 +176,9 @@ def _analyse(
         with ctx.timed("trajectory"):
             series_table_step(ctx)
     write_table(ctx.df, ctx.out_dir)
-    need_models = cfg.evidence.baseline or cfg.splice.enabled or int(ctx.df["is_candidate"].sum()) > 0
+    need_models = (
+        cfg.evidence.baseline or cfg.splice.enabled or cfg.dashboards.enabled or int(ctx.df["is_candidate"].sum()) > 0
+    )
     if ctx.models is None and need_models:
         with ctx.timed("load_models"):
             ctx.models = load_run_models(ctx.info, cfg.device)

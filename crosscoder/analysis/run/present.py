@@ -7,7 +7,6 @@ Each reads the files of the analysis folder only, so the same functions rewrite 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,12 +36,13 @@ class Presented:
 
 
 def present(out_dir: Path, run_dir: Path, cfg: AnalyzeConfig) -> Presented:
-    """Plots and report (`report.enabled`), SAELens export (`export.saelens`), W&B (`export.wandb_mode`; the
-    environment's WANDB_MODE wins, and a disabled run is skipped)."""
+    """Plots and report (`report.enabled`), SAELens export (`export.saelens`), W&B (`export.wandb_mode`: explicit
+    wins, `auto` follows $WANDB_MODE, then the training run's mode; a disabled run is skipped)."""
     from crosscoder.analysis.export.saelens import export_saelens
     from crosscoder.analysis.export.wandb_log import log_to_wandb
     from crosscoder.analysis.report.page import write_report
     from crosscoder.analysis.report.plots import make_plots
+    from crosscoder.data.api import ActivationSet
 
     out = Presented()
 
@@ -58,10 +58,10 @@ def present(out_dir: Path, run_dir: Path, cfg: AnalyzeConfig) -> Presented:
         timed("report", t0)
     if cfg.export.saelens:
         t0 = time.perf_counter()
-        out.saelens = export_saelens(run_dir, out_dir / "saelens")
+        acts = ActivationSet.open(cfg.activations, verify=False) if cfg.activations else None
+        out.saelens = export_saelens(run_dir, out_dir / "saelens", encoder=cfg.export.saelens_encoder, activations=acts)
         timed("saelens_export", t0)
-    if os.environ.get("WANDB_MODE", cfg.export.wandb_mode) != "disabled":
-        t0 = time.perf_counter()
-        log_to_wandb(out_dir, None, cfg.export.wandb_mode, project=cfg.export.wandb_project)
+    t0 = time.perf_counter()
+    if log_to_wandb(out_dir, None, cfg.export.wandb_mode, project=cfg.export.wandb_project, run_dir=run_dir):
         timed("wandb", t0)
     return out
