@@ -93,24 +93,24 @@ def run_all(out: Path) -> dict[str, Any]:
     return results
 
 
+COMMANDS = {
+    "harvest": "crosscoder.bench.harvest",
+    "xc-step": "crosscoder.bench.xc_step",
+    "recovery": "crosscoder.bench.recovery",
+    "methods": "crosscoder.bench.methods",
+    "analysis": "crosscoder.bench.analysis",
+    "screening": "crosscoder.bench.screening",
+    "composition": "crosscoder.bench.composition",
+    "trajectory": "crosscoder.bench.trajectory",
+    "calibrate-labels": "crosscoder.bench.calibrate_labels",
+    "export": "crosscoder.bench.export_fve",
+}
+"""Each benchmark command's module; its `main(argv)` gets the remaining arguments (imported only when chosen)."""
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m crosscoder.bench", description=__doc__)
-    parser.add_argument(
-        "which",
-        choices=[
-            "all",
-            "harvest",
-            "xc-step",
-            "recovery",
-            "methods",
-            "analysis",
-            "screening",
-            "composition",
-            "trajectory",
-            "calibrate-labels",
-            "export",
-        ],
-    )
+    parser.add_argument("which", choices=["all", *COMMANDS])
     args, rest = parser.parse_known_args(argv)
     if args.which == "all":
         sub = argparse.ArgumentParser(prog="python -m crosscoder.bench all")
@@ -118,41 +118,8 @@ def main(argv: list[str] | None = None) -> None:
         out = sub.parse_args(rest).out
         check_output_file(out, "--out")  # before the benchmarks run
         run_all(out)
-    elif args.which == "recovery":
-        from crosscoder.bench.recovery import main as recovery_main
-
-        recovery_main(rest)
-    elif args.which == "methods":
-        from crosscoder.bench.methods import main as methods_main
-
-        methods_main(rest)
-    elif args.which == "calibrate-labels":
-        from crosscoder.bench.calibrate_labels import main as calibrate_main
-
-        calibrate_main(rest)
-    elif args.which == "analysis":
-        from crosscoder.bench.analysis import main as analysis_main
-
-        analysis_main(rest)
-    elif args.which == "screening":
-        from crosscoder.bench.screening import main as screening_main
-
-        screening_main(rest)
-    elif args.which == "composition":
-        from crosscoder.bench.composition import main as composition_main
-
-        composition_main(rest)
-    elif args.which == "trajectory":
-        from crosscoder.bench.trajectory import main as trajectory_main
-
-        trajectory_main(rest)
-    elif args.which == "export":
-        from crosscoder.bench.export_fve import main as export_main
-
-        export_main(rest)
     else:
-        module = importlib.import_module(THROUGHPUT[args.which.replace("-", "_")])
-        module.main(rest)
+        importlib.import_module(COMMANDS[args.which]).main(rest)
 
 
 if __name__ == "__main__":
