@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from crosscoder.xc import Crosscoder, CrosscoderConfig
+from crosscoder.testing.xc_pairs import fast_dense_pair
+from crosscoder.xc import Crosscoder
 from crosscoder.xc.fast import SparsePattern, batchtopk_select, gather_encode, sparse_decode, topk_select
 
 
@@ -17,17 +18,8 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def pair(arch: str, dtype: torch.dtype, **kw) -> tuple[Crosscoder, Crosscoder]:
-    base = dict(architecture=arch, n_latents=256, k=8, n_models=3, n_hooks=2, d_model=16, **kw)
-    fast = Crosscoder(CrosscoderConfig(**base, fast_path=True), seed=1).to(dtype)
-    dense = Crosscoder(CrosscoderConfig(**base, fast_path=False), seed=1).to(dtype)
-    with torch.no_grad():
-        fast.b_enc_F.normal_(0, 0.05)
-        fast.b_dec_MLD.normal_()
-        fast.scale_ML.uniform_(0.5, 2.0)
-    dense.load_state_dict(fast.state_dict())
-    assert fast.fast and not dense.fast
-    return fast, dense
+def pair(arch: str, dtype: torch.dtype, **kw: object) -> tuple[Crosscoder, Crosscoder]:
+    return fast_dense_pair(arch, dtype, n_models=3, **kw)
 
 
 @pytest.mark.parametrize("arch", ["topk", "batchtopk"])
