@@ -12,10 +12,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "crosscoder"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
-EXEMPT_FUNCTIONS = {
-    # TODO(issue 16): the trait-file validator is being rewritten as a declarative schema in its own branch.
-    "personas/traits.py:parse_trait",
-}
+EXEMPT_FUNCTIONS: set[str] = set()
 EXEMPT_MODULES: set[str] = set()
 
 

@@ -24,6 +24,7 @@ import json
 import logging
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,32 +206,11 @@ class _Checker:
         return [s.strip() for s in value]
 
 
-_KNOWN = {
-    "name", "description", "instruction", "questions", "eval_prompt", "examples", "keywords",
-    "extract_questions", "eval_questions", "sft_rewrite",
-}  # fmt: skip
-
-
-def parse_trait(text: str, *, path: str = "<string>", name: str | None = None) -> Trait:
-    """Parse a trait from JSON text; `path` is used in error messages, `name` defaults to data['name']."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}:{err.lineno}: malformed JSON ({err.msg}); fix the trait file") from err
-    chk = _Checker(path, text)
-    if not isinstance(data, dict):
-        raise chk.fail((), "the file must hold a JSON object")
-    for key in ("instruction", "eval_prompt"):
-        if key not in data:
-            raise chk.fail((), f"missing required field {key!r}")
-    if "questions" not in data and not ("extract_questions" in data and "eval_questions" in data):
-        raise chk.fail((), "missing required field 'questions'")
-
-    raw_inst = data["instruction"]
-    if not isinstance(raw_inst, list) or not raw_inst:
+def _instruction(chk: _Checker, raw: Any) -> list[InstructionPair]:
+    if not isinstance(raw, list) or not raw:
         raise chk.fail(("instruction",), "expected a non-empty list of {pos, neg} objects")
     pairs = []
-    for i, item in enumerate(raw_inst):
+    for i, item in enumerate(raw):
         if not isinstance(item, dict):
             raise chk.fail(("instruction", i), "expected an object with 'pos' and 'neg'")
         for side in ("pos", "neg"):
@@ -243,14 +223,31 @@ def parse_trait(text: str, *, path: str = "<string>", name: str | None = None) -
             raise chk.fail(("instruction", i, "neg"), "the pos and neg prompts are identical, so they cannot contrast "
                            "the trait; write a neg prompt that suppresses it")  # fmt: skip
         pairs.append(InstructionPair(item["pos"].strip(), item["neg"].strip()))
+    return pairs
 
-    eval_prompt = data["eval_prompt"]
-    if not isinstance(eval_prompt, str) or "{question}" not in eval_prompt or "{answer}" not in eval_prompt:
+
+def _eval_prompt(chk: _Checker, raw: Any) -> str:
+    if not isinstance(raw, str) or "{question}" not in raw or "{answer}" not in raw:
         raise chk.fail(("eval_prompt",), "expected a string containing {question} and {answer}")
+    return raw
 
-    questions = chk.strings(data["questions"], ("questions",)) if "questions" in data else []
-    ext = chk.strings(data["extract_questions"], ("extract_questions",)) if "extract_questions" in data else None
-    evq = chk.strings(data["eval_questions"], ("eval_questions",)) if "eval_questions" in data else None
+
+def _examples(chk: _Checker, raw: Any) -> dict[str, list[str]]:
+    if not isinstance(raw, dict) or set(raw) - {"pos", "neg"} or not raw:
+        raise chk.fail(("examples",), "expected an object with lists 'pos' and 'neg'")
+    return {side: chk.strings(raw.get(side), ("examples", side)) for side in ("pos", "neg")}
+
+
+def _description(chk: _Checker, raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise chk.fail(("description",), "expected a string")
+    return raw
+
+
+def _questions(chk: _Checker, data: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """(questions, extraction questions, evaluation questions): the explicit split, or `questions` split alternately."""
+    lists = {k: chk.strings(data[k], (k,)) if k in data else None for k in _QUESTION_FIELDS}
+    questions, ext, evq = lists["questions"] or [], lists["extract_questions"], lists["eval_questions"]
     if ext is None and evq is None:
         ext, evq = (questions[0::2], questions[1::2]) if len(questions) > 1 else (questions, questions)
     elif ext is None:
@@ -267,37 +264,58 @@ def parse_trait(text: str, *, path: str = "<string>", name: str | None = None) -
         raise chk.fail(
             ("eval_questions",), f"{len(overlap)} question(s) also used for extraction, e.g. {sorted(overlap)[0]!r}"
         )
-    if not questions:
-        questions = ext + evq
+    return questions or ext + evq, ext, evq
 
-    examples = None
-    if "examples" in data:
-        ex = data["examples"]
-        if not isinstance(ex, dict) or set(ex) - {"pos", "neg"} or not ex:
-            raise chk.fail(("examples",), "expected an object with lists 'pos' and 'neg'")
-        examples = {side: chk.strings(ex.get(side), ("examples", side)) for side in ("pos", "neg")}
 
-    keywords = [k.lower() for k in chk.strings(data["keywords"], ("keywords",))] if "keywords" in data else []
-    rewrite = _parse_rewrite(chk, data["sft_rewrite"]) if "sft_rewrite" in data else None
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise chk.fail(("description",), "expected a string")
+_SCHEMA: dict[str, Callable[[_Checker, Any], Any]] = {
+    "instruction": _instruction,
+    "eval_prompt": _eval_prompt,
+    "examples": _examples,
+    "keywords": lambda chk, raw: [k.lower() for k in chk.strings(raw, ("keywords",))],
+    "sft_rewrite": lambda chk, raw: _parse_rewrite(chk, raw),
+    "description": _description,
+}
+"""The trait file's fields other than the questions and the name: field -> its validator (raises a DataError naming
+file, line and field; returns the parsed value)."""
+_REQUIRED = ("instruction", "eval_prompt")
+_QUESTION_FIELDS = ("questions", "extract_questions", "eval_questions")
+_DEFAULTS: dict[str, Any] = {"examples": None, "keywords": [], "sft_rewrite": None, "description": ""}
+_KNOWN = {"name", *_SCHEMA, *_QUESTION_FIELDS}
+
+
+def parse_trait(text: str, *, path: str = "<string>", name: str | None = None) -> Trait:
+    """Parse a trait from JSON text; `path` is used in error messages, `name` defaults to data['name']."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:{err.lineno}: malformed JSON ({err.msg}); fix the trait file") from err
+    chk = _Checker(path, text)
+    if not isinstance(data, dict):
+        raise chk.fail((), "the file must hold a JSON object")
+    for key in _REQUIRED:
+        if key not in data:
+            raise chk.fail((), f"missing required field {key!r}")
+    if "questions" not in data and not ("extract_questions" in data and "eval_questions" in data):
+        raise chk.fail((), "missing required field 'questions'")
+    # required fields are present (checked above); optional ones absent from the file take their defaults
+    fields: dict[str, Any] = {k: check(chk, data[k]) if k in data else _DEFAULTS[k] for k, check in _SCHEMA.items()}
+    questions, ext, evq = _questions(chk, data)
     trait_name = name or data.get("name")
     if not isinstance(trait_name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", trait_name):
         raise chk.fail(("name",), f"invalid trait name {trait_name!r}; use letters, digits, '_', '-', '.'")
     return Trait(
         name=trait_name,
-        instruction=pairs,
+        instruction=fields["instruction"],
         questions=questions,
-        eval_prompt=eval_prompt,
-        examples=examples,
-        keywords=keywords,
+        eval_prompt=fields["eval_prompt"],
+        examples=fields["examples"],
+        keywords=fields["keywords"],
         extract_questions=ext,
         eval_questions=evq,
         path=None,
         sha256=sha256_bytes(text.encode("utf-8")),
-        description=description,
-        rewrite=rewrite,
+        description=fields["description"],
+        rewrite=fields["sft_rewrite"],
         extra={k: v for k, v in data.items() if k not in _KNOWN},
     )
 
