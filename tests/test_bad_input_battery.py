@@ -701,6 +701,17 @@ BENCH_CASES = [
         lambda e, t: _bench("analysis", "--out", str(a_file(t) / "b.json")),
         ("--out", "lies under the file"),
     ),  # fmt: skip
+    Case(
+        "bench-harvest-out-under-a-file",
+        lambda e, t: _bench("harvest", "--out", str(a_file(t) / "b.json")),
+        ("--out", "lies under the file"),
+    ),  # fmt: skip
+    Case(
+        "bench-xc-step-out-under-a-file",
+        lambda e, t: _bench("xc-step", "--out", str(a_file(t) / "b.json")),
+        ("--out", "lies under the file"),
+    ),  # fmt: skip
+    Case("bench-xc-step-out-is-a-folder", lambda e, t: _bench("xc-step", "--out", str(t)), ("is a folder",)),
 ]
 
 CASES = TRAIN_CASES + ANALYZE_CASES + COMMAND_CASES + BENCH_CASES

@@ -32,6 +32,7 @@ from crosscoder.data.harvest import pad_batch, pad_token_id
 from crosscoder.data.sources import batch_stream
 from crosscoder.errors import run_cli
 from crosscoder.io import atomic_write_json
+from crosscoder.runs import check_output_file
 
 
 def _naive(models: list[Any], hook: str, batches: list[list[Any]]) -> float:
@@ -180,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-tokens-per-s", type=float, default=4000.0)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: cores left free by the load)")
     args = ap.parse_args(argv)
+    check_output_file(args.out, "--out")  # before the models load
     result = run(
         hook=args.hook, n_tokens=args.n_tokens, backend=args.backend, train_tokens_per_s=args.train_tokens_per_s,
         threads=args.threads,

@@ -39,6 +39,7 @@ import torch
 from crosscoder.bench.common import EncoderGemmProbe, Machine, square_gemm_gflops, torch_threads
 from crosscoder.errors import ConfigError, run_cli
 from crosscoder.io import atomic_write_json
+from crosscoder.runs import check_output_file
 from crosscoder.xc.config import CrosscoderConfig, TrainerConfig
 from crosscoder.xc.distributed import DistInfo
 from crosscoder.xc.metrics import DeadTracker, flops_per_token
@@ -309,6 +310,7 @@ def main(argv: list[str] | None = None) -> XcStepResult:
     p.add_argument("--dtype", nargs="+", default=["fp32"], choices=["fp32", "bf16"], help="bf16: CUDA autocast")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, normally nproc)")
     a = p.parse_args(argv)
+    check_output_file(a.out, "--out")  # before the benchmark runs
     gpu = a.device.startswith("cuda")
     latents = tuple(a.latents or ((16384, 65536) if gpu else (4096, 16384, 65536)))
     results = []

@@ -22,7 +22,7 @@ import numpy as np
 from crosscoder.io import atomic_write_text
 from crosscoder.xc.config import LoggingConfig
 from crosscoder.xc.metrics import NormHistogram
-from crosscoder.xc.tracking import WandbRef, artifact_name, resolve_mode, short
+from crosscoder.xc.tracking import WandbRef, artifact_name, init_wandb, resolve_mode, short
 
 log = logging.getLogger("crosscoder.xc")
 
@@ -56,9 +56,7 @@ class RunLogger:
         self.ref = WandbRef(mode, cfg.project, cfg.entity, cfg.group, short(cfg.run_name or run_dir.name))
         self.run_dir = run_dir
         if mode != "disabled":
-            import wandb
-
-            self.wandb = wandb.init(
+            self.wandb = init_wandb(
                 project=cfg.project,
                 entity=cfg.entity,
                 name=self.ref.name,

@@ -51,6 +51,21 @@ def resolve_mode(configured: str, *, fallback: str | None = None, where: str = "
     return fallback if fallback in WANDB_MODES else "offline"
 
 
+def init_wandb(**kwargs: Any) -> Any:
+    """`wandb.init(**kwargs)`, with W&B's own errors (no or a rejected API key, no route to the server, a bad
+    setting) turned into one line naming the fix."""
+    import wandb
+
+    try:
+        return wandb.init(**kwargs)
+    except wandb.errors.Error as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(
+            f"W&B could not start the {kwargs.get('mode', 'online')} run ({type(err).__name__}: {first}); check "
+            "WANDB_API_KEY (`wandb login`) and the network, or log offline (logging=offline, export.wandb_mode=offline)"
+        ) from err
+
+
 def safe_name(text: str, limit: int = MAX_NAME) -> str:
     """`text` with characters W&B artifact names refuse replaced by '-', cut to `limit`."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:limit] or "run"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crosscoder.xc.tracking import WandbRef, resolve_mode, short
+from crosscoder.xc.tracking import WandbRef, init_wandb, resolve_mode, short
 
 if TYPE_CHECKING:
     from crosscoder.analysis.report.sweep import SweepJob
@@ -76,9 +76,7 @@ def analysis_run_spec(
 
 def start_analysis_run(spec: AnalysisRunSpec, analysis_dir: Path) -> Any:
     """`wandb.init` for the analysis (files under `<analysis_dir>/wandb/`)."""
-    import wandb
-
-    return wandb.init(
+    return init_wandb(
         project=spec.project,
         entity=spec.entity,
         group=spec.group,
@@ -128,7 +126,7 @@ def log_sweep_to_wandb(sweep_dir: Path, jobs: list[SweepJob], mode: str = "auto"
     if resolved == "disabled":
         return None
     group = next((r.group for r in refs if r.group), None) or f"{sweep_dir.parent.name}/{sweep_dir.name}"
-    run = wandb.init(project=project or (first.project if first else DEFAULT_PROJECT),
+    run = init_wandb(project=project or (first.project if first else DEFAULT_PROJECT),
                      entity=first.entity if first else None, group=group, name=short(f"{group} summary"),
                      job_type="sweep-summary", mode=resolved, dir=str(sweep_dir),  # type: ignore[arg-type]
                      config={"sweep_dir": str(sweep_dir), "jobs": [j.job for j in jobs],
