@@ -52,7 +52,9 @@ def test_record_scores_labels_and_the_planted_direction(tmp_path: Path) -> None:
     from crosscoder.xc.model import Crosscoder
 
     cc = Crosscoder(CrosscoderConfig(n_models=2, n_hooks=1, d_model=16, n_latents=8, k=2), seed=0)
-    direction_D = torch.randn(16)
+    # draws of their own: the global stream may sit where the crosscoder's seed-0 init drew its decoders
+    gen = torch.Generator().manual_seed(1234)
+    direction_D = torch.randn(16, generator=gen)
     with torch.no_grad():
         cc.W_dec_FMLD[5, 1, 0] = 3.0 * direction_D * cc.scale_ML[1, 0]  # latent 5's ft decoder is the planted one
     cc.save(tmp_path / "final")
@@ -67,8 +69,10 @@ def test_record_scores_labels_and_the_planted_direction(tmp_path: Path) -> None:
     assert rec["best_cosine_to_planted"] == pytest.approx(1.0, abs=1e-5) and rec["best_cosine_ft_latent"] == 5
     assert rec["best_cosine_ft_rank"] == 3 and rec["fve_base"] == 0.9
     with torch.no_grad():  # a shifted latent: the same context decoder in both models, plus the direction in ft
-        cc.W_dec_FMLD[5] = torch.randn_like(cc.W_dec_FMLD[5])
-        cc.W_dec_FMLD[3, 0, 0] = 3.0 * torch.randn(16) * cc.scale_ML[0, 0]  # a context direction larger than the plant
+        cc.W_dec_FMLD[5] = torch.randn(cc.W_dec_FMLD[5].shape, generator=gen)
+        cc.W_dec_FMLD[3, 0, 0] = (
+            3.0 * torch.randn(16, generator=gen) * cc.scale_ML[0, 0]
+        )  # a context direction larger than the plant
         cc.W_dec_FMLD[3, 1, 0] = (
             cc.W_dec_FMLD[3, 0, 0] / cc.scale_ML[0, 0] * cc.scale_ML[1, 0] + direction_D * cc.scale_ML[1, 0]
         )

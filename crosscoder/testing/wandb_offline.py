@@ -108,12 +108,14 @@ def _fold(folder: Path, log: Path) -> OfflineRun:
 
 def read_offline_run(folder: str | Path, wait_s: float = 60.0) -> OfflineRun:
     """The run logged in an `offline-run-*` folder (see the module docstring). W&B's service process may still be
-    writing the log after `run.finish()` returns, so this waits up to `wait_s` for the exit record."""
+    writing the log after `run.finish()` returns (or not have created it yet), so this waits up to `wait_s` for
+    the log and its exit record."""
     folder = Path(folder)
-    logs = sorted(folder.glob("run-*.wandb"))
-    if not logs:
-        raise DataError(f"{folder} holds no run-*.wandb log; pass a wandb/offline-run-* folder")
     deadline = time.monotonic() + wait_s
+    while not (logs := sorted(folder.glob("run-*.wandb"))):  # the service may not have created it yet either
+        if time.monotonic() > deadline:
+            raise DataError(f"{folder} holds no run-*.wandb log; pass a wandb/offline-run-* folder")
+        time.sleep(0.2)
     while True:
         run = _fold(folder, logs[0])
         if run.complete or time.monotonic() > deadline:
