@@ -54,7 +54,10 @@ def test_names_from_the_swept_overrides(tmp_path: Path) -> None:
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ, CROSSCODER_CACHE=str(tmp_path / "cache"), WANDB_MODE="disabled", OMP_NUM_THREADS="2")
+    # none of this process's W&B variables: an in-process test that ran wandb earlier leaves WANDB_SERVICE set, and
+    # a child inheriting it hands its runs to this process's W&B service instead of writing its own logs
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(CROSSCODER_CACHE=str(tmp_path / "cache"), WANDB_MODE="disabled", OMP_NUM_THREADS="2")
     for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         env[var] = str(tmp_path / "wandb_home" / var.lower())
     env["WANDB_SILENT"] = "true"
