@@ -11,6 +11,17 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture
+def one_thread():  # type: ignore[no-untyped-def]
+    """Tiny tensors: one torch thread avoids OpenMP hand-offs on a busy shared CPU; the count is restored after."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_runs_root(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """runs/LATEST stays the user's even for module-scoped fixtures that train (they start before `_isolated_cache`)."""

@@ -18,12 +18,7 @@ DATA = SyntheticPairs(n_models=2, n_hooks=1, d_model=16, n_features=48, n_exclus
 LOG = LoggingConfig(wandb_mode="disabled", progress=False, measure_mfu=False, hist_every=0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (conftest)
 
 
 def pair(arch: str, dtype: torch.dtype, **kw: object) -> tuple[Crosscoder, Crosscoder]:

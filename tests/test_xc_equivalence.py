@@ -21,12 +21,7 @@ STEPS = 30
 SWITCHED = ["topk", "batchtopk", "l1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (conftest)
 
 
 def make(arch: str, fast: bool) -> Crosscoder:

@@ -9,13 +9,7 @@ from crosscoder.testing.xc_pairs import fast_dense_pair
 from crosscoder.xc import Crosscoder
 from crosscoder.xc.fast import SparsePattern, batchtopk_select, gather_encode, sparse_decode, topk_select
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (conftest)
 
 
 def pair(arch: str, dtype: torch.dtype, **kw: object) -> tuple[Crosscoder, Crosscoder]:

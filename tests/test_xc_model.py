@@ -14,13 +14,7 @@ from crosscoder.xc import ARCHITECTURES, Crosscoder, CrosscoderConfig
 M, L, D, F, K = 2, 2, 8, 32, 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP hand-offs on a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (conftest)
 
 
 def make(arch: str, **kw) -> Crosscoder:

@@ -11,12 +11,7 @@ from crosscoder.xc import loss as loss_mod
 M, L, D, F, B = 3, 2, 16, 256, 48
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (conftest)
 
 
 def batch(dtype: torch.dtype = torch.float64) -> torch.Tensor:
