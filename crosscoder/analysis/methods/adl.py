@@ -21,7 +21,7 @@ from crosscoder.analysis.methods.base import (
     two_model_note,
 )  # fmt: skip
 from crosscoder.analysis.methods.labelling import label_directions
-from crosscoder.analysis.methods.meandiff import MeanDiffs, mean_differences
+from crosscoder.analysis.methods.meandiff import MeanDiffs
 from crosscoder.analysis.methods.scan import projection_encoder, scan_cache
 from crosscoder.analysis.methods.traitvec import pooled_questions
 from crosscoder.analysis.records.causal import Generation, SteeringRecord
@@ -62,8 +62,7 @@ class ActivationDifferenceLens(DiffingMethod):
 
     def fit(self, run: MethodRun, result: MethodResult) -> None:
         result.notes += two_model_note(run)
-        md = mean_differences(run.acts, run.lens_idx, first_assistant_tokens=run.analysis.stats.first_assistant_tokens,
-                              max_rows=run.analysis.stats.max_rows)  # fmt: skip
+        md = run.mean_diffs
         classes = [c for c in md.mean_CD if md.relative_norm(c) > 1e-6]
         if not classes:
             result.notes.append("the mean difference is zero in every position class: nothing to rank")

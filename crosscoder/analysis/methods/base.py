@@ -19,6 +19,7 @@ from torch import Tensor
 
 from crosscoder.analysis.config import AnalyzeConfig
 from crosscoder.analysis.methods.config import METHOD_NAMES, MethodsConfig
+from crosscoder.analysis.methods.meandiff import MeanDiffs, mean_differences
 from crosscoder.analysis.records.candidate import Candidate, finite_or_none
 from crosscoder.errors import ConfigError
 
@@ -126,12 +127,23 @@ class MethodRun:
     load_models: Callable[[], list[LoadedModel]]
     """Loads the run's models (called at most once, by the first method that needs them)."""
     models: list[LoadedModel] | None = None
+    _mean_diffs: MeanDiffs | None = field(default=None, repr=False)
 
     @property
     def lms(self) -> list[LoadedModel]:
         if self.models is None:
             self.models = self.load_models()
         return self.models
+
+    @property
+    def mean_diffs(self) -> MeanDiffs:
+        """The per-class mean ft − base difference at the lens hook: one pass over the cache, shared by the methods."""
+        if self._mean_diffs is None:
+            stats = self.analysis.stats
+            self._mean_diffs = mean_differences(self.acts, self.lens_idx,
+                                                first_assistant_tokens=stats.first_assistant_tokens,
+                                                max_rows=stats.max_rows)  # fmt: skip
+        return self._mean_diffs
 
     @property
     def n_candidates(self) -> int:

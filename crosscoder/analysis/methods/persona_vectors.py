@@ -21,7 +21,6 @@ from crosscoder.analysis.methods.base import (
     register_method,
     two_model_note,
 )  # fmt: skip
-from crosscoder.analysis.methods.meandiff import mean_differences
 from crosscoder.analysis.methods.traitvec import trait_vectors
 
 
@@ -39,8 +38,7 @@ class PersonaVectorProjection(DiffingMethod):
 
     def fit(self, run: MethodRun, result: MethodResult) -> None:
         result.notes += two_model_note(run)
-        md = mean_differences(run.acts, run.lens_idx, first_assistant_tokens=run.analysis.stats.first_assistant_tokens,
-                              max_rows=run.analysis.stats.max_rows)  # fmt: skip
+        md = run.mean_diffs
         classes = [c for c in md.mean_CD if md.relative_norm(c) > 1e-6]
         if not classes:
             result.notes.append("the mean difference is zero in every position class: no trait is named")
