@@ -68,6 +68,16 @@ def _randomise(model: torch.nn.Module) -> None:
                 p.normal_(0.0, 0.08)
 
 
+def _write_random(model_cls: Any, cfg: Any, tok: Any, folder: Path, seed: int, name: str | None) -> ModelSpec:
+    """Build `model_cls(cfg)` with seeded random weights, save it and `tok` to `folder`; return its spec."""
+    torch.manual_seed(seed)
+    model = model_cls(cfg)
+    _randomise(model)
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return ModelSpec(source=str(folder), kind="hf", name=name or folder.name)
+
+
 def _token_ids(tok: object) -> dict[str, Any]:
     return {f"{k}_token_id": getattr(tok, f"{k}_token_id") for k in ("bos", "eos", "pad")}
 
@@ -100,12 +110,7 @@ def make_tiny_llama(
         tie_word_embeddings=True,
         **_token_ids(tok),
     )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(cfg)
-    _randomise(model)
-    model.save_pretrained(folder, safe_serialization=True)
-    tok.save_pretrained(folder)  # type: ignore[attr-defined]
-    return ModelSpec(source=str(folder), kind="hf", name=name or folder.name)
+    return _write_random(LlamaForCausalLM, cfg, tok, folder, seed, name)
 
 
 def make_tiny_gemma2(
@@ -140,12 +145,7 @@ def make_tiny_gemma2(
         sliding_window=sliding_window,
         **_token_ids(tok),
     )
-    torch.manual_seed(seed)
-    model = Gemma2ForCausalLM(cfg)
-    _randomise(model)
-    model.save_pretrained(folder, safe_serialization=True)
-    tok.save_pretrained(folder)  # type: ignore[attr-defined]
-    return ModelSpec(source=str(folder), kind="hf", name=name or folder.name)
+    return _write_random(Gemma2ForCausalLM, cfg, tok, folder, seed, name)
 
 
 def write_tiny_gguf(path: str | Path, seed: int = 0) -> Path:
