@@ -25,8 +25,9 @@ For trait t and latent j (all signals in [0, 1]):
   keywords or by phrases with a keyword they open in the ft but not the base model (30% of the top-k shift mass =
   1.0), and the excess keyword rate of the ft model's greedy continuations of those contexts over the base model's.
 
-combined = weighted mean (``labels.weights``). Label = the best trait if combined >= ``labels.threshold`` else
-"unlabelled"; the confidence is the best combined score and the runner-up the second-best trait.
+Each word counts its specificity within the library (`crosscoder.analysis.labels.specific`: 1 / the number of traits
+whose list has it, 0 for instruction-following vocabulary), and the instructions' own words are never matched against
+the logit lens. How the signals become a label: `crosscoder.analysis.labels.decide`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ from crosscoder.analysis.labels.words import (
     lexical_shift,
 )
 from crosscoder.analysis.records.candidate import LensTop, NextTokenShift, TopExample, TraitEvidence
-from crosscoder.analysis.records.summary import UNLABELLED
 from crosscoder.errors import DataError, ModelError
 
 if TYPE_CHECKING:
@@ -68,22 +68,6 @@ def check_persona_vectors(pv: PersonaVectors, model: LoadedModel) -> None:
             f"persona vectors for trait {pv.trait} have shape {list(pv.vectors_LD.shape)} but model {model.name} has "
             f"{model.n_layers} layers of width {model.d_model}; recompute them for this model"
         )
-
-
-def label_latent(
-    evidence: dict[str, TraitEvidence], weights: list[float], threshold: float
-) -> tuple[str, float, str, float]:
-    """(label, confidence, runner-up, runner-up score) from per-trait signals; fills in each trait's `combined`."""
-    w = np.asarray(weights, dtype=np.float64)
-    w = w / w.sum()
-    for sig in evidence.values():
-        sig.combined = float(w[0] * sig.persona_signal + w[1] * sig.pos_neg_signal + w[2] * sig.lexical)
-    ranked = sorted(evidence.items(), key=lambda kv: -kv[1].combined)
-    if not ranked:
-        return UNLABELLED, 0.0, "", 0.0
-    best, best_s = ranked[0][0], ranked[0][1].combined
-    runner, runner_s = (ranked[1][0], ranked[1][1].combined) if len(ranked) > 1 else ("", 0.0)
-    return (best if best_s >= threshold else UNLABELLED), best_s, runner, runner_s
 
 
 @dataclass
@@ -132,6 +116,15 @@ class TraitWords:
     weight: float = 1.0
     """Weight of the what-a-model-says signals (generations, next-token shift, continuations): the trait profile's
     evidence weight (`crosscoder.analysis.labels.profile`) when its spoken words were generated, 1.0 otherwise."""
+    specific: dict[str, float] = field(default_factory=dict)
+    """Per word, how specific it is to the trait within the library (`crosscoder.analysis.labels.specific`); a word
+    missing here weighs 1."""
+    lens: bool = True
+    """Whether `words` may be matched against logit-lens tokens: false when they are the instructions' own wording
+    (a trait without generated or hand-written words), which a lens matches by chance ("helping" ~ " Help")."""
+
+    def weighted(self, words: list[str]) -> dict[str, float]:
+        return {w: self.specific.get(w, 1.0) for w in words}
 
     @property
     def spoken(self) -> list[str]:
@@ -143,10 +136,11 @@ def trait_evidence(
 ) -> TraitEvidence:
     """The signals of one (latent, trait) pair, raw values alongside the [0, 1] signals. The persona-vector signal is
     the larger of the decoder's cosine signal (full at `cosine_full`) and the said signal (full at `said_full`)."""
-    m, r, spoken, pattern, w = measured, reading, words.spoken, words.pattern, words.weight
+    m, r, pattern, w = measured, reading, words.pattern, words.weight
+    read, spoken = words.weighted(words.words), words.weighted(words.spoken)
     lex = {
-        "lexical_lens": lexical_lens(r.lens, words.words) if r.lens else 0.0,
-        "lexical_contexts": lexical_contexts(r.contexts, words.words),
+        "lexical_lens": lexical_lens(r.lens, read) if r.lens and words.lens else 0.0,
+        "lexical_contexts": lexical_contexts(r.contexts, read),
         "lexical_generations": w * lexical_generations(r.steered, r.unsteered, spoken, pattern),
         "lexical_next_token": w * lexical_shift(r.next_token, spoken, pattern) if r.next_token else 0.0,
         "lexical_continuation": w * lexical_continuations(r.next_token.continuations if r.next_token else [],
