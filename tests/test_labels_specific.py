@@ -107,3 +107,40 @@ def test_relabel_reads_a_saved_analysis_and_drops_traits_not_given(tmp_path: Pat
     assert out.candidates[0].description == ""  # relabelling keeps what was saved
     strict = relabel_analysis(tmp_path, _TRAITS, LabelConfig(calibration="none", threshold=0.5), None)  # type: ignore[arg-type]
     assert strict.candidates[0].label == UNLABELLED
+
+
+def _run(tmp_path: Path, name: str, evidence: dict[str, dict[str, object]]) -> Path:
+    run = tmp_path / name
+    (run / "analysis").mkdir(parents=True)
+    c = _cand(None).to_json()
+    c["label_evidence"] = evidence
+    (run / "analysis" / "candidates.json").write_text(json.dumps([c]))
+    (run / "analysis" / "summary.json").write_text(json.dumps({"trait_profiles": [], "config": {"labels": {}}}))
+    return run
+
+
+def test_calibrate_labels_and_relabel_commands(tmp_path: Path) -> None:
+    from crosscoder.bench import calibrate_labels, relabel
+    from crosscoder.errors import DataError
+
+    weak = _evidence(cosine_ft=0.1, cosine_specific=0.1, said=0.1, pos_neg_diff=0.2)  # 0.2 each: 3 kinds
+    strong = _evidence(cosine_ft=0.3, cosine_specific=0.3, said=0.3, pos_neg_diff=0.6)
+    null = _run(tmp_path, "null", {"pirate": weak})
+    org = _run(tmp_path, "org", {"pirate": strong})
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"records": [
+        {"trait": "control", "organism_kind": "null", "run_dir": str(null)},
+        {"trait": "pirate", "organism_kind": "sft", "run_dir": str(org)},
+    ]}))  # fmt: skip
+    calib = tmp_path / "calib.json"
+    calibrate_labels.main(["--from", str(results), "--out", str(calib)])
+    saved = json.loads(calib.read_text())
+    assert saved["n"] == 1 and saved["threshold"] == pytest.approx(0.4 / 3) and saved["score"] == "label_score"
+    out = tmp_path / "relabelled.json"
+    recs = relabel.main(["--from", str(results), "--out", str(out), "--calibration", str(calib)])
+    assert recs[0]["personas_found"] == [] and recs[1]["top_labels"] == ["pirate"]
+    assert recs[1]["candidates"][0]["false_label_rate"] == pytest.approx(0.5)  # (1 + 0 nulls above) / (1 + 1)
+    only_sft = tmp_path / "sft.json"
+    only_sft.write_text(json.dumps({"records": [{"trait": "pirate", "organism_kind": "sft", "run_dir": str(org)}]}))
+    with pytest.raises(DataError, match="no null records"):
+        calibrate_labels.main(["--from", str(only_sft), "--out", str(calib)])

@@ -16,10 +16,11 @@ For trait t and latent j (all signals in [0, 1]):
   on the trait's questions under its pos vs neg system prompts (and on its pos vs neg examples when the file has
   them), relative to the latent's mean activation when it fires on the cache (`crosscoder.analysis.evidence.trait_prompts`);
 - **lexical**: the largest of five matches. What a latent reads or writes is matched against the trait's words
-  (`trait_words`: words its pos instructions use and its neg instructions do not, plus its keywords, minus words the
-  chat template writes itself): hits among the promoted tokens of the decoder difference's logit lens (3 hits = 1.0)
-  and the share of top contexts with a hit near the peak. What a model says is matched against the trait's keywords
-  only (`keyword_words`, `Trait.keyword_regex`): the excess keyword rate of steered generations over unsteered ones,
+  (`crosscoder.analysis.labels.assign.trait_word_lists`: the spoken words generated from the trait file, plus the
+  content words of its keywords with ``labels.hints``; the instructions' contrast words only when there is nothing
+  else, and then not against the logit lens): hits among the promoted tokens of the decoder difference's logit lens
+  (3 hits = 1.0) and the share of top contexts with a hit near the peak. What a model says is matched against the
+  spoken words and one-word keywords (`keyword_words`, `Trait.keyword_regex`): the excess rate of steered generations over unsteered ones,
   the share of the next-token shift (`crosscoder.analysis.evidence.next_token`: the tokens whose probability rose most from
   base to ft at the latent's top contexts, i.e. what the fine-tune starts to say where the latent fires) carried by
   keywords or by phrases with a keyword they open in the ft but not the base model (30% of the top-k shift mass =
