@@ -42,7 +42,7 @@ class NullCalibration:
     scores: list[float]
     """Per null candidate, its label score (the best trait's)."""
     by_trait: dict[str, list[float]] = field(default_factory=dict)
-    """Per trait, its combined score on every null candidate."""
+    """Per trait, its label score on every null candidate."""
     sources: list[str] = field(default_factory=list)
     """The null analyses pooled (run folders and what they pair)."""
 
