@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
+import torch
 
 from crosscoder.bench.screening import BenchOptions, targets
 from crosscoder.bench.screening_data import NEUTRAL_SOURCE, load_bench_data, mixtures, training_set
 from crosscoder.bench.screening_eval import auroc, pearson, precision_at_k
+from crosscoder.bench.screening_steer import _points, residual_norm, steer_alphas
 from crosscoder.errors import ConfigError
 from crosscoder.personas.traits import get_trait
 
@@ -82,8 +85,12 @@ def test_quick_options_shrink_sizes_not_the_recipe() -> None:
     quick, full = BenchOptions(quick=True), BenchOptions()
     assert (quick.steps, quick.n_train, quick.eval_tokens) == (full.steps, full.n_train, full.eval_tokens)
     assert quick.shares == [0.0, 0.5, 1.0] and len(full.shares) >= 6 and len(full.steer_traits) == 3
-    assert len(full.alphas) >= 2
+    assert len(full.steer_strengths) >= 2 and not full.alphas  # strengths fixed in advance, raw alphas only on request
     assert BenchOptions(quick=True, shares=[0.0, 0.1, 1.0]).shares == [0.0, 0.1, 1.0]  # given shares are kept
+    six = [0.0, 0.05, 0.1, 0.25, 0.5, 1.0]
+    assert BenchOptions(quick=True, shares=list(six)).shares == six  # even when they equal the full default
+    with pytest.raises(ConfigError, match="steering"):
+        BenchOptions(steer_strengths=[0.05, -0.01])
     assert BenchOptions(screen_only=True).stages == ["screening"]
     with pytest.raises(ConfigError, match="--stages"):
         BenchOptions(stages=["screening", "train"])
@@ -97,3 +104,34 @@ def test_bench_cli_dispatches_screening(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(screening, "main", lambda argv: seen.append(argv))
     bench_main.main(["screening", "--quick", "--out", "x.json"])
     assert seen == [["--quick", "--out", "x.json"]]
+
+
+def test_steering_strength_gives_every_trait_the_same_push() -> None:
+    r = 300.0
+    for norm in (16.3, 33.6):
+        alphas = steer_alphas([0.025, 0.05], r, norm)
+        assert [a * norm for a in alphas] == pytest.approx([7.5, 15.0])  # ||alpha v|| = s R whatever ||v|| is
+    with pytest.raises(ConfigError, match="must be > 0"):
+        steer_alphas([0.05], 0.0, 16.0)
+    opts = BenchOptions(steer_traits=["a"])
+    assert [(k, s) for k, s, _ in _points(opts, r, 20.0)] == [("s0.025", 0.025), ("s0.05", 0.05)]
+    raw = BenchOptions(steer_traits=["a"], alphas=[1.0, 2.0])
+    assert _points(raw, None, 20.0) == [("1", None, 1.0), ("2", None, 2.0)]  # raw alphas: R is not needed
+
+
+def test_residual_norm_is_the_median_token_norm_without_the_sink(tiny_spec) -> None:  # type: ignore[no-untyped-def]
+    from crosscoder.models import load_model
+    from crosscoder.personas.tokens import chat_tokens
+
+    model = load_model(tiny_spec)
+    convs = [[{"role": "user", "content": q}, {"role": "assistant", "content": "Fine, thanks."}]
+             for q in ("Hello there?", "How do plants grow in the spring?")]  # fmt: skip
+    hook = "blocks.2.hook_resid_post"
+    norms = []
+    for c in convs:
+        ids = torch.tensor([chat_tokens(model.tokenizer, c).ids])
+        _, cache = model.tl.run_with_cache(ids, names_filter=[hook])
+        norms.append(cache[hook][0, 1:].norm(dim=-1))
+    assert residual_norm(model, convs, hook) == pytest.approx(statistics.median(torch.cat(norms).tolist()), rel=1e-5)
+    with pytest.raises(ConfigError, match="residual norm"):
+        residual_norm(model, [], hook)
