@@ -41,7 +41,7 @@ from typing import Any
 from crosscoder.bench.screening_eval import format_table, targets
 from crosscoder.bench.screening_steer import STEER_STRENGTHS, SteerScale, steering_stage
 from crosscoder.errors import ConfigError
-from crosscoder.io import atomic_write_json
+from crosscoder.io import atomic_write_json, sha256_json
 from crosscoder.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ class _Evaluator:
             model = _HF(hf.model, hf.tokenizer)
         tr = self.traits[trait]
         return evaluate(model, self.base, tr, self.dirs[trait], self.questions[trait], self.gen, self.ppl_convs,
-                        [key, tr.sha256, self.questions[trait], len(self.ppl_convs)])  # fmt: skip
+                        [key, tr.sha256, self.questions[trait], sha256_json(self.ppl_convs)])  # fmt: skip
 
 
 @dataclass
