@@ -10,7 +10,7 @@ import torch
 
 from crosscoder.bench.screening import BenchOptions, targets
 from crosscoder.bench.screening_data import NEUTRAL_SOURCE, load_bench_data, mixtures, training_set
-from crosscoder.bench.screening_eval import auroc, pearson, precision_at_k
+from crosscoder.bench.screening_eval import auroc, pearson, precision_at_k, spearman
 from crosscoder.bench.screening_steer import _points, residual_norm, steer_alphas
 from crosscoder.errors import ConfigError
 from crosscoder.personas.traits import get_trait
@@ -60,6 +60,9 @@ def test_ranking_metrics() -> None:
     assert precision_at_k([2.0], [2.0]) == 0.0  # ties go against the positives
     assert pearson([1.0, 2.0, 3.0], [2.0, 4.0, 6.5]) == pytest.approx(0.9986, abs=1e-3)
     assert math.isnan(pearson([1.0, 1.0], [1.0, 2.0]))
+    assert spearman([1.0, 2.0, 3.0, 4.0], [1.0, 4.0, 9.0, 100.0]) == pytest.approx(1.0)  # monotone, not linear
+    assert spearman([0.0, 1.0, 2.0, 3.0], [2.0, 1.0, 3.0, 4.0]) == pytest.approx(0.8)
+    assert spearman([1.0, 2.0, 3.0], [5.0, 5.0, 6.0]) == pytest.approx(pearson([1.0, 2.0, 3.0], [1.5, 1.5, 3.0]))
 
 
 def test_targets_report_misses_as_misses() -> None:

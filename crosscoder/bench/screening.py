@@ -16,7 +16,8 @@ crosscoder.bench.screening_eval.
    the trait's persona examples against the other traits' persona examples on the same prompts.
 2. ``shift``: per shift trait, LoRA fine-tunes (the demo recipe) on sets with persona share 0, 5, 10, 25, 50, 100%;
    ``shift_r`` = Pearson r between each set's mean projection difference and the trait expression after
-   fine-tuning on it (screening_eval.expression; ``shift_r_keywords`` uses the keyword rate instead).
+   fine-tuning on it (screening_eval.expression; ``shift_r_keywords`` uses the keyword rate instead; ``shift_rho``
+   is the Spearman rank correlation, which a single extreme point cannot carry).
 3. ``steering``: per steer trait and strength s, the 100% fine-tune with preventative steering (α·v added at the
    hook during training only, α = s·R/‖v‖ so that every trait gets the same push relative to the residual norm R at
    the hook; crosscoder.bench.screening_steer). ``trait_drop`` = 1 − (steered − base)/(unsteered − base) expression: the share of the fine-tune's
@@ -238,7 +239,7 @@ def _shift(
     save: Callable[[], None],
 ) -> None:  # fmt: skip
     """Fill `out` per shift trait (saving after every fine-tune, so a stopped run keeps its finished points)."""
-    from crosscoder.bench.screening_eval import pearson
+    from crosscoder.bench.screening_eval import pearson, spearman
 
     for trait in opts.shift_traits:
         points: list[dict[str, Any]] = []
@@ -256,6 +257,7 @@ def _shift(
             kw = [p["keyword_rate"] if p["keyword_rate"] is not None else float("nan") for p in points]
             out[trait]["shift_r"] = pearson(x, [p["expression"] for p in points]) if len(points) > 1 else None
             out[trait]["shift_r_keywords"] = pearson(x, kw) if len(points) > 1 else None
+            out[trait]["shift_rho"] = spearman(x, [p["expression"] for p in points]) if len(points) > 1 else None
             save()
 
 
