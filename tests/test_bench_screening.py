@@ -70,7 +70,7 @@ def test_targets_report_misses_as_misses() -> None:
     steer = {"a": {"alphas": {"2": {"trait_drop": 0.6, "capability_change": 0.01},
                               "5": {"trait_drop": 0.9, "capability_change": 0.2}}},
              "b": {"alphas": {"2": {"trait_drop": None, "capability_change": 0.0}}}}  # fmt: skip
-    six = [{}] * 6
+    six: list[dict[str, float]] = [{}] * 6
     out = targets({"screening": scr, "shift": {"a": {"shift_r": 0.9, "datasets": six},
                                                "b": {"shift_r": float("nan"), "datasets": six}},
                    "steering": steer})  # fmt: skip
@@ -138,3 +138,35 @@ def test_residual_norm_is_the_median_token_norm_without_the_sink(tiny_spec) -> N
     assert residual_norm(model, convs, hook) == pytest.approx(statistics.median(torch.cat(norms).tolist()), rel=1e-5)
     with pytest.raises(ConfigError, match="residual norm"):
         residual_norm(model, [], hook)
+
+
+def _result(steering: dict, **over) -> dict:  # type: ignore[type-arg]
+    opts = {"n_train": 96, "steps": 12, "eval_tokens": 64, "n_eval": 20, "answer_tokens": 48, "seed": 0}
+    res = {"benchmark": "screening", "model": "m", "hook": "blocks.20.hook_resid_post", "options": opts,
+           "vectors": {t: {"norm_at_hook": 16.0} for t in steering}, "steering": steering, "seconds": {"total": 10.0},
+           "steering_scale": {"resid_norm": 300.0, "vector_norms": {t: 16.0 for t in steering}}}  # fmt: skip
+    res.update(over)
+    return res
+
+
+def test_merge_unions_split_runs_and_refuses_unlike_ones(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from crosscoder.bench.screening import main
+
+    good = {"alphas": {"s0.05": {"trait_drop": 0.7, "capability_change": 0.02}}}
+    paths = []
+    for name, res in (("a", _result({"x": good})), ("b", _result({"y": good})), ("c", _result({"x": good})),
+                      ("d", _result({"z": good}, hook="blocks.10.hook_resid_post"))):  # fmt: skip
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(res))
+    main(["--merge", str(paths[0]), str(paths[1]), "--out", str(tmp_path / "m.json")])
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert sorted(merged["steering"]) == ["x", "y"] and merged["seconds"]["total"] == 20.0
+    assert merged["targets"]["preventative_steering"]["met"] is True  # two traits now, each run alone had one
+    assert sorted(merged["steering_scale"]["vector_norms"]) == ["x", "y"]
+    with pytest.raises(ConfigError, match="already measured"):
+        main(["--merge", str(paths[0]), str(paths[2]), "--out", str(tmp_path / "m2.json")])
+    with pytest.raises(ConfigError, match="field hook"):
+        main(["--merge", str(paths[0]), str(paths[3]), "--out", str(tmp_path / "m3.json")])
+    assert not (tmp_path / "m2.json").exists()

@@ -3,6 +3,7 @@
     python -m crosscoder.bench screening [--quick] [--out results/screening.json] [--traits a,b] [--shift-traits a]
                                          [--steer-traits a] [--strengths 0.025,0.05 | --alphas 1,2] [--n-train N]
                                          [--steps N] [--shares 0,0.5,1] [--stages S] [--hook H] [--run RUN]
+    python -m crosscoder.bench screening --merge a.json b.json --out merged.json   (runs that split the work)
 
 All on SmolLM2-135M-Instruct with every trait's persona vector (the base model's, default extraction options) at
 one fixed hook, ``blocks.20.hook_resid_post`` (2/3 of the depth, as Chen et al. use layer 20 of 28; fixed before
@@ -357,7 +358,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--screen-only", action="store_true", help="skip the fine-tunes (shift and steering)")
     ap.add_argument("--stages", default=",".join(STAGES), help="comma list of stages to run")
     ap.add_argument("--shares", default="", help="comma list of persona shares of the shift sets (e.g. 0,0.1,1)")
+    ap.add_argument("--merge", nargs="+", type=Path, help="merge these result files into --out (no run)")
     a = ap.parse_args(argv)
+    if a.merge:
+        from crosscoder.bench.screening_merge import merge_results
+
+        merged = merge_results(a.merge)
+        atomic_write_json(a.out, merged)
+        print(format_table(merged))
+        print(f"results: {a.out}")
+        return
 
     def split(s: str) -> list[str]:
         return [x for x in s.split(",") if x]
