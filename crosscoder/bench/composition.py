@@ -64,7 +64,7 @@ class CompositionOptions:
     stages: tuple[str, ...] = STAGES
     """Stages to run (surgery, latent, receive, steering); the JSON is rewritten after each."""
     components: int = 192
-    """Singular components the component surgery removes (chosen on dev data, docs/COMPOSITION.md)."""
+    """Singular components the component surgery removes, 48 per round (chosen on dev data, docs/COMPOSITION.md)."""
     direction_surgery: bool = True
     """Also run the two direction surgeries (adapter and model scope) for comparison."""
     latent_hooks: tuple[str, ...] = ("blocks.9.hook_resid_post", "blocks.18.hook_resid_post")
@@ -100,7 +100,7 @@ def scale_for(quick: bool, hook: str) -> Scale:
     if quick:
         return Scale(
             ExpressionConfig(n_questions=4, max_new_tokens=64), 20, 24,
-            LatentAdapterConfig(n_fit=24, n_eval=16, steps=12),
+            LatentAdapterConfig(n_fit=16, n_eval=16, steps=10),
             ReceiveConfig(hook=hook, rounds=1, steps_per_round=4, search_iters=6, n_questions=4, max_new_tokens=64,
                           n_pairs=6),
             {"shift_conversations": 16},

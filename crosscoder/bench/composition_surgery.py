@@ -71,7 +71,7 @@ def run_surgery(opts: Any, setup: Any, base: Any, scale: Any, stamp: str) -> lis
     pairs = [opts.pair, opts.pair[::-1]] if opts.both_directions else [opts.pair]
     for removed, kept in pairs:
         out = opts.work_dir / stamp / f"mix-minus-{removed}-components"
-        cfg = ComponentConfig(n_components=opts.components, rounds=4)
+        cfg = ComponentConfig(n_components=opts.components, rounds=max(1, opts.components // 48))
         adapter, share, n_removed, total = component_run(base, mix.adapter, removed, kept, out, n, cfg)
         name = f"surgery -{removed} (components)"
         _measure(setup, mix, adapter, name, f"mix, {n_removed} of {total} LoRA singular components removed")

@@ -156,6 +156,8 @@ def main() -> None:
         t0 = time.perf_counter()
         handles = edit()
         v = score()
+        if rel(v)["drop"] >= 0.5:  # promising on likelihood: check the answers too
+            results[f"gen {name}"] = gen_rates()
         for h in handles:
             h.remove()
         restore()
@@ -221,18 +223,21 @@ def main() -> None:
     to_svd_factors(mods)
     svd = {k: (m.lora_A["default"].weight.clone(), m.lora_B["default"].weight.clone()) for k, m in mods.items()}
     orig.update(svd)
-    check_ns = (96, 192, 384)
-    for n_zero in (32, *check_ns):
-        cfg = ComponentConfig(n_components=n_zero, rounds=4)
-
-        def zero(cfg: ComponentConfig = cfg) -> list[Any]:
-            chosen = select_components(pm, mods, fit[a.removed], fit[a.kept], fit["cap"], pad, cfg)
-            results.setdefault("chosen", {})[str(cfg.n_components)] = [f"{k[0]}.{k[1]}#{i}" for k, i in chosen]
-            if cfg.n_components in check_ns:
-                results[f"gen n={cfg.n_components}"] = gen_rates()
-            return []
-
-        run(f"components zeroed n={n_zero}", zero)
+    # nested: rounds of 48 components (what ComponentConfig(n, rounds=n // 48) does), scored after 96, 192, 384
+    chosen: list[Any] = []
+    for r in range(1, 9):
+        t0 = time.perf_counter()
+        cfg = ComponentConfig(n_components=48, rounds=1)
+        chosen += select_components(pm, mods, fit[a.removed], fit[a.kept], fit["cap"], pad, cfg)
+        n_zero = 48 * r
+        if n_zero not in (96, 192, 384):
+            continue
+        v = score()
+        results[f"components n={n_zero}"] = {**v, **rel(v), "seconds": round(time.perf_counter() - t0, 1)}
+        results[f"gen n={n_zero}"] = gen_rates()
+        results.setdefault("chosen", {})[str(n_zero)] = [f"{k[0]}.{k[1]}#{i}" for k, i in chosen]
+        print(n_zero, results[f"components n={n_zero}"], results[f"gen n={n_zero}"], flush=True)
+        atomic_write_json(a.out, results)
     results["seconds"] = round(time.perf_counter() - t_start, 1)
     atomic_write_json(a.out, results)
     print(json.dumps({k: v for k, v in results.items() if k not in ("chosen", "shift_norms")}, indent=1))
