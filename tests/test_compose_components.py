@@ -101,3 +101,20 @@ def test_component_surgery_removes_one_trait_in_a_new_adapter(trained, tiny_spec
 def test_config_is_checked() -> None:
     with pytest.raises(ConfigError, match="n_components >= rounds"):
         ComponentConfig(n_components=2, rounds=3)
+
+
+def test_command_line_writes_a_new_adapter(trained, tiny_spec, tmp_path, capsys) -> None:
+    from crosscoder.personas.compose.cli import main
+    from crosscoder.personas.sft_data import write_sft_jsonl
+
+    src, _ = trained
+    files = {}
+    for name, convs in (("removed", REMOVED), ("kept", KEPT), ("plain", PLAIN)):
+        files[name] = tmp_path / f"{name}.jsonl"
+        write_sft_jsonl(files[name], convs)
+    out = tmp_path / "cli_out"
+    main(["components", "--adapter", str(src), "--removed-data", str(files["removed"]), "--kept-data",
+          str(files["kept"]), "--plain-data", str(files["plain"]), "--n-components", "4", "--rounds", "2",
+          "--out", str(out), "--base", tiny_spec.source])  # fmt: skip
+    assert "4 of 112 singular components removed" in capsys.readouterr().out
+    assert read_json(out / EDIT_MANIFEST)["texts"]["removed"]["from"] == str(files["removed"])

@@ -22,6 +22,9 @@ from typing import Any
 
 from crosscoder.personas.compose.components import ComponentConfig
 
+COMPONENT_TEXTS = 16
+"""Conversations per text set of the component surgery (the size it was chosen with on dev data)."""
+
 DIRECTION_RUNS = (("adapter", "reach"), ("model", "own"))
 """(scope, layer policy) of each direction surgery: the adapter's own writes with every direction reaching back to
 block 0, and the writers' whole output, one direction per block."""
@@ -72,7 +75,7 @@ def run_surgery(opts: Any, setup: Any, base: Any, scale: Any, stamp: str) -> lis
     for removed, kept in pairs:
         out = opts.work_dir / stamp / f"mix-minus-{removed}-components"
         cfg = ComponentConfig(n_components=opts.components, rounds=max(1, opts.components // 48))
-        adapter, share, n_removed, total = component_run(base, mix.adapter, removed, kept, out, n, cfg)
+        adapter, share, n_removed, total = component_run(base, mix.adapter, removed, kept, out, COMPONENT_TEXTS, cfg)
         name = f"surgery -{removed} (components)"
         _measure(setup, mix, adapter, name, f"mix, {n_removed} of {total} LoRA singular components removed")
         rec = surgery_record(setup, "base", "mix", name, removed, kept, (adapter, share, n_removed, 0))

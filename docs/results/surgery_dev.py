@@ -100,6 +100,7 @@ def main() -> None:
     p.add_argument("--kept", default="cat_obsession")
     a = p.parse_args()
     torch.manual_seed(0)
+    torch.set_grad_enabled(False)  # edits are in place; the attribution turns gradients on for itself
     t_start = time.perf_counter()
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
