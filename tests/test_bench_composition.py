@@ -83,6 +83,16 @@ def test_report_from_results_file_alone(tmp_path: Path) -> None:
     assert (tmp_path / "r.html").read_text(encoding="utf-8").count("<table>") == 5
 
 
+def test_partial_results_render_and_leave_missing_targets_open() -> None:
+    res = _results(0.4, (True, True, True))
+    del res["receive_side"], res["latent_adapter"]
+    t = targets(res, TRAITS)
+    assert t["receive_side_smaller_in_ft_on_3_organisms"] is None and t["latent_adapter_k16_ge_0.5"] is None
+    assert t["surgery_removed_drop_ge_0.8"] is True
+    res["targets"] = t
+    assert render(build_report(res)).count("<table>") == 3
+
+
 def test_options_refuse_bad_pairs() -> None:
     with pytest.raises(ConfigError, match="REMOVED,KEPT"):
         parse_args(["--pair", "pirate"])
@@ -91,3 +101,7 @@ def test_options_refuse_bad_pairs() -> None:
     opts = parse_args(["--quick"])
     assert opts.quick and not opts.both_directions and opts.pair == ("pirate", "cat_obsession")
     assert parse_args([]).both_directions  # full runs do both directions
+    with pytest.raises(ConfigError, match="--stages"):
+        parse_args(["--stages", "surgery,nothing"])
+    opts = parse_args(["--stages", "surgery,latent", "--latent-hooks", ""])
+    assert opts.stages == ("surgery", "latent") and opts.latent_hooks == ()

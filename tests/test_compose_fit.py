@@ -60,6 +60,27 @@ def test_latent_adapter_recovers_a_planted_bias(tiny_spec) -> None:
     assert res.fits[1].k == 2 and [t.latent for t in res.fits[1].terms][:1] == [planted]  # nested sets
 
 
+def test_latent_adapter_at_several_hooks_recovers_biases_a_single_hook_cannot(tiny_spec) -> None:
+    base, ft = load_model(tiny_spec), load_model(tiny_spec)
+    d = base.d_model
+    gen = torch.Generator().manual_seed(5)
+    dec_base = torch.randn(32, d, generator=gen)
+    dec_ft = dec_base.clone()
+    dec_ft[4] = torch.randn(d, generator=gen)
+    atom = dec_ft[4] / dec_ft[4].norm()
+    early = "blocks.0.hook_resid_post"
+    cfg = LatentAdapterConfig(ks=(1,), n_fit=6, n_eval=4, steps=15, batch_size=4, atoms="ft")
+    multi = LatentAdapterConfig(ks=(1,), n_fit=6, n_eval=4, steps=15, batch_size=4, atoms="ft", extra_hooks=(early,))
+    with edit_hf_residual(ft.hf, early, add_edit(4.0 * atom)), edit_hf_residual(ft.hf, HOOK, add_edit(-3.0 * atom)):
+        one = fit_latent_adapter(base, ft, CONVS, dec_ft, dec_base, HOOK, cfg)
+        two = fit_latent_adapter(base, ft, CONVS, dec_ft, dec_base, HOOK, multi)
+    assert two.hooks == [early, HOOK] and two.vectors["1"].shape == (2, d)
+    term = two.fits[0].terms[0]
+    assert term.latent == 4 and set(term.per_hook) == {early, HOOK}
+    assert two.fits[0].behaviour_recovered > 0.8
+    assert two.fits[0].behaviour_recovered > one.fits[0].behaviour_recovered + 0.1
+
+
 def test_receive_side_finds_the_smallest_norm_on_the_line(tiny_spec) -> None:
     m = load_model(tiny_spec)
     trait = get_trait("pirate")

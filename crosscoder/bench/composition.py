@@ -37,6 +37,9 @@ from crosscoder.io import atomic_write_json
 log = logging.getLogger(__name__)
 
 
+STAGES = ("surgery", "latent", "receive", "steering")
+
+
 @dataclass
 class CompositionOptions:
     """Command-line options of the composition benchmark."""
@@ -58,10 +61,21 @@ class CompositionOptions:
     """Also remove the kept trait and keep the removed one (default in full runs)."""
     report_only: bool = False
     """Only re-render the HTML report from the results file `out` (no measurement)."""
+    stages: tuple[str, ...] = STAGES
+    """Stages to run (surgery, latent, receive, steering); the JSON is rewritten after each."""
+    components: int = 192
+    """Singular components the component surgery removes, 48 per round (chosen on dev data, docs/COMPOSITION.md)."""
+    direction_surgery: bool = True
+    """Also run the two direction surgeries (adapter and model scope) for comparison."""
+    latent_hooks: tuple[str, ...] = ("blocks.9.hook_resid_post", "blocks.18.hook_resid_post")
+    """Extra hooks of the latent-basis adapter (besides the crosscoder's)."""
 
     def __post_init__(self) -> None:
         if self.pair[0] == self.pair[1]:
             raise ConfigError(f"--pair: two different traits, e.g. pirate,cat_obsession (got {self.pair})")
+        bad = [s for s in self.stages if s not in STAGES]
+        if bad or not self.stages:
+            raise ConfigError(f"--stages {','.join(self.stages)}: pick from {','.join(STAGES)}")
         if not (self.config_dir / "config.yaml").is_file():
             raise ConfigError(f"--config-dir: {self.config_dir}/config.yaml not found; run from the repository root")
 
@@ -86,7 +100,7 @@ def scale_for(quick: bool, hook: str) -> Scale:
     if quick:
         return Scale(
             ExpressionConfig(n_questions=4, max_new_tokens=64), 20, 24,
-            LatentAdapterConfig(n_fit=24, n_eval=16, steps=12),
+            LatentAdapterConfig(n_fit=16, n_eval=16, steps=10),
             ReceiveConfig(hook=hook, rounds=1, steps_per_round=4, search_iters=6, n_questions=4, max_new_tokens=64,
                           n_pairs=6),
             {"shift_conversations": 16},
@@ -112,6 +126,14 @@ def parse_args(argv: list[str] | None) -> CompositionOptions:
     p.add_argument("--work-dir", type=Path, default=Path("runs/composition"))
     p.add_argument("--both-directions", action="store_true", help="also remove KEPT and keep REMOVED")
     p.add_argument("--report-only", action="store_true", help="re-render the report of an existing --out file")
+    p.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES))
+    p.add_argument("--components", type=int, default=192, help="singular components the component surgery removes")
+    p.add_argument("--no-direction-surgery", action="store_true", help="skip the two direction surgeries")
+    p.add_argument(
+        "--latent-hooks",
+        default="blocks.9.hook_resid_post,blocks.18.hook_resid_post",
+        help="extra hooks of the latent-basis adapter ('' for the crosscoder's hook only)",
+    )
     a = p.parse_args(argv)
     pair = tuple(x for x in a.pair.split(",") if x)
     if len(pair) != 2:
@@ -119,6 +141,8 @@ def parse_args(argv: list[str] | None) -> CompositionOptions:
     return CompositionOptions(
         a.out, a.report, a.quick, (pair[0], pair[1]), tuple(x for x in a.organisms.split(",") if x), a.hook,
         a.config_dir, a.work_dir, a.both_directions or not a.quick, a.report_only,
+        tuple(x for x in a.stages.split(",") if x), a.components, not a.no_direction_surgery,
+        tuple(x for x in a.latent_hooks.split(",") if x),
     )  # fmt: skip
 
 
@@ -138,63 +162,14 @@ def _organism_spec(trait: str) -> Any:
     return resolve_organism("demo") if trait == "cat_obsession" else trait_organism(trait).final
 
 
-SURGERY_RUNS = (("adapter", "reach"), ("model", "own"))
-"""(scope, layer policy) of each surgery: the adapter's own writes with every direction reaching back to block 0, and
-the writers' whole output, one direction per block."""
-
-
-def run_surgery(opts: CompositionOptions, setup: Any, base: Any, scale: Scale, stamp: str) -> list[Any]:
-    """Stage 1: the two-persona organism and its surgeries, each variant measured.
-
-    Directions (fixed before any surgery was scored): per block, the removed trait's activation shift (organism minus
-    base over the assistant tokens of its SFT conversations) with the kept trait's shift at that block projected out.
-    """
-    from crosscoder.bench.composition_stages import surgery_record
-    from crosscoder.models import load_model
-    from crosscoder.models.hf import resolve_folder
-    from crosscoder.personas.compose.leakage import measure_variant
-    from crosscoder.personas.compose.organisms import BASE, mix_organism, sft_file
-    from crosscoder.personas.compose.shift import shift_directions, trait_shift_directions
-    from crosscoder.personas.compose.surgery import SurgeryConfig, base_weight_loader, lora_surgery
-    from crosscoder.personas.sft_data import read_sft_jsonl
-
-    mix = mix_organism(opts.pair).final
-    assert mix.adapter is not None
-    model = load_model(replace(mix, name="mix"))
-    measure_variant(setup, "mix", model, description=f"{opts.pair[0]} + {opts.pair[1]} organism")
-    n = scale.extra["shift_conversations"]
-    shifts = {t: shift_directions(model, base, read_sft_jsonl(sft_file(t))[:n], f"shift-{t}", str(sft_file(t)))
-              for t in opts.pair}  # fmt: skip
-    del model
-    weights = base_weight_loader(resolve_folder(BASE)[0])
-    records = []
-    pairs = [opts.pair, opts.pair[::-1]] if opts.both_directions else [opts.pair]
-    for removed, kept in pairs:
-        dirs = trait_shift_directions(shifts[removed], shifts[kept])
-        for scope, layers in SURGERY_RUNS:
-            out = opts.work_dir / stamp / f"mix-minus-{removed}-{scope}"
-            cfg = SurgeryConfig(scope=scope, layers=layers)
-            info = lora_surgery(mix.adapter, dirs, out, base_hash=base.content_hash, config=cfg, base_weights=weights)
-            name = f"surgery -{removed} ({scope})"
-            edited = load_model(replace(mix, adapter=str(out), name=name))
-            measure_variant(setup, name, edited, description=f"mix, {removed} shift removed: {scope} scope, {layers}")
-            del edited
-            gc.collect()
-            rec = surgery_record(setup, "base", "mix", name, removed, kept, info)
-            records.append({**asdict(rec), "scope": scope, "layers": layers, "variant": name})
-    return records
-
-
 def run_latent(opts: CompositionOptions, setup: Any, base: Any, scale: Scale) -> tuple[dict[str, Any], str]:
     """Stage 2: the latent-basis adapter of the demo organism (and its trait expression at the largest k)."""
-    from crosscoder.bench.composition_stages import crosscoder_run, latent_adapter_record
+    from crosscoder.bench.composition_stages import add_biases, crosscoder_run, latent_adapter_record
     from crosscoder.models import load_model
-    from crosscoder.models.residual import edit_residual
     from crosscoder.personas.compose.latent_adapter import fit_latent_adapter
     from crosscoder.personas.compose.leakage import measure_variant
     from crosscoder.personas.compose.organisms import sft_file
     from crosscoder.personas.compose.sources import decoder_matrix, run_models
-    from crosscoder.personas.compose.steer import add_edit
     from crosscoder.personas.sft_data import read_sft_jsonl
 
     spec = _organism_spec("cat_obsession")
@@ -204,12 +179,13 @@ def run_latent(opts: CompositionOptions, setup: Any, base: Any, scale: Scale) ->
     names, _, hooks = run_models(run)
     dec_ft, dec_base = decoder_matrix(run, names[-1], hooks[0]), decoder_matrix(run, names[0], hooks[0])
     convs = read_sft_jsonl(sft_file("cat_obsession"))
-    result = fit_latent_adapter(base, demo, convs, dec_ft, dec_base, hooks[0], scale.latent)
+    cfg = replace(scale.latent, extra_hooks=tuple(h for h in opts.latent_hooks if h != hooks[0]))
+    result = fit_latent_adapter(base, demo, convs, dec_ft, dec_base, hooks[0], cfg)
     del demo
     k = str(result.fits[-1].k)
     vec = result.vectors[k]
-    measure_variant(setup, f"latent k={k}", base, functools.partial(edit_residual, base, hooks[0], add_edit(vec)),
-                    description=f"base + the {k}-latent adapter of demo")  # fmt: skip
+    measure_variant(setup, f"latent k={k}", base, functools.partial(add_biases, base, result.hooks, vec),
+                    description=f"base + the {k}-latent adapter of demo at {', '.join(result.hooks)}")  # fmt: skip
     rec = latent_adapter_record(result, setup, "cat_obsession", "base", "demo", f"latent k={k}")
     rec["crosscoder"] = str(run)
     return rec, f"latent k={k}"
@@ -298,31 +274,45 @@ def leakage_record(setup: Any, edits: list[tuple[str, str]]) -> tuple[dict[str, 
 
 
 def targets(res: dict[str, Any], shipped: list[str]) -> dict[str, Any]:
-    """Which of the issue's targets the measured numbers meet (None where a number is missing)."""
-    s = res["surgery"]
-    k16 = res["latent_adapter"].get("16", {}).get("behaviour_recovered")
-    smaller = [t for t, r in res["receive_side"].items() if r["smaller_in_ft"]]
+    """Which of the issue's targets the measured numbers meet (None where a stage did not run)."""
+    s = res.get("surgery")
+    k16 = (res.get("latent_adapter") or {}).get("16", {}).get("behaviour_recovered")
+    smaller = [t for t, r in (res.get("receive_side") or {}).items() if r["smaller_in_ft"]]
     return {
-        "surgery_removed_drop_ge_0.8": s["removed_drop"] >= 0.8,
-        "surgery_kept_retained_ge_0.8": s["kept_retained"] >= 0.8,
-        "surgery_capability_change_le_0.05": s["capability_change"] <= 0.05,
+        "surgery_removed_drop_ge_0.8": None if not s else s["removed_drop"] >= 0.8,
+        "surgery_kept_retained_ge_0.8": None if not s else s["kept_retained"] >= 0.8,
+        "surgery_capability_change_le_0.05": None if not s else s["capability_change"] <= 0.05,
         "leakage_all_shipped_traits": set(shipped) <= set(res["leakage"]["traits"]),
-        "receive_side_smaller_in_ft_on_3_organisms": len(smaller) >= 3,
+        "receive_side_smaller_in_ft_on_3_organisms": None if "receive_side" not in res else len(smaller) >= 3,
         "receive_side_smaller_in_ft": smaller,
         "latent_adapter_k16_ge_0.5": None if k16 is None else k16 >= 0.5,
     }
 
 
+def _save(
+    opts: CompositionOptions, res: dict[str, Any], setup: Any, edits: list[tuple[str, str]], start: float, done: bool
+) -> None:
+    """Write the results so far (rewritten after every stage, so an interrupted run keeps its measured stages)."""
+    from crosscoder.personas.traits import SHIPPED_DIR
+
+    res["leakage"], _ = leakage_record(setup, edits)
+    res["targets"] = targets(res, sorted(p.stem for p in SHIPPED_DIR.glob("*.json")))
+    res["partial"] = not done
+    res["seconds"] = round(time.perf_counter() - start, 1)
+    atomic_write_json(opts.out, res)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the benchmark; writes the JSON and the HTML report."""
+    """Run the benchmark; writes the JSON (after every stage) and the HTML report."""
     from crosscoder.bench.composition_report import build_report
     from crosscoder.bench.composition_stages import receive_side_record, timed
+    from crosscoder.bench.composition_surgery import run_surgery
     from crosscoder.models import load_model
     from crosscoder.personas.compose.capability import heldout_conversations, read_facts
     from crosscoder.personas.compose.leakage import LeakageSetup, measure_variant
     from crosscoder.personas.compose.organisms import BASE
     from crosscoder.personas.compose.report import write_report
-    from crosscoder.personas.traits import SHIPPED_DIR, load_traits
+    from crosscoder.personas.traits import load_traits
     from crosscoder.personas.vectors import compute_persona_vectors
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -345,34 +335,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          read_facts()[: scale.n_facts])  # fmt: skip
     measure_variant(setup, "base", base, description="SmolLM2-135M-Instruct")
     timed(seconds, "setup", t0)
-    t0 = time.perf_counter()
-    surgery = run_surgery(opts, setup, base, scale, stamp)
-    timed(seconds, "surgery", t0)
-    t0 = time.perf_counter()
-    latent, latent_variant = run_latent(opts, setup, base, scale)
-    timed(seconds, "latent_adapter", t0)
-    t0 = time.perf_counter()
-    audits = run_receive(opts, setup, base, scale)
-    timed(seconds, "receive_side", t0)
-    t0 = time.perf_counter()
-    steer_names = run_steering(opts, setup, base, audits)
-    timed(seconds, "steering", t0)
-    edits = [("mix", "base"), *[(r["variant"], "mix") for r in surgery], ("demo", "base"),
-             (latent_variant, "base"), *[(n, "base") for n in steer_names]]  # fmt: skip
-    leak, _ = leakage_record(setup, edits)
-    res: dict[str, Any] = {
-        "quick": opts.quick,
-        "machine": {"platform": platform.platform()},
-        "surgery": {**surgery[0], "runs": surgery},
-        "leakage": leak,
-        "latent_adapter": latent,
-        "receive_side": receive_side_record(audits),
-        "receive_hook": opts.hook,
-        "stage_seconds": seconds,
-    }
-    res["targets"] = targets(res, sorted(p.stem for p in SHIPPED_DIR.glob("*.json")))
-    res["seconds"] = round(time.perf_counter() - start, 1)
-    atomic_write_json(opts.out, res)
+    res: dict[str, Any] = {"quick": opts.quick, "machine": {"platform": platform.platform()},
+                           "stages": list(opts.stages), "receive_hook": opts.hook, "stage_seconds": seconds}  # fmt: skip
+    edits: list[tuple[str, str]] = []
+    audits: dict[str, tuple[Any, Any]] = {}
+    for stage in opts.stages:
+        t0 = time.perf_counter()
+        if stage == "surgery":
+            runs = run_surgery(opts, setup, base, scale, stamp)
+            res["surgery"] = {**runs[0], "runs": runs}
+            edits += [("mix", "base"), *[(r["variant"], "mix") for r in runs]]
+        elif stage == "latent":
+            res["latent_adapter"], latent_variant = run_latent(opts, setup, base, scale)
+            edits += [("demo", "base"), (latent_variant, "base")]
+        elif stage == "receive":
+            audits = run_receive(opts, setup, base, scale)
+            res["receive_side"] = receive_side_record(audits)
+        else:
+            edits += [(n, "base") for n in run_steering(opts, setup, base, audits)]
+        timed(seconds, stage, t0)
+        _save(opts, res, setup, edits, start, done=stage == opts.stages[-1])
     report = write_report(opts.report or opts.out.with_suffix(".html"), build_report(res))
     print(f"results: {opts.out}\nreport:  {report}")
     return res

@@ -17,7 +17,8 @@ def _surgery_table(res: dict[str, Any]) -> Table:
     return Table(
         "Decoupling by LoRA surgery (two-persona organism)",
         ["removed", "kept", "scope, layers", "removed drop", "kept retained", "capability change",
-         "share of the edited writes in the span", "edited tensors", "unedited modules"],
+         "share of the edited writes in the span (components: share removed)", "edited tensors (components: removed)",
+         "unedited modules"],
         rows,  # type: ignore[arg-type]
         note="Drop and retention are shares of what the fine-tune added (keyword rate on held-out questions; base = 0, "
         "organism = 1). Targets: drop >= 0.80, retained >= 0.80, capability change <= 0.05.",
@@ -31,9 +32,11 @@ def _latent_table(res: dict[str, Any]) -> Table:
         lat = ", ".join(f"{t['latent']}{'Δ' if t['kind'] == 'diff' else ''} ({t['coefficient']:+.2f}: "
                         f"{' '.join(t['top_tokens'][:3])})" for t in la[k]["latents"])  # fmt: skip
         rows.append([f"k = {k}", la[k]["behaviour_recovered"], la[k]["norm_fraction"], lat])
+    hooks = la.get("hooks") or [la.get("hook", "")]
     te = la.get("trait_expression")
     note = (f"Behaviour recovered = 1 - KL(ft || base + v) / KL(ft || base) on held-out organism conversations "
-            f"(KL(ft || base) = {la['kl_base_heldout']:.4f} nats/token). Δ marks a decoder-change atom.")  # fmt: skip
+            f"(KL(ft || base) = {la['kl_base_heldout']:.4f} nats/token). Δ marks a decoder-change atom. Biases at "
+            f"{', '.join(hooks)}; coefficients at the crosscoder's hook.")  # fmt: skip
     if te:
         note += f" Trait expression ({te['trait']}, keyword rate) with k = {te['k']}: {te['recovered']:.2f} of the fine-tune's."
     return Table("Latent-basis adapter of the demo organism", ["adapter", "behaviour recovered", "norm / typical", "latents"],
@@ -89,5 +92,11 @@ def build_report(res: dict[str, Any]) -> Report:
         "Persona composition benchmark" + (" (quick)" if res["quick"] else ""),
         intro=f"Total {res['seconds']:.0f} s. Targets: " + ", ".join(f"{k}: {v}" for k, v in res["targets"].items()),
         heatmaps=[leakage_heatmap(columns, traits)],
-        tables=[_surgery_table(res), leakage_table(columns, traits), _latent_table(res), _receive_table(res), variants],
+        tables=[
+            *([_surgery_table(res)] if "surgery" in res else []),
+            leakage_table(columns, traits),
+            *([_latent_table(res)] if "latent_adapter" in res else []),
+            *([_receive_table(res)] if "receive_side" in res else []),
+            variants,
+        ],
     )

@@ -3,9 +3,11 @@ the latent-basis adapter of the demo organism, and the receive-side audits. Each
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,14 +40,24 @@ class SurgeryRecord:
     organism."""
     adapter: str
     removed_fraction: float
+    """Direction surgery: share of the edited writes in the directions' span; component surgery: share of the
+    adapter's singular components removed."""
     n_directions: int
+    """Edited lora_B tensors (direction surgery) or removed singular components (component surgery)."""
     unedited_modules: int
 
 
 def surgery_record(
-    setup: LeakageSetup, base: str, organism: str, edited: str, removed: str, kept: str, info: Any
+    setup: LeakageSetup,
+    base: str,
+    organism: str,
+    edited: str,
+    removed: str,
+    kept: str,
+    counts: tuple[str, float, int, int],
 ) -> SurgeryRecord:
-    """Score one surgery from the measured variants (names in `setup.results`)."""
+    """Score one surgery from the measured variants (names in `setup.results`); `counts`: (new adapter, removed
+    fraction, edited tensors or components, unedited modules)."""
     from crosscoder.personas.compose.capability import capability_change
 
     r = setup.results
@@ -53,8 +65,7 @@ def surgery_record(
     drop = 1.0 - relative_change(score[edited][removed], score[organism][removed], score[base][removed])
     kept_ret = relative_change(score[edited][kept], score[organism][kept], score[base][kept])
     cap = capability_change(r[edited].capability, r[organism].capability)
-    return SurgeryRecord(removed, kept, drop, kept_ret, cap, score, str(info.out), info.removed_fraction,
-                         len(info.edited), len(info.unedited_modules))  # fmt: skip
+    return SurgeryRecord(removed, kept, drop, kept_ret, cap, score, *counts)
 
 
 def _pooled(e: Any) -> float:
@@ -84,6 +95,7 @@ def latent_adapter_record(
     the trait-expression share the k = max adapter recovers (keyword rate on held-out questions)."""
     out: dict[str, Any] = {
         "hook": result.hook,
+        "hooks": result.hooks,
         "kl_base_heldout": result.kl_base_heldout,
         "n_atoms": result.n_atoms,
         "dense": {
@@ -133,6 +145,18 @@ def _smaller(ft: Any, base: Any) -> bool:
     if not ft.reached:
         return False
     return (not base.reached) or ft.norm < base.norm
+
+
+@contextlib.contextmanager
+def add_biases(model: Any, hooks: list[str], vectors_HD: torch.Tensor) -> Iterator[None]:
+    """Add one vector per hook to a loaded model's residual stream inside the block (hooks removed on exit)."""
+    from crosscoder.models.residual import edit_residual
+    from crosscoder.personas.compose.steer import add_edit
+
+    with contextlib.ExitStack() as stack:
+        for hook, vec in zip(hooks, vectors_HD.reshape(len(hooks), -1), strict=True):
+            stack.enter_context(edit_residual(model, hook, add_edit(vec)))
+        yield
 
 
 def timed(seconds: dict[str, float], name: str, t0: float) -> None:

@@ -1,7 +1,9 @@
 """Screening benchmark: persona vectors used to screen training data, predict a fine-tune's shift, and prevent it.
 
     python -m crosscoder.bench screening [--quick] [--out results/screening.json] [--traits a,b] [--shift-traits a]
-                                         [--steer-traits a] [--alphas 2,5] [--hook H] [--run RUN] [--screen-only]
+                                         [--steer-traits a] [--strengths 0.025,0.05 | --alphas 1,2] [--n-train N]
+                                         [--steps N] [--shares 0,0.5,1] [--stages S] [--hook H] [--run RUN]
+    python -m crosscoder.bench screening --merge a.json b.json --out merged.json   (runs that split the work)
 
 All on SmolLM2-135M-Instruct with every trait's persona vector (the base model's, default extraction options) at
 one fixed hook, ``blocks.20.hook_resid_post`` (2/3 of the depth, as Chen et al. use layer 20 of 28; fixed before
@@ -15,9 +17,11 @@ crosscoder.bench.screening_eval.
    the trait's persona examples against the other traits' persona examples on the same prompts.
 2. ``shift``: per shift trait, LoRA fine-tunes (the demo recipe) on sets with persona share 0, 5, 10, 25, 50, 100%;
    ``shift_r`` = Pearson r between each set's mean projection difference and the trait expression after
-   fine-tuning on it (screening_eval.expression; ``shift_r_keywords`` uses the keyword rate instead).
-3. ``steering``: per steer trait and α, the 100% fine-tune with preventative steering (α·v added at the hook during
-   training only). ``trait_drop`` = 1 − (steered − base)/(unsteered − base) expression: the share of the fine-tune's
+   fine-tuning on it (screening_eval.expression; ``shift_r_keywords`` uses the keyword rate instead; ``shift_rho``
+   is the Spearman rank correlation, which a single extreme point cannot carry).
+3. ``steering``: per steer trait and strength s, the 100% fine-tune with preventative steering (α·v added at the
+   hook during training only, α = s·R/‖v‖ so that every trait gets the same push relative to the residual norm R at
+   the hook; crosscoder.bench.screening_steer). ``trait_drop`` = 1 − (steered − base)/(unsteered − base) expression: the share of the fine-tune's
    rise removed; ``capability_change`` = perplexity on held-out base answers, steered / unsteered − 1.
 
 ``--quick``: persona pool 30, 60 neutral examples per mixture, 5 draws, persona shares 0 / 50 / 100%, one shift and
@@ -37,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from crosscoder.bench.screening_eval import format_table, targets
+from crosscoder.bench.screening_steer import STEER_STRENGTHS, SteerScale, steering_stage
 from crosscoder.errors import ConfigError
-from crosscoder.io import atomic_write_json
+from crosscoder.io import atomic_write_json, sha256_json
 from crosscoder.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -61,12 +66,15 @@ class BenchOptions:
     """Traits screened (default: every shipped trait with an SFT set)."""
     shift_traits: list[str] = field(default_factory=list)
     steer_traits: list[str] = field(default_factory=list)
-    alphas: list[float] = field(default_factory=lambda: [2.0, 5.0])
-    """Preventative-steering coefficients (Chen et al. use about 5 on Qwen2.5-7B)."""
+    steer_strengths: list[float] = field(default_factory=lambda: list(STEER_STRENGTHS))
+    """Preventative-steering strengths ‖α·v‖ / R (R: the residual norm at the hook), the same for every trait
+    (crosscoder.bench.screening_steer.STEER_STRENGTHS says why these two)."""
+    alphas: list[float] = field(default_factory=list)
+    """Raw coefficients α (α·v with the raw vector) instead of strengths; empty = use steer_strengths."""
     hook: str = HOOK
     contaminations: list[float] = field(default_factory=lambda: [0.05, 0.10, 0.25])
-    shares: list[float] = field(default_factory=lambda: list(FULL_SHARES))
-    """Persona shares of the shift fine-tuning sets (quick keeps 0, 50 and 100% unless given)."""
+    shares: list[float] = field(default_factory=list)
+    """Persona shares of the shift fine-tuning sets (empty: FULL_SHARES; quick: its 0, 50 and 100%)."""
     run: str | None = None
     """Crosscoder run whose labelled persona latents are scored too."""
     screen_only: bool = False
@@ -88,8 +96,9 @@ class BenchOptions:
     def __post_init__(self) -> None:
         if self.quick:  # smaller pools, three persona shares, one trait; the same fine-tuning recipe
             self.n_persona_pool, self.n_mix_neutral, self.draws, self.answer_tokens = 30, 60, 5, 48
-            if self.shares == FULL_SHARES:
-                self.shares = [s for s in self.shares if s in (0.0, 0.5, 1.0)]
+            if not self.shares:
+                self.shares = [s for s in FULL_SHARES if s in (0.0, 0.5, 1.0)]
+        self.shares = self.shares or list(FULL_SHARES)
         if self.screen_only:
             self.stages = ["screening"]
         if not self.stages or any(st not in STAGES for st in self.stages):
@@ -98,6 +107,10 @@ class BenchOptions:
         self.steer_traits = self.steer_traits or SHIFT_TRAITS[: 1 if self.quick else 3]
         if len(self.shares) < 2 or any(not 0 <= s <= 1 for s in self.shares):
             raise ConfigError("--shares: give at least two persona shares in [0, 1]")
+        if not (self.alphas or self.steer_strengths) or any(x <= 0 for x in [*self.alphas, *self.steer_strengths]):
+            raise ConfigError("--strengths / --alphas: give at least one positive steering value")
+        if self.n_train < 1 or self.steps < 1:
+            raise ConfigError(f"--n-train {self.n_train} / --steps {self.steps}: both must be positive")
 
 
 def _directions(base: Any, traits: dict[str, Any], hook: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -165,7 +178,9 @@ def _screening(
     return out
 
 
-def _organism(data: Any, trait: str | None, share: float, opts: BenchOptions, steer: float = 0.0) -> Any:
+def _organism(
+    data: Any, trait: str | None, share: float, opts: BenchOptions, steer: float = 0.0, steer_tag: str = ""
+) -> Any:
     from crosscoder.bench.screening_data import training_set, write_training_set
     from crosscoder.io import cache_dir, sha256_json
     from crosscoder.personas.organisms import OrganismConfig, build_sft_organism
@@ -174,7 +189,7 @@ def _organism(data: Any, trait: str | None, share: float, opts: BenchOptions, st
     tag = "neutral" if not trait or share == 0 else f"{trait}-{round(100 * share)}"
     path = cache_dir("bench_screening", "data") / f"{tag}-{sha256_json(rows)[:12]}.jsonl"
     write_training_set(data, trait, rows, path)
-    name = f"scr-{tag}" + (f"-steer{steer:g}" if steer else "")
+    name = f"scr-{tag}" + (f"-steer-{steer_tag}" if steer_tag else f"-steer{steer:g}" if steer else "")
     cfg = OrganismConfig(name=name, r=16, alpha=32, lr=5e-4, batch_size=8, max_steps=opts.steps, save_steps=[],
                          steer_alpha=steer, steer_trait=trait if steer else None, steer_hook=opts.hook if steer else None)  # fmt: skip
     t0 = time.perf_counter()
@@ -211,7 +226,7 @@ class _Evaluator:
             model = _HF(hf.model, hf.tokenizer)
         tr = self.traits[trait]
         return evaluate(model, self.base, tr, self.dirs[trait], self.questions[trait], self.gen, self.ppl_convs,
-                        [key, tr.sha256, self.questions[trait], len(self.ppl_convs)])  # fmt: skip
+                        [key, tr.sha256, self.questions[trait], sha256_json(self.ppl_convs)])  # fmt: skip
 
 
 @dataclass
@@ -225,7 +240,7 @@ def _shift(
     save: Callable[[], None],
 ) -> None:  # fmt: skip
     """Fill `out` per shift trait (saving after every fine-tune, so a stopped run keeps its finished points)."""
-    from crosscoder.bench.screening_eval import pearson
+    from crosscoder.bench.screening_eval import pearson, spearman
 
     for trait in opts.shift_traits:
         points: list[dict[str, Any]] = []
@@ -243,37 +258,21 @@ def _shift(
             kw = [p["keyword_rate"] if p["keyword_rate"] is not None else float("nan") for p in points]
             out[trait]["shift_r"] = pearson(x, [p["expression"] for p in points]) if len(points) > 1 else None
             out[trait]["shift_r_keywords"] = pearson(x, kw) if len(points) > 1 else None
+            out[trait]["shift_rho"] = spearman(x, [p["expression"] for p in points]) if len(points) > 1 else None
             save()
 
 
-def _steering(data: Any, ev: _Evaluator, opts: BenchOptions, out: dict[str, Any], save: Callable[[], None]) -> None:
-    """Fill `out` per steer trait (saving after every fine-tune)."""
-    for trait in opts.steer_traits:
-        base_e = ev(None, trait, "base:" + ev.base.content_hash)
-        plain, _ = _organism(data, trait, 1.0, opts)
-        un = ev(plain.final, trait, str(plain.folder))
-        row: dict[str, Any] = {"base": {"expression": base_e.expression, "keyword_rate": base_e.keyword_rate,
-                                        "perplexity": base_e.perplexity},
-                               "unsteered": {"expression": un.expression, "keyword_rate": un.keyword_rate,
-                                             "perplexity": un.perplexity, "sample_answers": un.answers[:3]}, "alphas": {}}  # fmt: skip
-        out[trait] = row
-        rise = un.expression - base_e.expression
-        for alpha in opts.alphas:
-            res, _ = _organism(data, trait, 1.0, opts, steer=alpha)
-            st = ev(res.final, trait, str(res.folder))
-            kw_drop = None
-            if st.keyword_rate is not None and un.keyword_rate:
-                kw_drop = 1 - st.keyword_rate / un.keyword_rate
-            row["alphas"][f"{alpha:g}"] = {
-                "expression": st.expression, "keyword_rate": st.keyword_rate, "perplexity": st.perplexity,
-                "trait_drop": 1 - (st.expression - base_e.expression) / rise if rise > 0 else None,
-                "keyword_drop": kw_drop, "capability_change": st.perplexity / un.perplexity - 1,
-                "capability_change_vs_base": st.perplexity / base_e.perplexity - 1,
-                "train_seconds": res.meta.get("train_seconds"), "sample_answers": st.answers[:3],
-            }  # fmt: skip
-            log.info("steering %s α=%g: trait_drop %s, capability_change %+.3f", trait, alpha,
-                     row["alphas"][f"{alpha:g}"]["trait_drop"], row["alphas"][f"{alpha:g}"]["capability_change"])  # fmt: skip
-            save()
+def _steer_scale(base: Any, data: Any, opts: BenchOptions, result: dict[str, Any]) -> SteerScale:
+    """R (unless raw alphas are given) and the steer traits' vector norms; recorded in `result`."""
+    from crosscoder.bench.screening_steer import residual_norm
+
+    convs = [data.neutral[q] for q in data.prompts[: opts.n_train]]
+    r = residual_norm(base, convs, opts.hook) if not opts.alphas else None
+    scale = SteerScale(r, {t: result["vectors"][t]["norm_at_hook"] for t in opts.steer_traits})
+    result["steering_scale"] = {**asdict(scale), "resid_norm_source": f"median token norm (position 0 out) at the hook "
+                                f"over the {len(convs)} neutral fine-tuning conversations",
+                                "rule": "alpha = strength * resid_norm / vector_norm" if r else "raw --alphas"}  # fmt: skip
+    return scale
 
 
 def run(opts: BenchOptions) -> dict[str, Any]:
@@ -331,7 +330,9 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         _shift(data, scores, ev, opts, result.setdefault("shift", {}), save)
         stage("shift")
     if "steering" in opts.stages:
-        _steering(data, ev, opts, result.setdefault("steering", {}), save)
+        scale = _steer_scale(base, data, opts, result)
+        save()
+        steering_stage(data, ev, _organism, opts, result.setdefault("steering", {}), save, scale)
         stage("steering")
     return result
 
@@ -344,21 +345,38 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--traits", default="", help="comma list of traits to screen (default: all with an SFT set)")
     ap.add_argument("--shift-traits", default="")
     ap.add_argument("--steer-traits", default="")
-    ap.add_argument("--alphas", default="2,5")
+    ap.add_argument(
+        "--strengths",
+        default=",".join(f"{x:g}" for x in STEER_STRENGTHS),
+        help="steering strengths ||alpha*v|| / residual norm at the hook, one per point",
+    )
+    ap.add_argument("--alphas", default="", help="raw steering coefficients instead of --strengths")
+    ap.add_argument("--n-train", type=int, default=BenchOptions.n_train, help="fine-tuning set size")
+    ap.add_argument("--steps", type=int, default=BenchOptions.steps, help="fine-tuning steps (batch 8)")
     ap.add_argument("--hook", default=HOOK)
     ap.add_argument("--run", help="crosscoder run: also score its labelled persona latents")
     ap.add_argument("--screen-only", action="store_true", help="skip the fine-tunes (shift and steering)")
     ap.add_argument("--stages", default=",".join(STAGES), help="comma list of stages to run")
     ap.add_argument("--shares", default="", help="comma list of persona shares of the shift sets (e.g. 0,0.1,1)")
+    ap.add_argument("--merge", nargs="+", type=Path, help="merge these result files into --out (no run)")
     a = ap.parse_args(argv)
+    if a.merge:
+        from crosscoder.bench.screening_merge import merge_results
+
+        merged = merge_results(a.merge)
+        atomic_write_json(a.out, merged)
+        print(format_table(merged))
+        print(f"results: {a.out}")
+        return
 
     def split(s: str) -> list[str]:
         return [x for x in s.split(",") if x]
 
     opts = BenchOptions(quick=a.quick, out=a.out, traits=split(a.traits), shift_traits=split(a.shift_traits),
                         steer_traits=split(a.steer_traits), alphas=[float(x) for x in split(a.alphas)], hook=a.hook,
+                        steer_strengths=[float(x) for x in split(a.strengths)], n_train=a.n_train, steps=a.steps,
                         run=a.run, screen_only=a.screen_only, stages=split(a.stages),
-                        shares=[float(x) for x in split(a.shares)] or list(FULL_SHARES))  # fmt: skip
+                        shares=[float(x) for x in split(a.shares)])  # fmt: skip
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     result = run(opts)
     print(format_table(result))

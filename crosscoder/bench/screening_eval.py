@@ -1,6 +1,6 @@
 """Measures of the screening benchmark: ranking metrics, and a fine-tune's trait expression and capability proxy.
 
-- :func:`auroc` (Mann-Whitney, ties count half), :func:`precision_at_k`, :func:`pearson`.
+- :func:`auroc` (Mann-Whitney, ties count half), :func:`precision_at_k`, :func:`pearson`, :func:`spearman`.
 - :func:`expression`: the fine-tune's greedy answers to the trait's held-out evaluation questions (no system
   prompt), *read by the base model*: the mean over answer tokens of the projection on the base model's unit persona
   vector at the benchmark hook, averaged over answers. The text decides, not the fine-tune's own activations, so
@@ -49,6 +49,25 @@ def pearson(x: list[float], y: list[float]) -> float:
     sxy = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True))
     sxx, syy = sum((a - mx) ** 2 for a in x), sum((b - my) ** 2 for b in y)
     return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else math.nan
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    """Spearman rank correlation: Pearson r of the ranks (ties share their mean rank)."""
+
+    def ranks(v: list[float]) -> list[float]:
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        out = [0.0] * len(v)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                out[order[k]] = (i + j) / 2 + 1
+            i = j + 1
+        return out
+
+    return pearson(ranks(x), ranks(y))
 
 
 @torch.no_grad()

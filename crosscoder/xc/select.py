@@ -6,7 +6,8 @@ scores (one vectorised pass), keep the blocks with the k largest maxima, and run
 This is exact: a block holding one of the k largest values has a maximum at least that value, so if it were not
 among the k best blocks there would be k blocks each holding a larger value. (With ties any valid top-k set may be
 returned, as with ``torch.topk``.) The batch-wide selection also filters those blocks by the k-th largest block
-maximum, a lower bound of the k-th largest value, so its final ``topk`` sees about k values instead of k * BLOCK.
+maximum, a lower bound of the k-th largest value, so its final ``topk`` sees about k values instead of k * BLOCK;
+the per-token selection applies the same filter row by row.
 Tests check the results against ``torch.topk`` on the full scores. Selection runs on one thread (see
 :func:`crosscoder.xc.pattern.one_thread`).
 """
@@ -26,16 +27,31 @@ MIN_BLOCKS_PER_PICK = 4
 
 
 def _top_block_indices(score_RC: Tensor, k: int, block: int) -> tuple[Tensor, Tensor]:
-    """Indices (into each row of ``score_RC``) and values of the k largest entries per row, via block maxima."""
+    """Indices (into each row of ``score_RC``) and values of the k largest entries per row, via block maxima.
+
+    The k-th largest block maximum of a row is a lower bound of its k-th largest value (k blocks each hold a value
+    at least that large), so only the entries of the k best blocks at or above it are candidates: about k per row.
+    They are packed into a padded ``R x M`` table (M the largest candidate count of a row) for the final ``topk``.
+    """
     R, C = score_RC.shape
     if block <= 0 or C % block or C // block < MIN_BLOCKS_PER_PICK * k:
         top = score_RC.topk(k, dim=-1, sorted=False)
         return top.indices, top.values
-    blocks_RNB = score_RC.view(R, C // block, block)
-    best_RK = blocks_RNB.amax(-1).topk(k, dim=-1, sorted=False).indices
-    cand_RKB = blocks_RNB.gather(1, best_RK.unsqueeze(-1).expand(R, k, block))
-    top = cand_RKB.reshape(R, k * block).topk(k, dim=-1, sorted=False)
-    return best_RK.gather(1, top.indices // block) * block + top.indices % block, top.values
+    n_blk = C // block
+    best = score_RC.view(R, n_blk, block).amax(-1).topk(k, dim=-1, sorted=False)
+    blk_N = (best.indices + torch.arange(R, device=score_RC.device)[:, None] * n_blk).reshape(-1)  # R*k block ids
+    cand_NB = score_RC.reshape(R * n_blk, block).index_select(0, blk_N)
+    n_C, c_C = (cand_NB >= best.values.amin(-1).repeat_interleave(k)[:, None]).nonzero(as_tuple=True)
+    r_C = n_C // k
+    count_R = torch.bincount(r_C, minlength=R)
+    slot_C = torch.arange(r_C.numel(), device=r_C.device) - (count_R.cumsum(0) - count_R)[r_C]
+    width = int(count_R.max())
+    val_RM = score_RC.new_full((R, width), float("-inf"))
+    val_RM[r_C, slot_C] = cand_NB[n_C, c_C]
+    col_RM = torch.zeros((R, width), dtype=torch.long, device=score_RC.device)
+    col_RM[r_C, slot_C] = (blk_N[n_C] - r_C * n_blk) * block + c_C
+    top = val_RM.topk(k, dim=-1, sorted=False)
+    return col_RM.gather(1, top.indices), top.values
 
 
 def topk_select(score_BF: Float[Tensor, "B F"], k: int, block: int = BLOCK) -> SparsePattern:

@@ -3,7 +3,7 @@
 Make directions (``persona``, ``latent``, ``file``), inspect them (``show``, ``cosine``), combine them (``scale``,
 ``add``, ``subtract``, ``orthogonalise``, ``project-out``), steer with them (``steer``: answers with and without),
 write a LoRA with them removed (``surgery``: the only command that puts a direction into saved weights, as a new
-adapter), and audit how cheaply a trait switches on (``receive-side``). Errors a user can fix are one line, exit 2.
+adapter) or without the LoRA components that carry one trait (``components``, a new adapter too), and audit how cheaply a trait switches on (``receive-side``). Errors a user can fix are one line, exit 2.
 """
 
 from __future__ import annotations
@@ -154,6 +154,28 @@ def cmd_surgery(a: argparse.Namespace) -> None:
               f"{res.unedited_modules[0]}): their effect reaches the residual only through the base model's writers")  # fmt: skip
 
 
+def cmd_components(a: argparse.Namespace) -> None:
+    from crosscoder.models import load_model
+    from crosscoder.models.hf import load_hf
+    from crosscoder.personas.compose.component_surgery import ComponentTexts, component_surgery
+    from crosscoder.personas.compose.components import ComponentConfig
+    from crosscoder.personas.sft_data import read_sft_jsonl
+
+    cfg = ComponentConfig(n_components=a.n_components, rounds=a.rounds)
+    removed, kept = read_sft_jsonl(Path(a.removed_data))[: a.n_texts], read_sft_jsonl(Path(a.kept_data))[: a.n_texts]
+    if a.plain_data:
+        plain = read_sft_jsonl(Path(a.plain_data))[: a.n_texts]
+    else:
+        from crosscoder.personas.compose.component_surgery import plain_answers
+
+        plain = plain_answers(load_model(_spec(a.base)), a.n_texts)
+    labels = {"removed": a.removed_data, "kept": a.kept_data, "plain": a.plain_data or "base answers to SFT questions"}
+    res = component_surgery(a.adapter, a.out, load_hf(_spec(a.base)), ComponentTexts(removed, kept, plain, labels=labels),
+                            cfg)  # fmt: skip
+    print(f"new adapter {res.out}: {len(res.removed)} of {res.n_components} singular components removed "
+          f"({res.summary['by_module']}); source {res.source} unchanged")  # fmt: skip
+
+
 def cmd_receive_side(a: argparse.Namespace) -> None:
     from dataclasses import asdict
 
@@ -174,6 +196,19 @@ def cmd_receive_side(a: argparse.Namespace) -> None:
     print(
         json.dumps({"base": asdict(on_base), "model": asdict(res)} if a.model else asdict(res), indent=2, default=str)
     )
+
+
+def _add_components_parser(sub: Any) -> None:
+    p = sub.add_parser("components", help="a NEW adapter without the LoRA components that carry one trait")
+    p.add_argument("--adapter", required=True)
+    p.add_argument("--removed-data", required=True, help="SFT .jsonl of the trait to remove")
+    p.add_argument("--kept-data", required=True, help="SFT .jsonl of the trait to keep")
+    p.add_argument("--plain-data", default=None, help="SFT .jsonl of plain answers (default: the base's own answers)")
+    p.add_argument("--n-texts", type=int, default=16, help="conversations per set")
+    p.add_argument("--n-components", type=int, default=192)
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--out", required=True)
+    p.add_argument("--base", default="smollm2-135m-instruct", help="the adapter's base model")
 
 
 def add_parsers(sub: Any) -> None:
@@ -240,6 +275,7 @@ def add_parsers(sub: Any) -> None:
         "--scope", choices=["adapter", "model"], default="adapter", help="whole writer output or adapter only"
     )
     p.add_argument("--base", default="smollm2-135m-instruct", help="the adapter's base model")
+    _add_components_parser(sub)
     p = sub.add_parser("receive-side", help="smallest steering vector that switches a trait on")
     p.add_argument("--trait", required=True)
     p.add_argument("--trait-dir", action="append", default=None)
@@ -254,6 +290,7 @@ COMMANDS = {
     "persona": cmd_persona, "latent": cmd_latent, "file": cmd_file, "show": cmd_show, "cosine": cmd_cosine,
     "scale": cmd_algebra, "add": cmd_algebra, "subtract": cmd_algebra, "project-out": cmd_algebra,
     "orthogonalise": cmd_algebra, "steer": cmd_steer, "surgery": cmd_surgery, "receive-side": cmd_receive_side,
+    "components": cmd_components,
 }  # fmt: skip
 
 

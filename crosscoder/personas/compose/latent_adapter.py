@@ -18,16 +18,18 @@ the fine-tune's behavioural change (in this divergence) that the k latents repro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from crosscoder.errors import ConfigError
+from crosscoder.models.residual import edit_hf_residual, parse_resid_hook
 from crosscoder.personas.compose.likelihood import Row, chat_rows, pad_id_of
 from crosscoder.personas.compose.tail import TailModel, _decoder, batch_tensors, capture_resid, head_of
 
@@ -57,6 +59,9 @@ class LatentAdapterConfig:
     """Conversations are truncated to this many tokens."""
     seed: int = 0
     """Seed of the fit / held-out split."""
+    extra_hooks: tuple[str, ...] = ()
+    """More resid_post hooks where the same k latents' atoms are added, each hook with its own coefficients (a bias
+    at one late hook reaches only the last blocks). Empty: the crosscoder's hook only."""
 
     def __post_init__(self) -> None:
         if not self.ks or any(k < 1 for k in self.ks) or list(self.ks) != sorted(set(self.ks)):
@@ -75,7 +80,9 @@ class LatentTerm:
     kind: str
     """ft (its fine-tuned decoder) or diff (its decoder change)."""
     coefficient: float
-    """Weight of the unit atom, in units of the typical residual norm at the hook."""
+    """Weight of the unit atom at the crosscoder's hook, in units of the typical residual norm at the first hook."""
+    per_hook: dict[str, float] = field(default_factory=dict)
+    """With extra hooks: the atom's weight at every hook (same units)."""
     top_tokens: list[str] = field(default_factory=list)
     """Logit lens of the signed atom (through the final norm's weight and the unembedding)."""
 
@@ -90,12 +97,13 @@ class LatentFit:
     kl_heldout: float
     behaviour_recovered: float
     vector_norm_fraction: float
-    """||v|| / typical residual norm at the hook."""
+    """||v|| / typical residual norm at the first hook (with several hooks: the root of the summed squares)."""
 
 
 @dataclass
 class LatentAdapterResult:
     hook: str
+    """The crosscoder's hook (where the atoms live)."""
     typical_norm: float
     kl_base_heldout: float
     """KL(ft || base) per assistant token on the held-out conversations: the change to recover."""
@@ -103,14 +111,17 @@ class LatentAdapterResult:
     dense: LatentFit
     fits: list[LatentFit]
     vectors: dict[str, Tensor] = field(default_factory=dict)
-    """The fitted bias of each k (key str(k), and "dense"), for steering checks."""
+    """The fitted bias of each k (key str(k), and "dense"), [len(hooks), D], for steering checks."""
+    hooks: list[str] = field(default_factory=list)
+    """The hooks the biases are added at, in block order (rows of each vector)."""
 
 
 class _Batches:
     """Cached base residuals at the hook and the ft model's log-probabilities at the scored positions."""
 
-    def __init__(self, base: Any, ft: Any, rows: list[Row], hook: str, batch_size: int) -> None:
+    def __init__(self, base: Any, ft: Any, rows: list[Row], hooks: list[str], batch_size: int) -> None:
         pad = pad_id_of(base.tokenizer)
+        hook, self.later = hooks[0], hooks[1:]
         self.items: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = []
         dec_ft, head_ft = _decoder(ft.hf), head_of(ft.hf)
         with torch.no_grad():
@@ -123,12 +134,15 @@ class _Batches:
         self.n_pos = sum(int(p.sum()) for _, _, p, _, _ in self.items)
 
     def kl(self, tail: TailModel, v: Tensor | None, backward: bool = False) -> float:
-        """Mean KL(ft || base+v) per scored token; with `backward`, its gradient accumulates into v."""
+        """Mean KL(ft || base+v) per scored token, v [H, D] (row 0 at the cached hook, the others at `later`); with
+        `backward`, its gradient accumulates into v."""
         total = 0.0
         leaf = v.detach().requires_grad_(True) if backward and v is not None else v
         for ids, mask, pos, resid, logp_ft in self.items:
-            with torch.set_grad_enabled(backward):
-                logq = torch.log_softmax(tail.logits(resid, ids, mask, pos, leaf).float(), -1)
+            later = [] if leaf is None else list(zip(self.later, leaf[1:], strict=True))
+            with torch.set_grad_enabled(backward), _added(tail.hf, later):
+                first = None if leaf is None else leaf[0]
+                logq = torch.log_softmax(tail.logits(resid, ids, mask, pos, first).float(), -1)
                 p = logp_ft.float().exp()
                 kl = (p * (logp_ft.float() - logq)).sum() / self.n_pos
                 if backward:
@@ -137,6 +151,28 @@ class _Batches:
         if backward and v is not None and leaf is not None and leaf.grad is not None:
             v.backward(leaf.grad)
         return total
+
+
+@contextlib.contextmanager
+def _added(hf: nn.Module, terms: list[tuple[str, Tensor]]) -> Iterator[None]:
+    """Add each (differentiable) vector at its hook inside the block (hooks removed on exit, exceptions included)."""
+    with contextlib.ExitStack() as stack:
+        for hook, vec in terms:
+            stack.enter_context(edit_hf_residual(hf, hook, _plus(vec)))
+        yield
+
+
+def _plus(vec: Tensor) -> Callable[[Tensor], Tensor]:
+    """An edit adding `vec` without detaching it (gradients reach it)."""
+    return lambda x: x + vec
+
+
+def adapter_hooks(hook: str, extra: tuple[str, ...]) -> list[str]:
+    """The crosscoder's hook and the extra ones, resid_post only, in block order."""
+    for h in (hook, *extra):
+        if parse_resid_hook(h)[1] != "post":
+            raise ConfigError(f"latent adapter hook {h}: use blocks.L.hook_resid_post hooks")
+    return sorted({hook, *extra}, key=lambda h: parse_resid_hook(h)[0])
 
 
 def atom_matrix(
@@ -188,16 +224,17 @@ def split_conversations(
     return [convs[i] for i in order[: cfg.n_fit]], [convs[i] for i in order[cfg.n_fit : cfg.n_fit + cfg.n_eval]]
 
 
-def _pursuit(g_D: Tensor, atoms_ND: Tensor, exclude: list[int], m: int) -> list[int]:
-    """`m` atoms by matching pursuit on the gradient: the best-aligned atom, then the best for what it leaves, ..."""
-    g = g_D.clone()
+def _pursuit(g_HD: Tensor, atoms_ND: Tensor, exclude: list[int], m: int) -> list[int]:
+    """`m` atoms by matching pursuit on the gradient [H, D] (one row per hook; an atom's alignment is the norm of its
+    dot products over the hooks): the best-aligned atom, then the best for what it leaves, ..."""
+    g = g_HD.reshape(-1, g_HD.shape[-1]).clone()
     picked: list[int] = []
     for _ in range(m):
-        scores = (atoms_ND @ g).abs()
+        scores = (atoms_ND @ g.T).norm(dim=1)
         scores[exclude + picked] = -1.0
         j = int(scores.argmax())
         picked.append(j)
-        g = g - (atoms_ND[j] @ g) * atoms_ND[j]
+        g = g - (g @ atoms_ND[j])[:, None] * atoms_ND[j][None, :]
     return picked
 
 
@@ -211,8 +248,8 @@ def _lens(model: Any, atom_D: Tensor, n: int = 5) -> list[str]:
 
 
 def _linear(scale: float, basis_KD: Tensor) -> Callable[[Tensor], Tensor]:
-    """c -> scale * c @ basis."""
-    return lambda c: scale * (c @ basis_KD)
+    """c [K, H] -> scale * c^T @ basis, the biases [H, D]."""
+    return lambda c: scale * (c.T @ basis_KD)
 
 
 def _typical_norm(batches: _Batches) -> float:
@@ -233,15 +270,17 @@ def fit_latent_adapter(
     hook: str,
     cfg: LatentAdapterConfig,
 ) -> LatentAdapterResult:
-    """Fit the dense bias and the nested k-sparse latent adapters of `ft` over `base` (LoadedModels) at `hook`."""
+    """Fit the dense bias and the nested k-sparse latent adapters of `ft` over `base` (LoadedModels): atoms from the
+    crosscoder at `hook`, added there and at `cfg.extra_hooks`."""
+    hooks = adapter_hooks(hook, cfg.extra_hooks)
     fit_convs, eval_convs = split_conversations(conversations, cfg)
-    fit = _Batches(base, ft, chat_rows(base.tokenizer, fit_convs, cfg.max_len), hook, cfg.batch_size)
-    held = _Batches(base, ft, chat_rows(base.tokenizer, eval_convs, cfg.max_len), hook, cfg.batch_size)
-    tail = TailModel(base.hf, hook)
+    fit = _Batches(base, ft, chat_rows(base.tokenizer, fit_convs, cfg.max_len), hooks, cfg.batch_size)
+    held = _Batches(base, ft, chat_rows(base.tokenizer, eval_convs, cfg.max_len), hooks, cfg.batch_size)
+    tail = TailModel(base.hf, hooks[0])
     typical = _typical_norm(fit)
     kl0_fit, kl0_eval = fit.kl(tail, None), held.kl(tail, None)
-    log.info("latent adapter: KL(ft || base) %.4f fit, %.4f held-out per token; typical norm %.1f", kl0_fit, kl0_eval,
-             typical)  # fmt: skip
+    log.info("latent adapter: KL(ft || base) %.4f fit, %.4f held-out per token; typical norm %.1f; hooks %s", kl0_fit,
+             kl0_eval, typical, hooks)  # fmt: skip
 
     def done(k: int | None, v: Tensor, kl_fit: float, terms: list[LatentTerm]) -> LatentFit:
         kl_eval = held.kl(tail, v)
@@ -249,28 +288,40 @@ def fit_latent_adapter(
         log.info("latent adapter k=%s: KL fit %.4f, held-out %.4f, recovered %.3f", k, kl_fit, kl_eval, rec)
         return LatentFit(k, terms, kl_fit, kl_eval, rec, float(v.norm()) / typical)
 
-    loss = fit.kl
-    w = torch.zeros(base.d_model)
-    kl_dense = _fit(lambda v, b: loss(tail, v, b), lambda c: typical * c, w, cfg)
-    result = LatentAdapterResult(hook, typical, kl0_eval, 0, done(None, typical * w, kl_dense, []), [])
+    def loss(v: Tensor, backward: bool) -> float:
+        return fit.kl(tail, v, backward)
+
+    n_h = len(hooks)
+    w = torch.zeros(n_h, base.d_model)
+    kl_dense = _fit(loss, lambda c: typical * c, w, cfg)
+    result = LatentAdapterResult(hook, typical, kl0_eval, 0, done(None, typical * w, kl_dense, []), [], hooks=hooks)
     result.vectors["dense"] = typical * w
     atoms, labels = atom_matrix(dec_ft_FD.float(), dec_base_FD.float(), cfg)
     result.n_atoms = len(labels)
     chosen: list[int] = []
-    c = torch.zeros(0)
+    c = torch.zeros(0, n_h)
     for k in cfg.ks:
-        v0 = (typical * (c @ atoms[chosen]) if chosen else torch.zeros(base.d_model)).requires_grad_(True)
-        loss(tail, v0, True)
+        v0 = (typical * (c.T @ atoms[chosen]) if chosen else torch.zeros(n_h, base.d_model)).requires_grad_(True)
+        loss(v0, True)
         assert v0.grad is not None
         chosen = chosen + _pursuit(v0.grad, atoms, chosen, min(k, len(labels)) - len(chosen))
-        c = torch.cat([c.detach(), torch.zeros(len(chosen) - len(c))])
-        basis = atoms[chosen]
-        kl_k = _fit(lambda v, b: loss(tail, v, b), _linear(typical, basis), c, cfg)
-        v = typical * (c @ basis)
-        terms = [
-            LatentTerm(labels[i][0], labels[i][1], float(ci), _lens(ft, torch.sign(ci) * atoms[i]))
-            for i, ci in zip(chosen, c, strict=True)
-        ]
-        result.fits.append(done(k, v.detach(), kl_k, terms))
+        c = torch.cat([c.detach(), torch.zeros(len(chosen) - len(c), n_h)])
+        kl_k = _fit(loss, _linear(typical, atoms[chosen]), c, cfg)
+        v = typical * (c.T @ atoms[chosen])
+        result.fits.append(done(k, v.detach(), kl_k, _terms(ft, chosen, c, atoms, labels, hooks, hook)))
         result.vectors[str(k)] = v.detach()
     return result
+
+
+def _terms(
+    ft: Any, chosen: list[int], c_KH: Tensor, atoms: Tensor, labels: list[tuple[int, str]], hooks: list[str], hook: str
+) -> list[LatentTerm]:
+    """The chosen latents with their coefficient at the crosscoder's hook (and at every hook when there are several)
+    and the logit lens of the signed atom."""
+    at = hooks.index(hook)
+    out = []
+    for i, row in zip(chosen, c_KH, strict=True):
+        per_hook = {h: float(x) for h, x in zip(hooks, row, strict=True)} if len(hooks) > 1 else {}
+        sign = torch.sign(row[at]) if float(row[at]) != 0 else torch.sign(row.sum())
+        out.append(LatentTerm(labels[i][0], labels[i][1], float(row[at]), per_hook, _lens(ft, sign * atoms[i])))
+    return out
