@@ -143,6 +143,7 @@ def run_root(opts: TrajectoryOptions, name: str) -> Path:
 
 def run_series(opts: TrajectoryOptions, name: str) -> dict[str, Any]:
     """One series: organism, prefix crosscoders, analyses, forecasts; returns its record."""
+    from crosscoder.analysis.run.inputs import load_run_models
     from crosscoder.analysis.trajectory.backtest import early_warning, score_trait_forecasts
     from crosscoder.bench import trajectory_runs as R
     from crosscoder.personas.organisms.registry import RECIPES, build_organism
@@ -166,8 +167,13 @@ def run_series(opts: TrajectoryOptions, name: str) -> dict[str, Any]:
     cfg = R.compose_train(opts.config_dir, f"trajectory-{name}", specs, opts.quick, opts.overrides)
     root = run_root(opts, name)
     runs, acts, stage_seconds = R.train_prefixes(cfg, root)
-    unit = R.persona_unit(get_trait(trait), acts.hooks[-1])
-    prefixes = R.analyse_prefixes(runs, trait, unit, opts.config_dir, R.analyze_overrides(opts.analyze_overrides))
+    t2 = time.perf_counter()
+    models = load_run_models(read_json(runs[-1] / "run.json"), "cpu")  # each model once for all prefix analyses
+    stage_seconds["load_models"] = time.perf_counter() - t2
+    unit = R.persona_unit(get_trait(trait), acts.hooks[-1], models[0])
+    ov = R.analyze_overrides(opts.analyze_overrides, opts.quick)
+    prefixes = R.analyse_prefixes(runs, trait, unit, opts.config_dir, ov, models)
+    del models
     stage_seconds["analysis"] = sum(p.analysis_seconds for p in prefixes)
     stage_seconds["stats"] = sum(p.seconds - p.analysis_seconds for p in prefixes)
     by_measure, forecasts = {}, {}

@@ -72,12 +72,13 @@ def compose_train(config_dir: Path, name: str, specs: list[ModelSpec], quick: bo
     return dataclasses.replace(cfg, models=ModelSetConfig(models=list(specs), device=cfg.models.device))
 
 
-def persona_unit(trait: Any, hook: str) -> torch.Tensor:
-    """The base model's unit persona vector of `trait` at `hook` (examples source; cached on disk)."""
+def persona_unit(trait: Any, hook: str, base: Any = None) -> torch.Tensor:
+    """The base model's unit persona vector of `trait` at `hook` (examples source; cached on disk); `base` is the
+    loaded base model (loaded here when None)."""
     from crosscoder.models import load_model
     from crosscoder.personas.vectors import compute_persona_vectors
 
-    base = load_model(ModelSpec(source="smollm2-135m-instruct", name="base"))
+    base = base or load_model(ModelSpec(source="smollm2-135m-instruct", name="base"))
     v = compute_persona_vectors(base, trait, source="examples").for_hook(hook)
     return v / v.norm()
 
@@ -146,7 +147,7 @@ def train_prefixes(cfg: Any, root: Path) -> tuple[list[Path], Any, dict[str, flo
 
 
 def analyse_prefix(
-    run_dir: Path, trait: str, config_dir: Path, analyze_overrides: list[str]
+    run_dir: Path, trait: str, config_dir: Path, analyze_overrides: list[str], models: list[Any] | None = None
 ) -> tuple[bool, list[str | None]]:
     """Candidates and labels of a prefix run (configs/analyze.yaml with `analyze_overrides`, see
     `analyze_overrides`): whether a candidate is labelled with `trait`, and the top candidates' labels."""
@@ -154,26 +155,35 @@ def analyse_prefix(
     from crosscoder.config import compose_analyze
 
     ov = [f"run_dir={run_dir}", *analyze_overrides]
-    result = run_analysis(compose_analyze(config_dir, ov))
+    result = run_analysis(compose_analyze(config_dir, ov), models=models)
     labels = [c.label for c in result.candidates]
     return trait in labels, labels[:10]
 
 
-def analyze_overrides(extra: list[str]) -> list[str]:
+QUICK_ANALYZE = ["next_token.n_candidates=5"]
+"""The `--quick` analysis scale: the next-token continuations (and so the said signal of the labels) for the top 5
+candidates instead of 10; fixed before any series was scored, for cost (next-token generation was the largest
+analysis stage in the recovery benchmark's runs)."""
+
+
+def analyze_overrides(extra: list[str], quick: bool = False) -> list[str]:
     """The prefix analyses' settings: what flags a persona (ranking, evidence, labels, the series candidates) as
-    configs/analyze.yaml has it; steering, splice metrics, dashboards, the baseline report, the HTML report and the
-    exports, which no benchmark number reads, are off. `extra` (--analyze) comes last."""
+    configs/analyze.yaml has it (at `QUICK_ANALYZE` scale when `quick`); steering, splice metrics, dashboards, the
+    baseline report, the HTML report and the exports, which no benchmark number reads, are off. `extra` (--analyze)
+    comes last."""
     return ["steering.enabled=false", "splice.enabled=false", "report.enabled=false", "dashboards.enabled=false",
-            "evidence.baseline=false", "export.saelens=false", "export.wandb_mode=disabled", *extra]  # fmt: skip
+            "evidence.baseline=false", "export.saelens=false", "export.wandb_mode=disabled",
+            *(QUICK_ANALYZE if quick else []), *extra]  # fmt: skip
 
 
-def analyse_prefixes(runs: list[Path], trait: str, unit_D: torch.Tensor, config_dir: Path,
-                     overrides: list[str]) -> list[PrefixRun]:  # fmt: skip
-    """Analysis (flag, labels) and series statistics of every prefix run, in order."""
+def analyse_prefixes(runs: list[Path], trait: str, unit_D: torch.Tensor, config_dir: Path, overrides: list[str],
+                     models: list[Any]) -> list[PrefixRun]:  # fmt: skip
+    """Analysis (flag, labels) and series statistics of every prefix run, in order; `models` are the whole series'
+    loaded models (`load_run_models` of the last prefix), each prefix analysed with its own first k+1."""
     out = []
     for k, run_dir in enumerate(runs, start=1):
         t0 = time.perf_counter()
-        flagged, labels = analyse_prefix(run_dir, trait, config_dir, overrides)
+        flagged, labels = analyse_prefix(run_dir, trait, config_dir, overrides, models[: k + 1])
         t1 = time.perf_counter()
         stats = prefix_stats(run_dir, unit_D, trait)
         out.append(PrefixRun(k, run_dir, stats, flagged, labels, time.perf_counter() - t0, t1 - t0))
