@@ -119,3 +119,24 @@ def test_hiding_result_and_targets() -> None:
     assert t["hiding"]["met"]
     assert "0.050" in T.format_table([{**r, "flagged_at": 1, "behaviour_half_at": 3, "persona_found_at_last": True,
                                         "seconds": 1.0} for r in recs])  # fmt: skip
+
+
+def test_prefix_analyses_share_the_loaded_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+
+    def analyse(run_dir, trait, config_dir, ov, models):  # type: ignore[no-untyped-def]
+        seen.append(list(models))
+        assert ov == R.analyze_overrides([], quick=True) and "next_token.n_candidates=5" in ov
+        return run_dir.name == "upto-c2", [trait]
+
+    monkeypatch.setattr(R, "analyse_prefix", analyse)
+    monkeypatch.setattr(R, "prefix_stats", lambda run_dir, unit, trait: run_dir.name)
+    runs = [Path(f"upto-c{k}") for k in (1, 2, 3)]
+    out = R.analyse_prefixes(
+        runs, "t", torch.zeros(2), ROOT, R.analyze_overrides([], quick=True), ["b", "m1", "m2", "m3"]
+    )
+    assert seen == [["b", "m1"], ["b", "m1", "m2"], ["b", "m1", "m2", "m3"]]
+    assert [p.flagged for p in out] == [False, True, False] and [p.k for p in out] == [1, 2, 3]
+    assert all(p.seconds >= p.analysis_seconds >= 0 for p in out)
+    assert R.analyze_overrides(["labels.threshold=0.5"])[-1] == "labels.threshold=0.5"
+    assert "next_token.n_candidates=5" not in R.analyze_overrides([])
