@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from crosscoder.analysis.trajectory.forecast import DEFAULT_WINDOW, check_steps
 from crosscoder.errors import ConfigError
@@ -80,7 +83,7 @@ def parse_args(argv: list[str] | None) -> TrajectoryOptions:
     p.add_argument("--measure", default="keyword_rate", help="behaviour measure of the headline MAEs")
     p.add_argument("--out", type=Path, default=Path("results/trajectory.json"))
     p.add_argument("--config-dir", type=Path, default=Path("configs"))
-    p.add_argument("--quick", action="store_true", help="12,000 tokens, 300 steps, 1,024 latents per crosscoder")
+    p.add_argument("--quick", action="store_true", help="3,000 tokens per model, 200 steps, 512 latents per crosscoder")
     p.add_argument("--resume", action="store_true", help="keep the records in --out; reuse finished crosscoders")
     p.add_argument("--analyze", action="append", default=[], help="Hydra override for the analyses (repeatable)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for the crosscoder training, e.g. trainer.steps=500")
@@ -127,16 +130,20 @@ def hiding_result(beh: Any, flagged_last: bool) -> dict[str, Any]:
 
 
 def run_root(opts: TrajectoryOptions, name: str) -> Path:
-    """The series' run folder: runs/trajectory/<quick|default>[-<hash of the training overrides>]/<series>, so that
-    --resume reuses only crosscoders of the same scale."""
+    """The series' run folder: runs/trajectory/<quick|default>[-<hash of the scale and training overrides>]/<series>,
+    so that --resume reuses only crosscoders of the same scale."""
+    from crosscoder.bench.trajectory_runs import QUICK
+
     scale = "quick" if opts.quick else "default"
-    if opts.overrides:
-        scale += "-" + sha256_json(list(opts.overrides))[:8]
+    training = [*(QUICK if opts.quick else []), *opts.overrides]
+    if training:
+        scale += "-" + sha256_json(training)[:8]
     return opts.runs_root / "trajectory" / scale / name
 
 
 def run_series(opts: TrajectoryOptions, name: str) -> dict[str, Any]:
     """One series: organism, prefix crosscoders, analyses, forecasts; returns its record."""
+    from crosscoder.analysis.run.inputs import load_run_models
     from crosscoder.analysis.trajectory.backtest import early_warning, score_trait_forecasts
     from crosscoder.bench import trajectory_runs as R
     from crosscoder.personas.organisms.registry import RECIPES, build_organism
@@ -159,14 +166,16 @@ def run_series(opts: TrajectoryOptions, name: str) -> dict[str, Any]:
     specs = R.series_specs(name, len(steps) - 1)
     cfg = R.compose_train(opts.config_dir, f"trajectory-{name}", specs, opts.quick, opts.overrides)
     root = run_root(opts, name)
-    runs, acts = R.train_prefixes(cfg, root)
-    unit = R.persona_unit(get_trait(trait), acts.hooks[-1])
-    prefixes = []
-    for k, run_dir in enumerate(runs, start=1):
-        tk = time.perf_counter()
-        flagged, labels = R.analyse_prefix(run_dir, trait, opts.config_dir, opts.analyze_overrides)
-        prefixes.append(R.PrefixRun(k, run_dir, R.prefix_stats(run_dir, unit, trait), flagged, labels,
-                                    time.perf_counter() - tk))  # fmt: skip
+    runs, acts, stage_seconds = R.train_prefixes(cfg, root)
+    t2 = time.perf_counter()
+    models = load_run_models(read_json(runs[-1] / "run.json"), "cpu")  # each model once for all prefix analyses
+    stage_seconds["load_models"] = time.perf_counter() - t2
+    unit = R.persona_unit(get_trait(trait), acts.hooks[-1], models[0])
+    ov = R.analyze_overrides(opts.analyze_overrides, opts.quick)
+    prefixes = R.analyse_prefixes(runs, trait, unit, opts.config_dir, ov, models)
+    del models
+    stage_seconds["analysis"] = sum(p.analysis_seconds for p in prefixes)
+    stage_seconds["stats"] = sum(p.seconds - p.analysis_seconds for p in prefixes)
     by_measure, forecasts = {}, {}
     for measure, clip in MEASURES.items():
         values = beh.values(measure, "heldout")
@@ -189,6 +198,7 @@ def run_series(opts: TrajectoryOptions, name: str) -> dict[str, Any]:
         "behaviour_linear_mae": head["behaviour_linear_mae"], "flagged_at": ew.flagged_at,
         "behaviour_half_at": ew.behaviour_half_at, "lead_checkpoints": ew.lead_checkpoints,
         "persona_found_at_last": bool(flags[-1]), "seconds": round(time.perf_counter() - t1, 1),
+        "stage_seconds": {k: round(v, 1) for k, v in stage_seconds.items()},
         "organism_seconds": round(organism_seconds, 1), "measure": opts.measure, "window": opts.window,
         "steps": steps, "behaviour": {m: beh.values(m, "heldout") for m in MEASURES}, "by_measure": by_measure,
         "flags": flags, "top_labels": {f"c{p.k}": p.labels for p in prefixes}, "run_root": str(root),
@@ -222,10 +232,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     records = list(read_json(opts.out)["records"]) if opts.resume and opts.out.is_file() else []
     done = {r["series"] for r in records}
     start = time.perf_counter()
-    meta = {"quick": opts.quick, "window": opts.window, "measure": opts.measure, "overrides": opts.overrides}
+    from crosscoder.bench.trajectory_runs import QUICK
+
+    meta = {"quick": opts.quick, "window": opts.window, "measure": opts.measure, "overrides": opts.overrides,
+            "scale": [*(QUICK if opts.quick else []), *opts.overrides], "threads": torch.get_num_threads()}  # fmt: skip
     for i, name in enumerate(s for s in opts.series if s not in done):
         log.info("trajectory benchmark: series %s (%d of %d)", name, i + 1, len(opts.series) - len(done))
-        records.append(run_series(opts, name))
+        load = os.getloadavg()[0]
+        records.append(
+            {**run_series(opts, name), "load_start": round(load, 2), "load_end": round(os.getloadavg()[0], 2)}
+        )
         atomic_write_json(opts.out, {"records": records, **meta, "complete": False})
     atomic_write_json(opts.out, {"records": records, **meta, "targets": targets(records), "complete": True,
                                  "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
