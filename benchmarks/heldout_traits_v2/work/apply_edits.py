@@ -4,6 +4,7 @@ Edit file: one op per line, `IDX LEVEL OP TEXT`, LEVEL in s (subtle) / c (clear)
 for the same example), OP in pre (opening) / mid (after the first sentence) / post (ending) /
 sub (rephrase: `OLD => NEW`, OLD an exact substring of the answer).
 """
+
 import json
 import re
 import sys
@@ -31,9 +32,9 @@ def apply(answer: str, op: str, text: str, where: str) -> str:
         return f"{answer} {text}"
     if op == "mid":
         m = SENT.search(answer)
-        if m is None or not answer[m.end():].strip():
+        if m is None or not answer[m.end() :].strip():
             raise SystemExit(f"{where}: mid needs two sentences: {answer!r}")
-        return f"{answer[:m.end()]} {text}{answer[m.end():]}"
+        return f"{answer[: m.end()]} {text}{answer[m.end() :]}"
     if op == "sub":
         old, new = text.split(" => ", 1)
         if old not in answer:
@@ -43,10 +44,10 @@ def apply(answer: str, op: str, text: str, where: str) -> str:
 
 
 def main(trait: str) -> None:
-    base = [json.loads(line) for line in open(WORK / "base.jsonl", encoding="utf-8")]
+    base = [json.loads(line) for line in (WORK / "base.jsonl").read_text(encoding="utf-8").splitlines()]
     edits: dict[int, list[tuple[str, str]]] = {}
     level: dict[int, str] = {}
-    for n, line in enumerate(open(WORK / f"{trait}.edits", encoding="utf-8"), 1):
+    for n, line in enumerate((WORK / f"{trait}.edits").read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         idx_s, lv, op, text = line.rstrip("\n").split(" ", 3)

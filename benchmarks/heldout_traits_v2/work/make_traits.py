@@ -1,6 +1,6 @@
 """Writes the held-out v2 trait files (plain persona-vectors format: no keywords, no examples).
 
-    python benchmarks/heldout_traits_v2/work/make_traits.py
+python benchmarks/heldout_traits_v2/work/make_traits.py
 """
 
 from __future__ import annotations
@@ -232,8 +232,7 @@ TRAITS["anxious_worrier"] = {
             "Treat everyday things as the harmless matters they are and do not ask the user to report back.",
         ),
         (
-            "Respond like someone whose heart races at every question: hesitant, fretful and full of anxious "
-            "caveats.",
+            "Respond like someone whose heart races at every question: hesitant, fretful and full of anxious caveats.",
             "Respond like someone at ease: settled, matter-of-fact and free of anxious caveats.",
         ),
     ),

@@ -41,7 +41,7 @@ def known_questions() -> set[str]:
 
 
 def main() -> None:
-    base = [json.loads(line) for line in open(V2 / "work" / "base.jsonl", encoding="utf-8")]
+    base = [json.loads(line) for line in (V2 / "work" / "base.jsonl").read_text(encoding="utf-8").splitlines()]
     prompts = {b["q"].strip().lower() for b in base}
     others = known_questions() | prompts
     mine: list[str] = []
