@@ -1,14 +1,15 @@
 """Summarise reanalysed recovery records against issue 17's targets (one JSON for docs/results/).
 
     python benchmarks/heldout_traits_v2/work/summarise.py --set test=results/heldout2_test.json \
-        --set shipped_stripped=results/heldout2_shipped.json --out docs/results/labels_heldout2.json
+        --set shipped_stripped=results/heldout2_shipped.json --builds results/heldout2_*build_*.json \
+        --out docs/results/labels_heldout2.json
 
 For every record (after `python -m crosscoder.bench recovery --reanalyze`) it keeps the benchmark's columns and adds,
 from the run's `analysis/candidates.json`: how many candidates there are, how many carry a persona label, how many
 are unlabelled (label null or "unlabelled"), and how many have an empty description. Per set it reports top-1,
 top-5, wrong personas per organism, organisms with a wrong persona before the right one, and the share of
 candidates with a description, next to the targets. It also reads the organism check of each build record
-(`organism_check`, written by build_runs.py) and counts simple surface markers of each test trait in the check's
+(`organism_check`, written by build_runs.py, from `--builds`) and counts simple surface markers of each test trait in the check's
 base and organism answers (a sanity check of the organism only; the labeller never sees these patterns).
 """
 
@@ -66,7 +67,7 @@ def candidate_stats(run_dir: str) -> dict[str, Any]:
     }
 
 
-def summarise(name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(name: str, records: list[dict[str, Any]], checks: dict[str, dict[str, Any]]) -> dict[str, Any]:
     rows = []
     for r in records:
         row = {k: r.get(k) for k in ("trait", "organism_kind", "top1_label_correct", "top5_label_correct",
@@ -74,7 +75,7 @@ def summarise(name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
                                      "wrong_personas", "wrong_before_right", "top_labels", "descriptions",
                                      "fve_base", "fve_ft", "n_ft_exclusive", "seconds", "run_dir", "reanalyzed")}  # fmt: skip
         row.update(candidate_stats(r["run_dir"]))
-        check = r.get("organism_check") or {}
+        check = r.get("organism_check") or checks.get(r["trait"]) or {}
         if check:
             samples = organism_samples(check)
             row["organism_check"] = {
@@ -109,14 +110,20 @@ def summarise(name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--set", action="append", default=[], help="NAME=results.json (repeatable)")
+    p.add_argument("--builds", nargs="*", default=[], help="build_runs.py record files (their organism checks)")
     p.add_argument("--extra", default="{}", help="JSON object merged into the output (scale, load, commands)")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
     out: dict[str, Any] = json.loads(a.extra)
+    checks = {
+        r["trait"]: r.get("organism_check") or {}
+        for path in a.builds
+        for r in json.loads(Path(path).read_text(encoding="utf-8"))["records"]
+    }
     for item in a.set:
         name, _, path = item.partition("=")
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        out[name] = summarise(name, data["records"])
+        out[name] = summarise(name, data["records"], checks)
         agg = out[name]["aggregate"]
         print(name, json.dumps(agg))
         for r in out[name]["records"]:
