@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from crosscoder.analysis.labels.decide import LabelRule, label_latent
 from crosscoder.analysis.labels.signals import (
-    UNLABELLED,
     LatentReading,
     TraitMeasures,
     TraitWords,
-    label_latent,
     trait_evidence,
 )
 from crosscoder.analysis.labels.words import (
@@ -20,6 +19,7 @@ from crosscoder.analysis.labels.words import (
     word_match,
 )
 from crosscoder.analysis.records.candidate import LensTop, NextTokenShift, TopExample, TraitEvidence
+from crosscoder.analysis.records.summary import UNLABELLED
 from crosscoder.personas.traits import get_trait
 
 
@@ -65,20 +65,36 @@ def _ev(cos: float, pn: float, lex_lens: dict | None) -> TraitEvidence:
                           TraitMeasures(cos_ft=cos, spec_ft=cos, pos=pn), TraitWords(["cats"]), 0.5)  # fmt: skip
 
 
-def test_label_needs_more_than_one_signal_and_reports_runner_up() -> None:
+def test_label_needs_two_kinds_of_evidence_and_reports_runner_up() -> None:
     lens = {"promoted": [[" cats", 1.0]] * 3, "suppressed": []}
+    rule = LabelRule([1, 1, 1], 0.35)
     ev = {"cat": _ev(0.6, 0.0, None), "pirate": _ev(0.1, 0.0, None)}
-    label, conf, runner, _ = label_latent(ev, [1, 1, 1], 0.35)
-    assert label == UNLABELLED and conf == pytest.approx(1 / 3) and runner == "pirate"
+    label, conf, runner, _ = label_latent(ev, rule)
+    assert label == UNLABELLED and conf == 0.0 and ev["cat"].combined == pytest.approx(1 / 3)  # one kind only
     ev = {"cat": _ev(0.6, 0.0, lens), "pirate": _ev(0.3, 0.5, None)}
-    label, conf, runner, runner_s = label_latent(ev, [1, 1, 1], 0.35)
-    assert (
-        label == "cat"
-        and conf == pytest.approx(2 / 3)
-        and runner == "pirate"
-        and runner_s == pytest.approx((0.6 + 0.5) / 3)
-    )
-    assert all("combined" in e.to_json() for e in ev.values())
+    label, conf, runner, runner_s = label_latent(ev, rule)
+    assert label == "cat" and conf == pytest.approx(2 / 3) and ev["cat"].kinds == 2
+    # pirate: cosine signal 0.6 and pos-neg 0.5, each capped at the second-strongest kind (0.5)
+    assert runner == "pirate" and runner_s == pytest.approx((0.5 + 0.5) / 3)
+    assert all("combined" in e.to_json() and "label_score" in e.to_json() for e in ev.values())
+
+
+def test_a_single_saturated_source_never_carries_a_label() -> None:
+    lens = {"promoted": [[" cats", 1.0]] * 3, "suppressed": []}
+    ev = {"cat": _ev(0.055, 0.1, lens), "pirate": _ev(0.0, 0.0, None)}  # lens 1.0, cosine 0.11, pos-neg 0.1
+    label, conf, _, _ = label_latent(ev, LabelRule([1, 1, 1], 0.35))
+    assert ev["cat"].lexical == 1.0 and ev["cat"].combined > 0.35  # the old decision labelled this
+    assert label == UNLABELLED and conf == 0.0  # one kind above the floor
+    label, conf, _, _ = label_latent(ev, LabelRule([1, 1, 1], 0.05, floor=0.1))  # two kinds now, but capped
+    assert label == "cat" and conf == pytest.approx((0.11 + 0.1 + 0.11) / 3)
+    assert label_latent(ev, LabelRule([1, 1, 1], 0.05, floor=0.1), generic=True)[0] == UNLABELLED
+
+
+def test_calibrated_rule_needs_a_score_above_every_null_score() -> None:
+    lens = {"promoted": [[" cats", 1.0]] * 3, "suppressed": []}
+    ev = {"cat": _ev(0.6, 0.0, lens)}
+    assert label_latent(ev, LabelRule([1, 1, 1], 0.6))[0] == "cat"
+    assert label_latent(ev, LabelRule([1, 1, 1], ev["cat"].label_score, strict=True))[0] == UNLABELLED
 
 
 def test_next_token_shift_signal_weighs_trait_words_by_probability_mass() -> None:

@@ -7,15 +7,10 @@ import torch
 
 from crosscoder.analysis.evidence.next_token import SaidPair
 from crosscoder.analysis.evidence.said import said_alignment, said_diffs, said_scores
-from crosscoder.analysis.labels.signals import (
-    UNLABELLED,
-    LatentReading,
-    TraitMeasures,
-    TraitWords,
-    label_latent,
-    trait_evidence,
-)
+from crosscoder.analysis.labels.decide import LabelRule, label_latent
+from crosscoder.analysis.labels.signals import LatentReading, TraitMeasures, TraitWords, trait_evidence
 from crosscoder.analysis.records.candidate import Continuation, NextTokenShift, TraitEvidence
+from crosscoder.analysis.records.summary import UNLABELLED
 
 
 def _mean_at(model, hook: str, ids: list[int], start: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
@@ -80,10 +75,11 @@ def test_said_is_persona_vector_evidence_that_needs_a_second_signal() -> None:
     ev = _ev(0.4, continuation_hit=True)
     assert ev.said_signal == pytest.approx(0.8) and ev.persona_signal == pytest.approx(0.8)
     assert ev.lexical == 1.0
-    label, conf, _, _ = label_latent({"pessimism": ev, "pirate": _ev(0.0, False)}, [1, 1, 1], 0.35)
-    assert label == "pessimism" and conf == pytest.approx(1.8 / 3)
+    rule = LabelRule([1, 1, 1], 0.35)
+    label, conf, _, _ = label_latent({"pessimism": ev, "pirate": _ev(0.0, False)}, rule)
+    assert label == "pessimism" and conf == pytest.approx(1.6 / 3)  # the continuations capped at the said signal
     alone = {"pessimism": _ev(1.0, continuation_hit=False), "pirate": _ev(0.0, False)}
-    assert label_latent(alone, [1, 1, 1], 0.35)[0] == UNLABELLED  # the reading alone is one kind of evidence
+    assert label_latent(alone, rule)[0] == UNLABELLED  # the reading alone is one kind of evidence
     words_only = {"pessimism": _ev(-0.3, continuation_hit=True), "pirate": _ev(0.0, False)}
-    assert label_latent(words_only, [1, 1, 1], 0.35)[0] == UNLABELLED  # and so are the keywords alone
+    assert label_latent(words_only, rule)[0] == UNLABELLED  # and so are the keywords alone
     assert words_only["pessimism"].said_signal == 0.0  # speech moving against the trait is no evidence

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -16,7 +15,7 @@ from crosscoder.analysis.labels.assign import LabelBasis, trait_word_lists
 from crosscoder.analysis.labels.calibration import NullCalibration, calibration_of, load_calibration
 from crosscoder.analysis.labels.describe import contrast_ngrams, describe
 from crosscoder.analysis.labels.profile import TraitProfile, evidence_weight, specific_lexicon, spoken_words
-from crosscoder.analysis.records.candidate import Candidate, Continuation, NextTokenShift, TopExample
+from crosscoder.analysis.records.candidate import Candidate, Continuation, NextTokenShift, TopExample, TraitEvidence
 from crosscoder.errors import ConfigError, DataError
 from crosscoder.personas.traits import get_trait, parse_trait
 
@@ -63,8 +62,9 @@ def test_word_lists_come_from_the_profile_without_keywords() -> None:
     prof = TraitProfile("captain", words=["matey", "arr"], separation=0.1, weight=evidence_weight(0.1))
     tw = trait_word_lists(plain, frozenset(), prof)
     assert tw.keywords == ["arr", "matey"] and tw.pattern is None and tw.weight == pytest.approx(0.6)
-    assert {"matey", "arr", "captain"} <= set(tw.words)
-    assert trait_word_lists(plain, frozenset(), None).keywords is None  # instruction words only, no generated ones
+    assert set(tw.words) == {"matey", "arr"} and tw.lens  # the instruction words ("captain") are not matched
+    bare = trait_word_lists(plain, frozenset(), None)  # instruction words only: never against the logit lens
+    assert bare.keywords is None and "captain" in bare.words and not bare.lens
     hostile = get_trait("hostility")  # keywords are optional extras: they join the generated words at full weight
     tw = trait_word_lists(hostile, frozenset(), prof)
     assert tw.weight == 1.0 and tw.pattern is not None and {"matey", "stupid"} <= set(tw.keywords or [])
@@ -87,9 +87,14 @@ def test_joint_said_reading_gives_the_shared_part_to_no_trait() -> None:
     assert said_alignment(diff, v_TD)[1] > 0.4  # the per-trait reading credits the other trait with the shared part
 
 
+def _scored(scores: dict[str, float], confidence: float) -> Candidate:
+    zero = {f: 0.0 for f in TraitEvidence.__dataclass_fields__}
+    ev = {t: TraitEvidence(**{**zero, "label_score": s}) for t, s in scores.items()}
+    return _cand(label_evidence=ev, label_confidence=confidence)
+
+
 def test_null_calibration_threshold_and_false_label_rate(tmp_path: Path) -> None:
-    cands: list[dict[str, Any]] = [{"label_evidence": {"a": {"combined": 0.2}, "b": {"combined": 0.3}}},
-             {"label_evidence": {"a": {"combined": 0.1}, "b": {"combined": 0.05}}}, {"label_evidence": {}}]  # fmt: skip
+    cands = [_scored({"a": 0.2, "b": 0.3}, 0.3), _scored({"a": 0.1, "b": 0.0}, 0.1), _cand()]
     calib = calibration_of([("self", cands)])
     assert calib.scores == [0.3, 0.1] and calib.by_trait["a"] == [0.2, 0.1] and calib.threshold == 0.3
     assert calib.false_label_rate(0.5) == pytest.approx(1 / 3) and calib.false_label_rate(0.1) == pytest.approx(1.0)
@@ -98,11 +103,16 @@ def test_null_calibration_threshold_and_false_label_rate(tmp_path: Path) -> None
     loaded = load_calibration(str(path))
     assert isinstance(loaded, NullCalibration) and loaded.scores == calib.scores
     assert load_calibration("none") is None
+    assert load_calibration("shipped") is not None  # the shipped file is of the current score
     path.write_text("{}")
     with pytest.raises(DataError, match="calibration"):
         load_calibration(str(path))
+    path.write_text(json.dumps({"scores": [0.2]}))  # an earlier version's combined scores
+    with pytest.raises(DataError, match="calibrate-labels"):
+        load_calibration(str(path))
     basis = LabelBasis({}, {}, {}, {}, calibration=calib)
     assert basis.threshold(LabelConfig(threshold=0.2)) == 0.3 and basis.threshold(LabelConfig(threshold=0.4)) == 0.4
+    assert basis.rule(LabelConfig(threshold=0.2)).strict  # calibrated: a label needs more than every null score
 
 
 def test_label_config_refuses_bad_values() -> None:

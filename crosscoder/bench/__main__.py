@@ -1,5 +1,5 @@
 """`python -m crosscoder.bench {all,harvest,xc-step,recovery,methods,analysis,screening,composition,trajectory,
-calibrate-labels,export}`: benchmarks.
+calibrate-labels,relabel,export}`: benchmarks.
 
 `all` (what `make bench` runs) collects the throughput benchmarks of the other stages — paired harvest and loader
 (crosscoder.bench.harvest) and the crosscoder training step (crosscoder.bench.xc_step) — into one JSON file and
@@ -103,6 +103,7 @@ COMMANDS = {
     "composition": "crosscoder.bench.composition",
     "trajectory": "crosscoder.bench.trajectory",
     "calibrate-labels": "crosscoder.bench.calibrate_labels",
+    "relabel": "crosscoder.bench.relabel",
     "export": "crosscoder.bench.export_fve",
 }
 """Each benchmark command's module; its `main(argv)` gets the remaining arguments (imported only when chosen)."""

@@ -20,16 +20,17 @@ from crosscoder.analysis.evidence.gather import CandidateDirections
 from crosscoder.analysis.evidence.said import said_scores
 from crosscoder.analysis.evidence.trait_prompts import PosNeg, pos_neg_acts
 from crosscoder.analysis.labels.calibration import NullCalibration, load_calibration
+from crosscoder.analysis.labels.decide import LabelRule, label_latent
 from crosscoder.analysis.labels.profile import TraitProfile, build_profiles
 from crosscoder.analysis.labels.signals import (
     LatentReading,
     TraitMeasures,
     TraitWords,
     check_persona_vectors,
-    label_latent,
     trait_evidence,
 )
-from crosscoder.analysis.labels.words import keyword_words, template_words, trait_words
+from crosscoder.analysis.labels.specific import generic_share, instruction_vocabulary, is_generic, specificity
+from crosscoder.analysis.labels.words import keyword_content_words, keyword_words, template_words, trait_words
 from crosscoder.analysis.records.candidate import Candidate, PosNegMeans
 from crosscoder.personas.responses import ResponseConfig
 
@@ -102,6 +103,11 @@ class LabelBasis:
         """The label threshold: ``labels.threshold``, raised to the largest null score when calibrated."""
         return max(cfg.threshold, self.calibration.threshold if self.calibration else 0.0)
 
+    def rule(self, cfg: LabelConfig) -> LabelRule:
+        """The label decision (`crosscoder.analysis.labels.decide`); strict (above every null score) when calibrated."""
+        return LabelRule(list(cfg.weights), self.threshold(cfg), cfg.evidence_floor, cfg.min_kinds,
+                         strict=self.calibration is not None)  # fmt: skip
+
     def warnings(self, cfg: LabelConfig) -> list[str]:
         """One line per trait the base model cannot separate (its labels are unreliable)."""
         return [
@@ -113,15 +119,26 @@ class LabelBasis:
 
 
 def trait_word_lists(trait: Trait, template: frozenset[str], profile: TraitProfile | None) -> TraitWords:
-    """What the lexical signals match for one trait: its instruction contrast words (and keywords) plus the
-    profile's spoken words for what a latent reads or writes; the spoken words (and one-word keywords) for what a
-    model says, weighted by the profile's evidence weight when no keyword backs them."""
+    """What the lexical signals match for one trait: the profile's spoken words plus the content words of its
+    keywords (when the file has them) for what a latent reads or writes and what a model says, the latter weighted by
+    the profile's evidence weight when no keyword backs them. The instructions' contrast words are used only when
+    there is nothing else, and then never against the logit lens (`TraitWords.lens`)."""
     spoken = list(profile.words) if profile else []
     keywords = keyword_words(trait, template) if trait.keywords else []
-    words = sorted(set(trait_words(trait, template)) | set(spoken))
-    said = sorted(set(spoken) | set(keywords)) or None
+    words = sorted(set(spoken) | set(keyword_content_words(trait, template)))
     weight = profile.weight if profile and not trait.keywords else 1.0
-    return TraitWords(words, said, trait.keyword_regex(), weight)
+    if not words:
+        return TraitWords(trait_words(trait, template), None, None, weight, lens=False)
+    return TraitWords(words, sorted(set(spoken) | set(keywords)), trait.keyword_regex(), weight)
+
+
+def with_specificity(words: dict[str, TraitWords], traits: dict[str, Trait]) -> dict[str, TraitWords]:
+    """Each trait's words weighted by how specific they are within the library (`specificity`), in place."""
+    lists = {t: sorted(set(w.words) | set(w.spoken)) for t, w in words.items()}
+    weights = specificity(lists, instruction_vocabulary(traits))
+    for t, w in words.items():
+        w.specific = weights[t]
+    return words
 
 
 def prepare_labels(
@@ -142,7 +159,7 @@ def prepare_labels(
     generated = {t: {"pos": p.pos_texts[:k], "neg": p.neg_texts[:k]} for t, p in profiles.items()}
     pn = pos_neg_acts(cc, models, hooks, traits, cfg.questions, lens_idx, generated)
     template = template_words(models[-1].tokenizer)
-    words = {t: trait_word_lists(tr, template, profiles.get(t)) for t, tr in traits.items()}
+    words = with_specificity({t: trait_word_lists(tr, template, profiles.get(t)) for t, tr in traits.items()}, traits)
     hook = hooks[lens_idx]
     names = list(traits)
     vec = {t: pv_ft[t].for_hook(hook).float() if t in pv_ft else pn[t].vector_D.float() for t in names}
@@ -170,19 +187,29 @@ def prepare_labels(
 
 def label_candidate(c: Candidate, n: int, basis: LabelBasis, cfg: LabelConfig) -> None:
     """Fill candidate `c` (the `n`-th) with per-trait evidence, its label, best trait and runner-up (in place)."""
-    steered, unsteered = c.steering.texts() if c.steering is not None else ([], [])
-    reading = LatentReading(lens=c.logit_lens.get("diff"), contexts=c.top_examples, next_token=c.next_token_shift,
-                            steered=steered, unsteered=unsteered, mean_act=float(c.mean_act_all or 0.0))  # fmt: skip
-    ev = {
-        t: trait_evidence(reading, basis.measures[t][n], basis.words[t], cfg.cosine_full, cfg.said_full)
-        for t in basis.traits
-    }
-    c.label, c.label_confidence, c.runner_up, c.runner_up_score = label_latent(ev, cfg.weights, basis.threshold(cfg))
-    c.best_trait = max(ev, key=lambda t: ev[t].combined) if ev else None
-    calib = basis.calibration
-    c.label_false_rate = calib.false_label_rate(c.label_confidence) if calib and ev else None
-    c.label_evidence = ev
+    measures = {t: basis.measures[t][n] for t in basis.traits}
+    decide_label(c, measures, basis.words, cfg, basis)
     c.pos_neg = {
         t: PosNegMeans(float(basis.pos_neg[t].pos_F[c.latent]), float(basis.pos_neg[t].neg_F[c.latent]))
         for t in basis.traits
     }
+
+
+def decide_label(
+    c: Candidate, measures: dict[str, TraitMeasures], words: dict[str, TraitWords], cfg: LabelConfig,
+    basis: LabelBasis,
+) -> None:  # fmt: skip
+    """The evidence, label, confidence, runner-up and false-label rate of `c` from its per-trait measures (in place;
+    shared by the analysis and `crosscoder.analysis.labels.relabel`)."""
+    steered, unsteered = c.steering.texts() if c.steering is not None else ([], [])
+    reading = LatentReading(lens=c.logit_lens.get("diff"), contexts=c.top_examples, next_token=c.next_token_shift,
+                            steered=steered, unsteered=unsteered, mean_act=float(c.mean_act_all or 0.0))  # fmt: skip
+    ev = {t: trait_evidence(reading, measures[t], words[t], cfg.cosine_full, cfg.said_full) for t in measures}
+    c.generic_share = round(generic_share(c.next_token_shift), 4) if c.next_token_shift is not None else None
+    rule = basis.rule(cfg)
+    generic = is_generic(c, cfg.generic_max, cfg.content_min)
+    c.label, c.label_confidence, c.runner_up, c.runner_up_score = label_latent(ev, rule, generic)
+    c.best_trait = max(ev, key=lambda t: ev[t].combined) if ev else None
+    calib = basis.calibration
+    c.label_false_rate = calib.false_label_rate(c.label_confidence) if calib and ev else None
+    c.label_evidence = ev

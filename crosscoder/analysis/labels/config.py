@@ -40,7 +40,18 @@ class LabelConfig:
     questions: int = 8
     """Trait questions used for the pos-vs-neg activation of candidates (per instruction pair, up to 5 pairs)."""
     threshold: float = 0.35
-    """Minimum combined label score (0..1) for a trait label; below it the candidate is 'unlabelled'."""
+    """Minimum label score (0..1, `crosscoder.analysis.labels.decide`) for a trait label; below it the candidate is
+    'unlabelled'. The null calibration raises it to above the largest null score."""
+    evidence_floor: float = 0.2
+    """A kind of evidence (decoder cosine, said, pos-neg, each lexical source) counts from this signal value up."""
+    min_kinds: int = 2
+    """Kinds of evidence at or above `evidence_floor` a label needs (one saturated source never carries a label)."""
+    generic_max: float = 0.5
+    """A candidate whose next-token shift puts this share or more on generic tokens (end of turn, pronouns,
+    punctuation) and whose ft says no content n-gram `content_min` more often than the base is never a persona."""
+    content_min: float = 0.4
+    """Contrast (share of ft texts minus share of base texts) of a content n-gram that makes a mostly generic
+    candidate still a content change (`crosscoder.analysis.labels.specific`)."""
     weights: list[float] = field(default_factory=_default_weights)
     """Weights of the three label signals: [persona vector (decoder cosine or said), pos-neg activation difference,
     lexical]."""
@@ -77,7 +88,10 @@ class LabelConfig:
     'shipped', a calibration JSON path, or 'none' (the fixed `threshold` only, no false-label rate)."""
 
     def __post_init__(self) -> None:
-        _at_least(self, ("questions",), 1)
+        _at_least(self, ("questions", "min_kinds"), 1)
+        for name in ("evidence_floor", "generic_max", "content_min"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"analyze.labels.{name}: {getattr(self, name)} must be in [0, 1]")
         _at_least(self, ("persona_questions",), 0)
         if self.threshold < 0:
             raise ConfigError(f"analyze.labels.threshold: must be >= 0, got {self.threshold}")

@@ -94,7 +94,8 @@ def contrast_ngrams(
     return out
 
 
-def _texts(c: Candidate) -> tuple[list[str], list[str]]:
+def said_texts(c: Candidate) -> tuple[list[str], list[str]]:
+    """What the ft and the base say at the candidate's contexts (continuations, openings) and steered along it."""
     ft: list[str] = []
     base: list[str] = []
     nt = c.next_token_shift
@@ -126,7 +127,7 @@ def _shift_phrase(c: Candidate) -> str:
 
 def describe(c: Candidate) -> str:
     """A one-line description of a candidate (module docstring); never empty."""
-    ft, base = _texts(c)
+    ft, base = said_texts(c)
     grams = contrast_ngrams(ft, base)
     if grams:
         said = "; ".join(f'"{g}" ({n}/{len(ft)} ft vs {nb}/{len(base)} base)' for g, n, nb, _ in grams)

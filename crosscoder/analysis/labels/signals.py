@@ -16,17 +16,19 @@ For trait t and latent j (all signals in [0, 1]):
   on the trait's questions under its pos vs neg system prompts (and on its pos vs neg examples when the file has
   them), relative to the latent's mean activation when it fires on the cache (`crosscoder.analysis.evidence.trait_prompts`);
 - **lexical**: the largest of five matches. What a latent reads or writes is matched against the trait's words
-  (`trait_words`: words its pos instructions use and its neg instructions do not, plus its keywords, minus words the
-  chat template writes itself): hits among the promoted tokens of the decoder difference's logit lens (3 hits = 1.0)
-  and the share of top contexts with a hit near the peak. What a model says is matched against the trait's keywords
-  only (`keyword_words`, `Trait.keyword_regex`): the excess keyword rate of steered generations over unsteered ones,
+  (`crosscoder.analysis.labels.assign.trait_word_lists`: the spoken words generated from the trait file, plus the
+  content words of its keywords with ``labels.hints``; the instructions' contrast words only when there is nothing
+  else, and then not against the logit lens): hits among the promoted tokens of the decoder difference's logit lens
+  (3 hits = 1.0) and the share of top contexts with a hit near the peak. What a model says is matched against the
+  spoken words and one-word keywords (`keyword_words`, `Trait.keyword_regex`): the excess rate of steered generations over unsteered ones,
   the share of the next-token shift (`crosscoder.analysis.evidence.next_token`: the tokens whose probability rose most from
   base to ft at the latent's top contexts, i.e. what the fine-tune starts to say where the latent fires) carried by
   keywords or by phrases with a keyword they open in the ft but not the base model (30% of the top-k shift mass =
   1.0), and the excess keyword rate of the ft model's greedy continuations of those contexts over the base model's.
 
-combined = weighted mean (``labels.weights``). Label = the best trait if combined >= ``labels.threshold`` else
-"unlabelled"; the confidence is the best combined score and the runner-up the second-best trait.
+Each word counts its specificity within the library (`crosscoder.analysis.labels.specific`: 1 / the number of traits
+whose list has it, 0 for instruction-following vocabulary), and the instructions' own words are never matched against
+the logit lens. How the signals become a label: `crosscoder.analysis.labels.decide`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ from crosscoder.analysis.labels.words import (
     lexical_shift,
 )
 from crosscoder.analysis.records.candidate import LensTop, NextTokenShift, TopExample, TraitEvidence
-from crosscoder.analysis.records.summary import UNLABELLED
 from crosscoder.errors import DataError, ModelError
 
 if TYPE_CHECKING:
@@ -68,22 +69,6 @@ def check_persona_vectors(pv: PersonaVectors, model: LoadedModel) -> None:
             f"persona vectors for trait {pv.trait} have shape {list(pv.vectors_LD.shape)} but model {model.name} has "
             f"{model.n_layers} layers of width {model.d_model}; recompute them for this model"
         )
-
-
-def label_latent(
-    evidence: dict[str, TraitEvidence], weights: list[float], threshold: float
-) -> tuple[str, float, str, float]:
-    """(label, confidence, runner-up, runner-up score) from per-trait signals; fills in each trait's `combined`."""
-    w = np.asarray(weights, dtype=np.float64)
-    w = w / w.sum()
-    for sig in evidence.values():
-        sig.combined = float(w[0] * sig.persona_signal + w[1] * sig.pos_neg_signal + w[2] * sig.lexical)
-    ranked = sorted(evidence.items(), key=lambda kv: -kv[1].combined)
-    if not ranked:
-        return UNLABELLED, 0.0, "", 0.0
-    best, best_s = ranked[0][0], ranked[0][1].combined
-    runner, runner_s = (ranked[1][0], ranked[1][1].combined) if len(ranked) > 1 else ("", 0.0)
-    return (best if best_s >= threshold else UNLABELLED), best_s, runner, runner_s
 
 
 @dataclass
@@ -132,6 +117,15 @@ class TraitWords:
     weight: float = 1.0
     """Weight of the what-a-model-says signals (generations, next-token shift, continuations): the trait profile's
     evidence weight (`crosscoder.analysis.labels.profile`) when its spoken words were generated, 1.0 otherwise."""
+    specific: dict[str, float] = field(default_factory=dict)
+    """Per word, how specific it is to the trait within the library (`crosscoder.analysis.labels.specific`); a word
+    missing here weighs 1."""
+    lens: bool = True
+    """Whether `words` may be matched against logit-lens tokens: false when they are the instructions' own wording
+    (a trait without generated or hand-written words), which a lens matches by chance ("helping" ~ " Help")."""
+
+    def weighted(self, words: list[str]) -> dict[str, float]:
+        return {w: self.specific.get(w, 1.0) for w in words}
 
     @property
     def spoken(self) -> list[str]:
@@ -143,10 +137,11 @@ def trait_evidence(
 ) -> TraitEvidence:
     """The signals of one (latent, trait) pair, raw values alongside the [0, 1] signals. The persona-vector signal is
     the larger of the decoder's cosine signal (full at `cosine_full`) and the said signal (full at `said_full`)."""
-    m, r, spoken, pattern, w = measured, reading, words.spoken, words.pattern, words.weight
+    m, r, pattern, w = measured, reading, words.pattern, words.weight
+    read, spoken = words.weighted(words.words), words.weighted(words.spoken)
     lex = {
-        "lexical_lens": lexical_lens(r.lens, words.words) if r.lens else 0.0,
-        "lexical_contexts": lexical_contexts(r.contexts, words.words),
+        "lexical_lens": lexical_lens(r.lens, read) if r.lens and words.lens else 0.0,
+        "lexical_contexts": lexical_contexts(r.contexts, read),
         "lexical_generations": w * lexical_generations(r.steered, r.unsteered, spoken, pattern),
         "lexical_next_token": w * lexical_shift(r.next_token, spoken, pattern) if r.next_token else 0.0,
         "lexical_continuation": w * lexical_continuations(r.next_token.continuations if r.next_token else [],

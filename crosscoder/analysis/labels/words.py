@@ -9,6 +9,7 @@ signals in [0, 1] (see `crosscoder.analysis.labels.signals` for how they combine
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -59,6 +60,11 @@ def trait_words(trait: Trait, exclude: frozenset[str] = frozenset()) -> list[str
     return _clean(_letter_words([*contrast_words(trait), *trait.keywords]), exclude)
 
 
+def keyword_content_words(trait: Trait, exclude: frozenset[str] = frozenset()) -> list[str]:
+    """The content words of a trait's keywords and keyword phrases (none without keywords)."""
+    return _clean(_letter_words(list(trait.keywords)), exclude)
+
+
 def keyword_words(trait: Trait, exclude: frozenset[str] = frozenset()) -> list[str]:
     """The trait's one-word keywords ("stupid", "idiot*" -> idiot): the tokens that are a marker by themselves in what
     a model says (the next-token shift), where the generic contrast words of the instructions ("helping", "topic")
@@ -91,24 +97,37 @@ def word_match(token: str, words: list[str]) -> bool:
     return False
 
 
-def text_hits(text: str, words: list[str]) -> bool:
-    return any(word_match(w, words) for w in re.findall(r"[A-Za-z']+", text))
+Words = Sequence[str] | Mapping[str, float]
+"""A trait's words, each with its specificity weight (`crosscoder.analysis.labels.specific`); a plain list weighs
+every word 1."""
 
 
-def says(text: str, words: list[str], pattern: re.Pattern[str] | None) -> bool:
-    """Whether a text a model said carries the trait: a keyword match of `pattern` (when the trait file has keywords)
-    or one of the trait's spoken words."""
-    return bool(pattern is not None and pattern.search(text)) or text_hits(text, words)
+def match_weight(token: str, words: Words) -> float:
+    """The largest weight of a word that `token` is (or inflects, `word_match`); 0 when none matches."""
+    if not isinstance(words, Mapping):
+        return 1.0 if word_match(token, list(words)) else 0.0
+    return max((v for w, v in words.items() if word_match(token, [w])), default=0.0)
 
 
-def lexical_lens(lens: LensTop, words: list[str]) -> float:
-    """Trait words among the promoted tokens of a logit lens (3 hits = 1.0)."""
-    hits = sum(word_match(str(tok), words) for tok, _ in lens.promoted)
+def text_hits(text: str, words: Words) -> float:
+    """The largest weight of a trait word in `text` (0 when there is none)."""
+    return max((match_weight(w, words) for w in re.findall(r"[A-Za-z']+", text)), default=0.0)
+
+
+def says(text: str, words: Words, pattern: re.Pattern[str] | None) -> float:
+    """How much a text a model said carries the trait: 1 for a keyword match of `pattern` (when the trait file has
+    keywords), else the weight of its most specific trait word (0: none)."""
+    return 1.0 if pattern is not None and pattern.search(text) else text_hits(text, words)
+
+
+def lexical_lens(lens: LensTop, words: Words) -> float:
+    """Trait words among the promoted tokens of a logit lens, each counting its weight (3 full hits = 1.0)."""
+    hits = sum(match_weight(str(tok), words) for tok, _ in lens.promoted)
     return min(1.0, hits / 3.0)
 
 
 def lexical_shift(
-    shift: NextTokenShift, words: list[str], pattern: re.Pattern[str] | None = None, full_share: float = 0.3
+    shift: NextTokenShift, words: Words, pattern: re.Pattern[str] | None = None, full_share: float = 0.3
 ) -> float:
     """Share of the promoted next-token shift mass on trait words, divided by `full_share` and clipped to 1.
 
@@ -128,31 +147,33 @@ def lexical_shift(
     opened = {o.token: (o.ft_text, o.base_text) for o in shift.openings or []}
     hit = 0.0
     for tok, v in mass:
-        if word_match(tok, words):
-            hit += v
+        own = match_weight(tok, words)
+        if own > 0:
+            hit += v * own
         elif tok in opened:
             ft_text, base_text = opened[tok]
-            hit += v if says(ft_text, words, pattern) and not says(base_text, words, pattern) else 0.0
+            hit += v * max(says(ft_text, words, pattern) - says(base_text, words, pattern), 0.0)
     return min(1.0, hit / total / full_share)
 
 
-def lexical_contexts(examples: list[TopExample], words: list[str], window: int = 2) -> float:
-    """Share of top contexts with a trait word at (or just before) the peak."""
+def lexical_contexts(examples: list[TopExample], words: Words, window: int = 2) -> float:
+    """Share of top contexts with a trait word at (or just before) the peak, each context counting the weight of its
+    most specific one."""
     if not examples:
         return 0.0
-    hit = 0
+    hit = 0.0
     for ex in examples:
         p = ex.max_pos
         toks = ex.tokens[max(0, p - window) : p + 2]
-        hit += any(word_match(t, words) for t in toks)
+        hit += max((match_weight(t, words) for t in toks), default=0.0)
     return hit / len(examples)
 
 
 def lexical_generations(
-    steered: list[str], unsteered: list[str], words: list[str], pattern: re.Pattern[str] | None = None
+    steered: list[str], unsteered: list[str], words: Words, pattern: re.Pattern[str] | None = None
 ) -> float:
-    """Share of `steered` texts with a trait word (`pattern`: a keyword match) minus the share of `unsteered` ones,
-    clipped to [0, 1]."""
+    """Share of `steered` texts with a trait word (`pattern`: a keyword match; a word counts its weight) minus the
+    share of `unsteered` ones, clipped to [0, 1]."""
     if not steered:
         return 0.0
     rate = np.mean([says(t, words, pattern) for t in steered])
@@ -161,7 +182,7 @@ def lexical_generations(
 
 
 def lexical_continuations(
-    continuations: list[Continuation], words: list[str], pattern: re.Pattern[str] | None = None
+    continuations: list[Continuation], words: Words, pattern: re.Pattern[str] | None = None
 ) -> float:
     """`lexical_generations` of the ft continuations of a latent's contexts against the base ones; contexts where
     neither model said anything (an empty text from both) are left out."""

@@ -7,7 +7,7 @@ reads itself back with `from_json()`; the analysis writes these records and ever
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from crosscoder.analysis.records.causal import AblationRecord, SteeringRecord
@@ -166,15 +166,22 @@ class TraitEvidence:
     lexical: float
     """The largest of the five lexical signals."""
     combined: float = 0.0
-    """The weighted mean of the three signals (filled in by `label_latent`)."""
+    """The weighted mean of the three signals (filled in by `crosscoder.analysis.labels.decide.label_latent`)."""
+    label_score: float = 0.0
+    """The score a label needs: the weighted mean with every kind of evidence capped at the second-strongest
+    (`crosscoder.analysis.labels.decide`); 0 with fewer than two kinds above the floor or a generic candidate."""
+    kinds: float = 0.0
+    """Kinds of evidence at or above the floor."""
 
     def to_json(self) -> JSON:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_json(cls, obj: Any) -> TraitEvidence:
-        o = _need(obj, tuple(f.name for f in fields(cls)), "label_evidence")
-        return cls(**{f.name: float(o[f.name]) for f in fields(cls)})
+        """Parse one trait's evidence; the decision fields (`combined` and after) default to 0 in older files."""
+        required = tuple(f.name for f in fields(cls) if f.default is MISSING)
+        o = _need(obj, required, "label_evidence")
+        return cls(**{f.name: float(o.get(f.name, 0.0)) for f in fields(cls)})
 
 
 @dataclass
@@ -224,6 +231,9 @@ class Candidate:
     label_evidence: dict[str, TraitEvidence] = field(default_factory=dict)
     label_false_rate: float | None = None
     """The best score's false-label rate on null pairs (`crosscoder.analysis.labels.calibration`); None uncalibrated."""
+    generic_share: float | None = None
+    """Share of the next-token shift on generic tokens (end of turn, pronouns, punctuation:
+    `crosscoder.analysis.labels.specific`); a mostly generic candidate gets no persona label. None: not measured."""
     description: str = ""
     """What the ft says at the latent's contexts (and steered along it) that the base does not
     (`crosscoder.analysis.labels.describe`); filled for every candidate, labelled or not."""
@@ -260,6 +270,7 @@ class Candidate:
             "runner_up_score": self.runner_up_score,
             "label_evidence": {t: ev.to_json() for t, ev in self.label_evidence.items()},
             "label_false_rate": self.label_false_rate,
+            "generic_share": self.generic_share,
             "description": self.description,
             "pos_neg": {t: pn.to_json() for t, pn in self.pos_neg.items()},
             "steering": None if self.steering is None else self.steering.to_json(),
@@ -279,6 +290,7 @@ class Candidate:
         c.runner_up_score = finite_or_none(o.get("runner_up_score"))
         c.label_evidence = {str(t): TraitEvidence.from_json(v) for t, v in (o.get("label_evidence") or {}).items()}
         c.label_false_rate = finite_or_none(o.get("label_false_rate"))
+        c.generic_share = finite_or_none(o.get("generic_share"))
         c.description = str(o.get("description") or "")
         c.pos_neg = {
             str(t): PosNegMeans(float(v["pos_mean"]), float(v["neg_mean"])) for t, v in (o.get("pos_neg") or {}).items()
