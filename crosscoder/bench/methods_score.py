@@ -65,9 +65,9 @@ def score(result: MethodResult, target: Target) -> dict[str, Any]:
 
 
 def method_key(rec: dict[str, Any]) -> str:
-    """The method's row name: "crosscoder[dfc]" for a crosscoder architecture, else the method."""
+    """The method's row name: "crosscoder[dfc]" (or "crosscoder+adl[dfc]") for a crosscoder architecture, else the method."""
     arch = rec.get("architecture")
-    return f"{rec['method']}[{arch}]" if rec["method"] == "crosscoder" and arch else str(rec["method"])
+    return f"{rec['method']}[{arch}]" if str(rec["method"]).startswith("crosscoder") and arch else str(rec["method"])
 
 
 @dataclass
