@@ -48,7 +48,9 @@ def test_method_result_round_trips_through_json() -> None:
     res.metrics = {"fve": 0.5}
     back = MethodResult.from_json(json.loads(json.dumps(res.to_json())))
     assert back.labels() == ["pirate", None] and back.metrics == {"fve": 0.5}
-    assert back.candidates[0].details["norm"] == 2.5 and back.candidates[0].details["z"] != back.candidates[0].details["z"]
+    assert (
+        back.candidates[0].details["norm"] == 2.5 and back.candidates[0].details["z"] != back.candidates[0].details["z"]
+    )
 
 
 def test_progress_is_written_per_record_and_resumes(tmp_path: Path) -> None:
@@ -63,7 +65,9 @@ def test_progress_is_written_per_record_and_resumes(tmp_path: Path) -> None:
     body = json.loads(out.read_text())
     assert body["complete"] is False and len(body["records"]) == 2
     again = Progress.open(out, "blocks.1.hook_resid_post", scale, resume=True)
-    assert again.done("sft", "pirate", "crosscoder", "batchtopk") and not again.done("sft", "pirate", "crosscoder", "dfc")
+    assert again.done("sft", "pirate", "crosscoder", "batchtopk") and not again.done(
+        "sft", "pirate", "crosscoder", "dfc"
+    )
     assert again.done("null-self", "none", "adl", None) and not again.done("sft", "pirate", "adl", None)
     assert again.run_of("sft", "pirate", "batchtopk") == TrainedRun(str(run_dir), 4.0)
     (run_dir / "final").rmdir()
