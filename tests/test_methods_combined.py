@@ -75,3 +75,18 @@ def test_progress_is_written_per_record_and_resumes(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--resume: .* written at scale"):
         Progress.open(out, "blocks.1.hook_resid_post", {**scale, "architectures": "dfc"}, resume=True)
     assert Progress.open(out, "h", scale, resume=False).records == []
+
+
+def test_markdown_table_has_one_row_per_method_and_a_null_column(tmp_path: Path) -> None:
+    from crosscoder.bench.methods_score import main, markdown_table
+
+    recs = [score(_result("adl", ["unlabelled", "pirate"]), Target("pirate", "sft")),
+            score(_result("adl", ["hostility"]), Target(None, "null-self")),
+            score(_result("crosscoder", ["pirate"], "dfc"), Target("pirate", "planted"))]  # fmt: skip
+    lines = markdown_table(recs).splitlines()
+    assert lines[0] == "| method | planted | sft | null | s/run |"
+    assert "| adl | - | top1 0/1, top5 1/1, rank 2.0 | 1 false / 1 pairs | 3 |" in lines
+    assert any(line.startswith("| crosscoder[dfc] | top1 1/1") for line in lines)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"records": recs}))
+    main([str(path)])
