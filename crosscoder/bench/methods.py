@@ -8,10 +8,12 @@
 For every organism (the recovery benchmark's plan, or the already-built ones given with ``--organism``) and every null
 pair (the embedded model with itself; the control fine-tune), one crosscoder run is trained per architecture (the
 activation cache is shared), then each method runs on the first architecture's run and the crosscoder method on
-every architecture's. Each (method, organism) gives one record (`crosscoder.bench.methods_score.score`): ``method``,
-``architecture``, top-1 / top-5, rank of the first correct label, ``false_labels`` on null pairs, seconds, and
-``skipped`` with the reason where a method cannot apply. The file is rewritten after every run; an HTML summary
-(table and charts) is written next to it.
+every architecture's; ``crosscoder+adl`` (`crosscoder.analysis.methods.combined`) combines each crosscoder's
+candidates with the ADL's labels. Each (method, organism) gives one record (`crosscoder.bench.methods_score.score`):
+``method``, ``architecture``, top-1 / top-5, rank of the first correct label, ``false_labels`` on null pairs, seconds, and
+``skipped`` with the reason where a method cannot apply. The file is rewritten after every method
+(`crosscoder.bench.methods_progress`; ``--resume`` continues a cut-off run); an HTML summary (table and charts) is
+written next to it at the end.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crosscoder.analysis.methods.base import MethodResult
+from crosscoder.analysis.methods.combined import COMBINED, confirm_labels
+from crosscoder.bench.methods_progress import Progress, TrainedRun
 from crosscoder.bench.methods_score import Target, format_table, html_summary, score
 from crosscoder.bench.recovery import BASE, Organism, RecoveryOptions
 from crosscoder.errors import ConfigError, DataError
-from crosscoder.io import atomic_write_json, atomic_write_text, read_json
+from crosscoder.io import atomic_write_text, read_json
 from crosscoder.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -104,7 +109,9 @@ def parse_args(argv: list[str] | None) -> MethodsOptions:
 
 
 def null_organisms(opts: MethodsOptions, traits: dict[str, Any]) -> list[Organism]:
-    """The null pairs: the embedded model against itself, and the control fine-tune (built or given)."""
+    """The null pairs: the embedded model against itself, and the control fine-tune of ``bench recovery --control``
+    (`recovery_control.control_organism`, reused from the cache; ``--sft-max-steps`` picks its recipe), or the
+    adapter folder given with ``--control-organism``."""
     out = []
     if "self" in opts.nulls:
         out.append(Organism("none", "null-self", dataclasses.replace(BASE, name="ft")))
@@ -114,7 +121,7 @@ def null_organisms(opts: MethodsOptions, traits: dict[str, Any]) -> list[Organis
         else:
             from crosscoder.bench.recovery_control import control_organism
 
-            spec = control_organism(BASE, traits)
+            spec = dataclasses.replace(control_organism(BASE, traits, opts.recovery.sft_max_steps), name="ft")
         out.append(Organism("none", "null-control", spec))
     return out
 
@@ -130,37 +137,77 @@ def organisms(opts: MethodsOptions, traits: dict[str, Any], hook: str) -> list[O
     return orgs + null_organisms(opts, traits)
 
 
-def run_organism(opts: MethodsOptions, org: Organism, traits: dict[str, Any]) -> list[dict[str, Any]]:
-    """Train one run per architecture and score the methods on it; returns the records."""
-    from crosscoder.analysis.methods import MethodsConfig, open_method_run, run_methods
-    from crosscoder.analysis.methods.config import DiffSAEConfig
-    from crosscoder.bench.recovery import _compose, _compose_analysis
+def _trained_run(opts: MethodsOptions, org: Organism, arch: str, prog: Progress) -> tuple[Any, TrainedRun]:
+    """The composed training config and the run of (organism, architecture): reused from --resume, else trained
+    (the activation cache is shared: every architecture and method reads the same harvest)."""
+    from crosscoder.bench.recovery import _compose
     from crosscoder.pipeline import run_train
 
+    ropts = dataclasses.replace(opts.recovery, overrides=[f"crosscoder={arch}", *opts.recovery.overrides])
+    cfg = _compose(ropts, org)
+    done = prog.run_of(org.kind, org.trait, arch)
+    if done is not None:
+        log.info("reusing the trained %s run %s", arch, done.run_dir)
+        return cfg, done
+    run_dir = Path("runs") / f"methods-{org.kind}-{org.trait}-{arch}" / time.strftime("%Y%m%d-%H%M%S")
+    t0 = time.perf_counter()
+    run_train(cfg, run_dir)
+    run = TrainedRun(str(run_dir), round(time.perf_counter() - t0, 1))
+    prog.set_run(org.kind, org.trait, arch, run)
+    return cfg, run
+
+
+def _todo(opts: MethodsOptions, org: Organism, i: int, arch: str, prog: Progress) -> list[str]:
+    """The methods still to score on the run of architecture number `i` (every method on the first, the crosscoder
+    and the combined method on the others)."""
+    names = opts.methods if i == 0 else [m for m in opts.methods if m == "crosscoder"]
+    if "crosscoder" in names and "adl" in opts.methods:
+        names = [*names, COMBINED]
+    return [m for m in names if not prog.done(org.kind, org.trait, m, arch if m.startswith("crosscoder") else None)]
+
+
+def _combined(run: TrainedRun, first: TrainedRun) -> MethodResult:
+    """crosscoder+adl from the saved results: this run's crosscoder, the first architecture's ADL."""
+    from crosscoder.analysis.methods.runner import save_result
+
+    cc = MethodResult.from_json(read_json(Path(run.run_dir) / "methods" / "crosscoder.json"))
+    cc.seconds += run.train_seconds
+    res = confirm_labels(cc, MethodResult.from_json(read_json(Path(first.run_dir) / "methods" / "adl.json")))
+    save_result(Path(run.run_dir) / "methods", res)
+    return res
+
+
+def run_organism(opts: MethodsOptions, org: Organism, traits: dict[str, Any], prog: Progress) -> None:
+    """Train (or reuse) one run per architecture and score the methods still missing on it; every record is
+    written to --out as soon as its method finishes."""
+    from crosscoder.analysis.methods import MethodsConfig, open_method_run, run_method
+    from crosscoder.analysis.methods.config import DiffSAEConfig
+    from crosscoder.bench.recovery import _compose_analysis
+
     target = Target(None if org.kind.startswith("null") else org.trait, org.kind)
-    records = []
+    first: TrainedRun | None = None
     for i, arch in enumerate(opts.architectures):
+        todo = _todo(opts, org, i, arch, prog)
+        if not todo:
+            continue
+        cfg, run = _trained_run(opts, org, arch, prog)
+        first = first or (run if i == 0 else _trained_run(opts, org, opts.architectures[0], prog)[1])
         ropts = dataclasses.replace(opts.recovery, overrides=[f"crosscoder={arch}", *opts.recovery.overrides])
-        cfg = _compose(ropts, org)
-        run_dir = Path("runs") / f"methods-{org.kind}-{org.trait}-{arch}" / time.strftime("%Y%m%d-%H%M%S")
-        t0 = time.perf_counter()
-        run_train(cfg, run_dir)
-        train_s = time.perf_counter() - t0
-        acfg = _compose_analysis(ropts, run_dir, "planted", traits)  # no control override: methods compare alike
-        names = opts.methods if i == 0 else [m for m in opts.methods if m == "crosscoder"]
+        acfg = _compose_analysis(ropts, Path(run.run_dir), "planted", traits)  # no control override: methods alike
         sae = DiffSAEConfig(steps=cfg.trainer.steps, batch_size=cfg.trainer.batch_size, lr=cfg.trainer.lr)
-        mrun = open_method_run(acfg, MethodsConfig(methods=names, diff_sae=sae))
-        for res in run_methods(mrun):
+        fitted = [m for m in todo if m != COMBINED]
+        mrun = open_method_run(acfg, MethodsConfig(methods=fitted, diff_sae=sae)) if fitted else None
+        for name in todo:
+            res = _combined(run, first) if name == COMBINED or mrun is None else run_method(mrun, name)
             rec = score(res, target)
-            if res.method == "crosscoder":
-                rec["train_seconds"] = round(train_s, 1)
-                rec["seconds"] = round(res.seconds + train_s, 1)
-            records.append(rec)
-    return records
+            if name == "crosscoder":
+                rec["train_seconds"] = run.train_seconds
+                rec["seconds"] = round(res.seconds + run.train_seconds, 1)
+            prog.add(rec)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    """Run the benchmark; writes the JSON records after every organism and an HTML summary at the end."""
+    """Run the benchmark; --out is rewritten after every method, an HTML summary is written at the end."""
     from crosscoder.data.config import DataConfig
     from crosscoder.personas.traits import load_traits
 
@@ -171,20 +218,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     hook = DataConfig().hooks[0]
     scale = {"overrides": " ".join(opts.recovery.overrides) or "(configs defaults)", "quick": opts.recovery.quick,
              "architectures": ",".join(opts.architectures)}  # fmt: skip
-    records: list[dict[str, Any]] = []
-    done: set[tuple[str, str]] = set()
-    if opts.recovery.resume and out.is_file():
-        records = list(read_json(out)["records"])
-        done = {(r["organism_kind"], str(r["trait"] or "none")) for r in records}
+    prog = Progress.open(out, hook, scale, opts.recovery.resume)
     start = time.perf_counter()
-    orgs = [o for o in organisms(opts, traits, hook) if (o.kind, o.trait) not in done]
+    orgs = organisms(opts, traits, hook)
     for n, org in enumerate(orgs):
         log.info("methods on %s organism %s (%d of %d)", org.kind, org.trait, n + 1, len(orgs))
-        records += run_organism(opts, org, traits)
-        atomic_write_json(out, {"records": records, "hook": hook, "scale": scale, "complete": False})
-    atomic_write_json(out, {"records": records, "hook": hook, "scale": scale, "complete": True,
-                            "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
-    atomic_write_text(out.with_suffix(".html"), html_summary(records, scale))
-    print(format_table(records))
+        run_organism(opts, org, traits, prog)
+    prog.write(complete=True, seconds=time.perf_counter() - start)
+    atomic_write_text(out.with_suffix(".html"), html_summary(prog.records, scale))
+    print(format_table(prog.records))
     print(f"results: {out} and {out.with_suffix('.html')}")
-    return records
+    return prog.records

@@ -65,9 +65,9 @@ def score(result: MethodResult, target: Target) -> dict[str, Any]:
 
 
 def method_key(rec: dict[str, Any]) -> str:
-    """The method's row name: "crosscoder[dfc]" for a crosscoder architecture, else the method."""
+    """The method's row name: "crosscoder[dfc]" (or "crosscoder+adl[dfc]") for a crosscoder architecture, else the method."""
     arch = rec.get("architecture")
-    return f"{rec['method']}[{arch}]" if rec["method"] == "crosscoder" and arch else str(rec["method"])
+    return f"{rec['method']}[{arch}]" if str(rec["method"]).startswith("crosscoder") and arch else str(rec["method"])
 
 
 @dataclass
@@ -127,6 +127,29 @@ def format_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(records: list[dict[str, Any]]) -> str:
+    """The methods x kinds table in Markdown (as `format_table`; seconds: mean per run over every kind)."""
+    table = summary(records)
+    kinds = kinds_of(table)
+    lines = ["| method | " + " | ".join(kinds) + " | s/run |", "| --- " * (len(kinds) + 2) + "|"]
+    for name, row in table.items():
+        n = sum(c.n for c in row.values())
+        secs = sum(c.seconds for c in row.values()) / max(n, 1)
+        cells = [row[k].text(k == "null") if k in row else "-" for k in kinds]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {secs:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m crosscoder.bench.methods_score FILE.json ...``: the Markdown table of the records of every file."""
+    import sys
+
+    from crosscoder.io import read_json
+
+    records = [r for path in (sys.argv[1:] if argv is None else argv) for r in read_json(path)["records"]]
+    print(markdown_table(records))
+
+
 def html_summary(records: list[dict[str, Any]], scale: dict[str, Any]) -> str:
     """A self-contained page: the table, top-5 hit rate and false labels per method (charts), every record."""
     from crosscoder.charts import hbars, html_page, inline
@@ -172,3 +195,7 @@ def _records_table(records: list[dict[str, Any]]) -> str:
         for r in records
     )
     return f"<h2>Records</h2><table><tr><th>method</th>{''.join(f'<th>{c}</th>' for c in cols)}</tr>{body}</table>"
+
+
+if __name__ == "__main__":
+    main()

@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 JSON = dict[str, Any]
 
 
+def _num(v: Any) -> float:
+    """A JSON number back as a float (None, written for a non-finite value, reads as NaN)."""
+    return float("nan") if v is None else float(v)
+
+
 @dataclass
 class MethodCandidate:
     """One ranked candidate of a diffing method."""
@@ -71,6 +76,13 @@ class MethodCandidate:
             "evidence": None if self.evidence is None else self.evidence.to_json(),
         }
 
+    @classmethod
+    def from_json(cls, d: JSON) -> MethodCandidate:
+        """A candidate read back from `to_json` (without its direction and the labeller's evidence record)."""
+        return cls(rank=int(d["rank"]), name=str(d["name"]), kind=str(d["kind"]), score=_num(d["score"]),
+                   label=d.get("label"), label_confidence=d.get("label_confidence"), position=d.get("position"),
+                   trait=d.get("trait"), details={k: _num(v) for k, v in (d.get("details") or {}).items()})  # fmt: skip
+
 
 @dataclass
 class MethodResult:
@@ -104,6 +116,15 @@ class MethodResult:
             "metrics": {k: finite_or_none(v) for k, v in self.metrics.items()},
             "candidates": [c.to_json() for c in self.candidates],
         }
+
+    @classmethod
+    def from_json(cls, d: JSON) -> MethodResult:
+        """A result read back from ``<run>/methods/<method>.json`` (candidates without directions and evidence)."""
+        return cls(method=str(d["method"]), run_dir=str(d["run_dir"]),
+                   candidates=[MethodCandidate.from_json(c) for c in d.get("candidates", [])],
+                   seconds=float(d.get("seconds") or 0.0), skipped=d.get("skipped"), notes=list(d.get("notes", [])),
+                   architecture=d.get("architecture"),
+                   metrics={k: _num(v) for k, v in (d.get("metrics") or {}).items()})  # fmt: skip
 
 
 @dataclass
