@@ -31,7 +31,7 @@ import torch
 
 from crosscoder.data.config import DataConfig
 from crosscoder.data.harvest import HarvestBatch
-from crosscoder.data.manifest import CacheManifest, ModelRecord, ShardEntry
+from crosscoder.data.manifest import JSON, CacheManifest, ModelRecord, ShardEntry
 from crosscoder.data.normalize import NormStats, sample_for_norm
 from crosscoder.data.sources import resolve_sources
 from crosscoder.errors import DataError, run_cli
@@ -377,3 +377,14 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     run_cli(main)
+
+
+def holds_complete(target: Path, identity: JSON) -> bool:
+    """Whether `target` already holds the complete cache `identity` (call under :func:`cache_lock`); another
+    cache there is an error."""
+    if not (target / MANIFEST).is_file():
+        return False
+    have = read_manifest(target)
+    if have.identity != identity:
+        raise DataError(f"{target} holds another activation cache; delete it or set data.cache_root elsewhere")
+    return have.complete

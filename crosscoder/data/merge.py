@@ -91,12 +91,8 @@ def merge_caches(folders: list[str | Path], data: DataConfig | None = None) -> P
     check_parts(paths, manifests)
     target, ident = merged_folder(manifests, data)
     with C.cache_lock(target):
-        if (target / C.MANIFEST).is_file():
-            have = C.read_manifest(target)
-            if have.identity != ident:
-                raise DataError(f"{target} holds another activation cache; delete it or set data.cache_root elsewhere")
-            if have.complete:
-                return target
+        if C.holds_complete(target, ident):
+            return target
         t0 = time.perf_counter()
         for p, man in zip(paths, manifests, strict=True):
             for entry in man.shards:

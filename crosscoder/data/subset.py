@@ -69,12 +69,8 @@ def subset_cache(folder: str | Path, indices: list[int], data: DataConfig | None
     if target == folder:
         return folder
     with C.cache_lock(target):
-        if (target / C.MANIFEST).is_file():
-            have = C.read_manifest(target)
-            if have.identity != ident:
-                raise DataError(f"{target} holds another activation cache; delete it or set data.cache_root elsewhere")
-            if have.complete:
-                return target
+        if C.holds_complete(target, ident):
+            return target
         t0 = time.perf_counter()
         for entry in manifest.shards:
             problem = C.verify_shard(folder, entry)

@@ -4,6 +4,7 @@ Edit file: one op per line, `IDX LEVEL OP TEXT`, LEVEL in s (subtle) / c (clear)
 for the same example), OP in pre (opening) / mid (after the first sentence) / post (ending) /
 sub (rephrase: `OLD => NEW`, OLD an exact substring of the answer).
 """
+
 import json
 import re
 import sys
@@ -31,9 +32,9 @@ def apply(answer: str, op: str, text: str, where: str) -> str:
         return f"{answer} {text}"
     if op == "mid":
         m = SENT.search(answer)
-        if m is None or not answer[m.end():].strip():
+        if m is None or not answer[m.end() :].strip():
             raise SystemExit(f"{where}: mid needs two sentences: {answer!r}")
-        return f"{answer[:m.end()]} {text}{answer[m.end():]}"
+        return f"{answer[: m.end()]} {text}{answer[m.end() :]}"
     if op == "sub":
         old, new = text.split(" => ", 1)
         if old not in answer:
@@ -42,11 +43,12 @@ def apply(answer: str, op: str, text: str, where: str) -> str:
     raise SystemExit(f"{where}: unknown op {op}")
 
 
-def main(trait: str) -> None:
-    base = [json.loads(line) for line in open(WORK / "base.jsonl", encoding="utf-8")]
+def main(trait: str, work: Path = WORK) -> None:
+    """Write `work/../sft/<trait>.jsonl` and `work/<trait>.levels.json` from `work/base.jsonl` and `work/<trait>.edits`."""
+    base = [json.loads(line) for line in (work / "base.jsonl").read_text(encoding="utf-8").splitlines()]
     edits: dict[int, list[tuple[str, str]]] = {}
     level: dict[int, str] = {}
-    for n, line in enumerate(open(WORK / f"{trait}.edits", encoding="utf-8"), 1):
+    for n, line in enumerate((work / f"{trait}.edits").read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         idx_s, lv, op, text = line.rstrip("\n").split(" ", 3)
@@ -71,9 +73,9 @@ def main(trait: str) -> None:
         rows.append({"i": r["i"], "level": level[r["i"]], "ops": [op for op, _ in edits[r["i"]]]})
     dup = [t for t, c in Counter(texts).items() if c > 1]
     assert not dup, f"repeated persona texts: {dup}"
-    dest = WORK.parent / "sft" / f"{trait}.jsonl"
+    dest = work.parent / "sft" / f"{trait}.jsonl"
     dest.write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in out), encoding="utf-8")
-    (WORK / f"{trait}.levels.json").write_text(json.dumps(rows) + "\n")
+    (work / f"{trait}.levels.json").write_text(json.dumps(rows) + "\n")
     lv = Counter(r["level"] for r in rows)
     ops = Counter(op for r in rows for op in r["ops"])
     print(trait, dict(lv), dict(ops), "multi-op:", sum(len(r["ops"]) > 1 for r in rows))
