@@ -21,8 +21,9 @@ from crosscoder.data import cache as C
 from crosscoder.data.config import DataConfig
 from crosscoder.data.manifest import JSON, CacheManifest, ShardEntry
 from crosscoder.data.normalize import NormStats
+from crosscoder.data.subset import derived_folder, save_derived_shard, verify_shards
 from crosscoder.errors import DataError
-from crosscoder.io import atomic_save_safetensors, cache_dir, sha256_file, sha256_json
+from crosscoder.io import sha256_json
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,7 @@ ROW_KEYS = ("seq", "pos", "token", "role")
 def merged_folder(manifests: list[CacheManifest], data: DataConfig | None = None) -> tuple[Path, JSON]:
     """(folder, identity) of the cache of all the parts' models, as `cache_folder` names it."""
     ident = {**manifests[0].identity, "models": [m for man in manifests for m in man.identity["models"]]}
-    data = data or DataConfig(**manifests[0].data_config)
-    if data.cache_path:
-        raise DataError("data.cache_path names one folder; merged caches need data.cache_root instead")
-    root = Path(data.cache_root).expanduser() if data.cache_root else cache_dir("activations")
-    return root / sha256_json(ident)[:16], ident
+    return derived_folder(ident, data or DataConfig(**manifests[0].data_config), "merged caches"), ident
 
 
 def _layout(man: CacheManifest) -> list[object]:
@@ -68,20 +65,12 @@ def _merge_shard(parts: list[tuple[Path, ShardEntry]], dst: Path) -> ShardEntry:
         if any(not np.array_equal(arr[k], arrays[0][k]) for k in ROW_KEYS):
             raise DataError(f"{folder / entry.file}: its tokens differ from {parts[0][0] / entry.file}'s")
     tensors = {k: torch.from_numpy(np.array(v)) for k, v in arrays[0].items() if k != "x"}
-    x = np.ascontiguousarray(np.concatenate([a["x"] for a in arrays], axis=1))
-    tensors["x"] = (
-        torch.from_numpy(x) if x.dtype != np.uint16 else torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
-    )
     norms = [NormStats.from_json(e.norm) for _, e in parts]
     if len({n.count for n in norms}) != 1:
         raise DataError(f"{parts[0][1].file}: the parts' normalisation samples differ; harvest them again")
     norm = NormStats(np.concatenate([n.sum_norm_ML for n in norms]), np.concatenate([n.sum_sq_ML for n in norms]),
                      norms[0].count)  # fmt: skip
-    out = dataclasses.replace(parts[0][1], norm=norm.to_json())
-    atomic_save_safetensors(dst / out.file, tensors)
-    out.bytes = (dst / out.file).stat().st_size
-    out.sha256 = sha256_file(dst / out.file)
-    return out
+    return save_derived_shard(dst, parts[0][1], tensors, np.concatenate([a["x"] for a in arrays], axis=1), norm)
 
 
 def merge_caches(folders: list[str | Path], data: DataConfig | None = None) -> Path:
@@ -95,10 +84,7 @@ def merge_caches(folders: list[str | Path], data: DataConfig | None = None) -> P
             return target
         t0 = time.perf_counter()
         for p, man in zip(paths, manifests, strict=True):
-            for entry in man.shards:
-                problem = C.verify_shard(p, entry)
-                if problem:
-                    raise C.corrupt_error(p, entry, problem)
+            verify_shards(p, man)
         new = dataclasses.replace(
             manifests[0], identity=ident, key=sha256_json(ident), complete=False, shards=[],
             models=[m for man in manifests for m in man.models], rebuild=C.repair_command(target),

@@ -27,14 +27,40 @@ from crosscoder.io import atomic_save_safetensors, cache_dir, sha256_file, sha25
 log = logging.getLogger(__name__)
 
 
+def derived_folder(ident: JSON, data: DataConfig, what: str) -> Path:
+    """The folder `cache_folder` would use for a cache of identity `ident` (a subset or merge of other caches)."""
+    if data.cache_path:
+        raise DataError(f"data.cache_path names one folder; {what} need data.cache_root instead")
+    root = Path(data.cache_root).expanduser() if data.cache_root else cache_dir("activations")
+    return root / sha256_json(ident)[:16]
+
+
+def verify_shards(folder: Path, manifest: CacheManifest) -> None:
+    """Check every shard of `folder` against its manifest entry before a derived cache is written from it."""
+    for entry in manifest.shards:
+        problem = C.verify_shard(folder, entry)
+        if problem:
+            raise C.corrupt_error(folder, entry, problem)
+
+
+def save_derived_shard(dst: Path, entry: ShardEntry, tensors: dict[str, torch.Tensor], x: np.ndarray,
+                       norm: NormStats) -> ShardEntry:  # fmt: skip
+    """Write one derived shard (row arrays `tensors`, activations `x`, bf16 kept as bf16); its manifest entry."""
+    x = np.ascontiguousarray(x)
+    tensors["x"] = (
+        torch.from_numpy(x) if x.dtype != np.uint16 else torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
+    )
+    out = dataclasses.replace(entry, norm=norm.to_json())
+    atomic_save_safetensors(dst / out.file, tensors)
+    out.bytes = (dst / out.file).stat().st_size
+    out.sha256 = sha256_file(dst / out.file)
+    return out
+
+
 def subset_folder(manifest: CacheManifest, indices: list[int], data: DataConfig | None = None) -> tuple[Path, JSON]:
     """(folder, identity) of the cache for models `indices` of a cache's model set (as `cache_folder` names it)."""
     ident = {**manifest.identity, "models": [manifest.identity["models"][i] for i in indices]}
-    data = data or DataConfig(**manifest.data_config)
-    if data.cache_path:
-        raise DataError("data.cache_path names one folder; subsets of a model set need data.cache_root instead")
-    root = Path(data.cache_root).expanduser() if data.cache_root else cache_dir("activations")
-    return root / sha256_json(ident)[:16], ident
+    return derived_folder(ident, data or DataConfig(**manifest.data_config), "subsets of a model set"), ident
 
 
 def _check_indices(manifest: CacheManifest, indices: list[int], folder: Path) -> None:
@@ -48,16 +74,9 @@ def _check_indices(manifest: CacheManifest, indices: list[int], folder: Path) ->
 def _subset_entry(src: Path, dst: Path, entry: ShardEntry, idx: list[int]) -> ShardEntry:
     arrays = C.safetensors_arrays(src / entry.file)
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items() if k != "x"}
-    x = np.ascontiguousarray(arrays["x"][:, idx])
-    tensors["x"] = (
-        torch.from_numpy(x) if x.dtype != np.uint16 else torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
-    )
     norm = NormStats.from_json(entry.norm)
-    out = dataclasses.replace(entry, norm=NormStats(norm.sum_norm_ML[idx], norm.sum_sq_ML[idx], norm.count).to_json())
-    atomic_save_safetensors(dst / entry.file, tensors)
-    out.bytes = (dst / entry.file).stat().st_size
-    out.sha256 = sha256_file(dst / entry.file)
-    return out
+    return save_derived_shard(dst, entry, tensors, arrays["x"][:, idx],
+                              NormStats(norm.sum_norm_ML[idx], norm.sum_sq_ML[idx], norm.count))  # fmt: skip
 
 
 def subset_cache(folder: str | Path, indices: list[int], data: DataConfig | None = None) -> Path:
@@ -72,10 +91,7 @@ def subset_cache(folder: str | Path, indices: list[int], data: DataConfig | None
         if C.holds_complete(target, ident):
             return target
         t0 = time.perf_counter()
-        for entry in manifest.shards:
-            problem = C.verify_shard(folder, entry)
-            if problem:
-                raise C.corrupt_error(folder, entry, problem)
+        verify_shards(folder, manifest)
         new = dataclasses.replace(
             manifest, identity=ident, key=sha256_json(ident), complete=False, shards=[],
             models=[manifest.models[i] for i in indices], rebuild=C.repair_command(target),
