@@ -33,7 +33,7 @@ def library(trait_dirs: list[str], hints: bool) -> dict[str, Trait]:
 
     traits = load_traits(trait_dirs or None, include_shipped=True)
     if not hints:
-        traits = {t: dataclasses.replace(tr, keywords=[], examples=None) for t, tr in traits.items()}
+        traits = {t: tr.plain() for t, tr in traits.items()}
     return traits
 
 

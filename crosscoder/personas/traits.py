@@ -25,7 +25,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +168,10 @@ class Trait:
     rewrite: Rewrite | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     """Fields of the file this library does not interpret (kept for round trips)."""
+
+    def plain(self) -> Trait:
+        """The trait as a plain persona-vectors file has it: the optional `keywords` and `examples` dropped."""
+        return replace(self, keywords=[], examples=None)
 
     def keyword_regex(self) -> re.Pattern[str] | None:
         """A case-insensitive regex matching any keyword as whole words (None without keywords); a trailing ``*``

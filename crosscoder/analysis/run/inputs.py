@@ -5,7 +5,6 @@ Every check runs before expensive work and fails with a one-line error naming th
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,7 +138,7 @@ def select_traits(cfg: AnalyzeConfig) -> dict[str, Trait]:
             )
         traits = {t: traits[t] for t in cfg.labels.traits}
     if not cfg.labels.hints:  # plain persona-vectors files: instructions and questions only
-        traits = {t: dataclasses.replace(tr, keywords=[], examples=None) for t, tr in traits.items()}
+        traits = {t: tr.plain() for t, tr in traits.items()}
     return traits
 
 
